@@ -1,0 +1,237 @@
+// Command smokemon_exporter is smokemon's per-node exporter: continuous ping
+// and host collectors behind one /metrics endpoint.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/promslog"
+	"github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/smokemon/smokemon/collector"
+	"github.com/smokemon/smokemon/internal/config"
+)
+
+const name = "smokemon_exporter"
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	var (
+		configFile = kingpin.Flag("config.file", "YAML configuration file. Without it the embedded default (ping localhost) is used.").
+				PlaceHolder("FILE").String()
+		configCheck  = kingpin.Flag("config.check", "Validate the configuration (file, hosts) and exit.").Bool()
+		printDefault = kingpin.Flag("config.print-default", "Print the embedded default configuration and exit.").Bool()
+		metricsPath  = kingpin.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String()
+		maxRequests  = kingpin.Flag("web.max-requests", "Maximum number of parallel scrape requests (0 = no limit).").Default("40").Int()
+		noExporterMx = kingpin.Flag("web.disable-exporter-metrics", "Exclude the exporter's own process_* and go_* metrics.").Bool()
+		hosts        = kingpin.Arg("host", "Hosts to ping, for a quick start; added to the configured targets.").Strings()
+		toolkitFlags = kingpinflag.AddFlags(kingpin.CommandLine, ":9917")
+	)
+	logConfig := &promslog.Config{}
+	flag.AddFlags(kingpin.CommandLine, logConfig)
+	kingpin.Version(version.Print(name))
+	kingpin.HelpFlag.Short('h')
+	kingpin.Parse()
+	logger := promslog.New(logConfig)
+
+	if *printDefault {
+		os.Stdout.Write(config.DefaultYAML())
+		return 0
+	}
+	load := func() (*config.Config, error) {
+		var cfg *config.Config
+		if *configFile == "" {
+			cfg = config.Default()
+			if len(*hosts) > 0 {
+				cfg.Ping.Targets = nil // hosts on the command line replace the default target
+			}
+		} else {
+			c, err := config.LoadFile(*configFile)
+			if err != nil {
+				return nil, err
+			}
+			cfg = c
+		}
+		if err := cfg.AddHosts(*hosts); err != nil {
+			return nil, err
+		}
+		return cfg, nil
+	}
+	cfg, err := load()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: invalid configuration:\n%s\n", name, err)
+		return 1
+	}
+	if *configCheck {
+		fmt.Printf("%s: configuration OK (%s, %d ping targets)\n", name, cfg.Source, len(cfg.Ping.Targets))
+		return 0
+	}
+	if f := *toolkitFlags.WebConfigFile; f != "" {
+		if err := web.Validate(f); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: --web.config.file %s: %v\n", name, f, err)
+			return 1
+		}
+	}
+
+	logger.Info("starting "+name, "version", version.Info(), "config", cfg.Source)
+	logger.Info("build context", "build_context", version.BuildContext())
+	enabled := collector.Enabled()
+	logger.Info("enabled collectors", "collectors", strings.Join(enabled, ","))
+
+	set, err := collector.NewSet(logger, cfg, enabled)
+	if set == nil {
+		logger.Error("cannot build collectors", "err", err)
+		return 1
+	}
+	if err != nil {
+		logger.Error("some collectors failed to start; the others run", "err", err)
+	}
+	defer set.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(set, versioncollector.NewCollector(name))
+	if !*noExporterMx {
+		reg.MustRegister(
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+			collectors.NewGoCollector(),
+		)
+	}
+	reloads := newReloadMetrics(reg)
+	reloads.succeeded()
+
+	var cfgMu sync.Mutex
+	current := cfg
+	reload := func() error {
+		cfgMu.Lock()
+		defer cfgMu.Unlock()
+		next, err := load()
+		if err == nil {
+			err = set.Reload(next)
+		}
+		if err != nil {
+			reloads.failed()
+			logger.Error("reload failed; the running configuration stays in force", "err", err)
+			return err
+		}
+		current = next
+		reloads.succeeded()
+		logger.Info("configuration reloaded", "config", next.Source, "ping_targets", len(next.Ping.Targets))
+		return nil
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle(*metricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog:            slog.NewLogLogger(logger.Handler(), slog.LevelError),
+		ErrorHandling:       promhttp.ContinueOnError,
+		MaxRequestsInFlight: *maxRequests,
+		EnableOpenMetrics:   true,
+	}))
+	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Healthy.") })
+	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Ready.") })
+	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost && r.Method != http.MethodPut {
+			w.Header().Set("Allow", "POST, PUT")
+			http.Error(w, "use POST to reload", http.StatusMethodNotAllowed)
+			return
+		}
+		if err := reload(); err != nil {
+			http.Error(w, "reload failed, the running configuration stays in force:\n"+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "Reloaded.")
+	})
+	mux.HandleFunc("/config", func(w http.ResponseWriter, _ *http.Request) {
+		cfgMu.Lock()
+		defer cfgMu.Unlock()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "# source: %s\n", current.Source)
+		yaml.NewEncoder(w).Encode(current)
+	})
+	if *metricsPath != "/" {
+		landing, err := web.NewLandingPage(web.LandingConfig{
+			Name:        "smokemon exporter",
+			Description: "Continuous ping, path and host metrics for edge nodes",
+			Version:     version.Info(),
+			Links: []web.LandingLinks{
+				{Address: *metricsPath, Text: "Metrics"},
+				{Address: "/config", Text: "Configuration in force"},
+				{Address: "/-/healthy", Text: "Health"},
+			},
+		})
+		if err != nil {
+			logger.Error("landing page", "err", err)
+			return 1
+		}
+		mux.Handle("/", landing)
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			reload()
+		}
+	}()
+
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- web.ListenAndServe(srv, toolkitFlags, logger) }()
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, os.Interrupt, syscall.SIGTERM)
+	select {
+	case err := <-errc:
+		if errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use") {
+			logger.Error("cannot listen: the address is in use (another exporter running? choose one with --web.listen-address)", "err", err)
+		} else {
+			logger.Error("HTTP server stopped", "err", err)
+		}
+		return 1
+	case s := <-term:
+		logger.Info("shutting down", "signal", s.String())
+		srv.Close()
+		return 0
+	}
+}
+
+type reloadMetrics struct {
+	ok, ts prometheus.Gauge
+}
+
+func newReloadMetrics(reg prometheus.Registerer) *reloadMetrics {
+	m := &reloadMetrics{
+		ok: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "smokemon", Subsystem: "exporter", Name: "config_last_reload_successful",
+			Help: "1 if the last configuration load or reload succeeded; on 0 the previous configuration is still in force.",
+		}),
+		ts: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "smokemon", Subsystem: "exporter", Name: "config_last_reload_success_timestamp_seconds",
+			Help: "Time of the last successful configuration load, in seconds since the Unix epoch.",
+		}),
+	}
+	reg.MustRegister(m.ok, m.ts)
+	return m
+}
+
+func (m *reloadMetrics) succeeded() { m.ok.Set(1); m.ts.SetToCurrentTime() }
+func (m *reloadMetrics) failed()    { m.ok.Set(0) }

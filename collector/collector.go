@@ -1,0 +1,193 @@
+// Package collector holds smokemon_exporter's collectors, one file each, and
+// the framework that runs them: registration with a default on/off state,
+// --collector.NAME flags, and per-collector duration and success on every scrape.
+package collector
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/smokemon/smokemon/internal/config"
+)
+
+// Namespace prefixes every metric the exporter produces.
+const Namespace = "smokemon"
+
+// Collector is what each collector implements: send its metrics on ch.
+// An error marks this collector's scrape as failed; the others go on.
+type Collector interface {
+	Update(ch chan<- prometheus.Metric) error
+}
+
+// Reloader is implemented by collectors whose work depends on the config file.
+// Reload must either apply cfg completely or return an error and keep the old one.
+type Reloader interface {
+	Reload(cfg *config.Config) error
+}
+
+// Closer is implemented by collectors that run goroutines of their own.
+type Closer interface {
+	Close() error
+}
+
+// Factory builds a collector; cfg is the configuration in force at start-up.
+type Factory func(logger *slog.Logger, cfg *config.Config) (Collector, error)
+
+// ErrNoData means the collector has nothing to report on this machine (no wifi,
+// no battery): the scrape is still a success.
+var ErrNoData = errors.New("collector returned no data")
+
+var (
+	factories      = map[string]Factory{}
+	enabledFlags   = map[string]*bool{}
+	explicitlySet  = map[string]bool{}
+	disableDefault = kingpin.Flag("collector.disable-defaults", "Set all collectors to disabled by default.").Default("false").Bool()
+)
+
+func registerCollector(name string, enabledByDefault bool, f Factory) {
+	def := "disabled"
+	if enabledByDefault {
+		def = "enabled"
+	}
+	flag := kingpin.Flag("collector."+name, fmt.Sprintf("Enable the %s collector (default: %s).", name, def)).
+		Default(fmt.Sprint(enabledByDefault)).
+		Action(func(*kingpin.ParseContext) error { explicitlySet[name] = true; return nil })
+	enabledFlags[name] = flag.Bool()
+	factories[name] = f
+}
+
+// Names lists every registered collector, sorted.
+func Names() []string {
+	names := make([]string, 0, len(factories))
+	for n := range factories {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Enabled lists the collectors the flags turn on.
+func Enabled() []string {
+	var out []string
+	for _, n := range Names() {
+		if *enabledFlags[n] && (!*disableDefault || explicitlySet[n]) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+var (
+	scrapeDurationDesc = prometheus.NewDesc(
+		prometheus.BuildFQName(Namespace, "scrape", "collector_duration_seconds"),
+		"Time a collector took to update its metrics during this scrape.",
+		[]string{"collector"}, nil)
+	scrapeSuccessDesc = prometheus.NewDesc(
+		prometheus.BuildFQName(Namespace, "scrape", "collector_success"),
+		"1 if the collector updated its metrics without error during this scrape.",
+		[]string{"collector"}, nil)
+)
+
+// Set runs a group of collectors as one prometheus.Collector.
+type Set struct {
+	logger     *slog.Logger
+	collectors map[string]Collector
+}
+
+// NewSet builds the named collectors. A collector whose factory fails is left
+// out with an error in the log; the others run.
+func NewSet(logger *slog.Logger, cfg *config.Config, names []string) (*Set, error) {
+	s := &Set{logger: logger, collectors: map[string]Collector{}}
+	var errs []error
+	for _, n := range names {
+		f, ok := factories[n]
+		if !ok {
+			return nil, fmt.Errorf("unknown collector %q (known: %v)", n, Names())
+		}
+		c, err := f(logger.With("collector", n), cfg)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("collector %s: %w", n, err))
+			continue
+		}
+		s.collectors[n] = c
+	}
+	return s, errors.Join(errs...)
+}
+
+// Collector returns a running collector by name (nil if not enabled).
+func (s *Set) Collector(name string) Collector { return s.collectors[name] }
+
+// Reload hands cfg to every collector that reads the config. All collectors
+// validate before any applies, through config.Parse; a collector that still
+// fails keeps its old settings and the error is returned.
+func (s *Set) Reload(cfg *config.Config) error {
+	var errs []error
+	for n, c := range s.collectors {
+		if r, ok := c.(Reloader); ok {
+			if err := r.Reload(cfg); err != nil {
+				errs = append(errs, fmt.Errorf("collector %s: %w", n, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close stops collectors that run in the background.
+func (s *Set) Close() {
+	for _, c := range s.collectors {
+		if cl, ok := c.(Closer); ok {
+			cl.Close()
+		}
+	}
+}
+
+// Describe sends nothing: the set is an unchecked collector, because what a
+// collector exposes depends on the machine and the config.
+func (s *Set) Describe(chan<- *prometheus.Desc) {}
+
+// Collect runs every collector concurrently and reports how each fared.
+func (s *Set) Collect(ch chan<- prometheus.Metric) {
+	var wg sync.WaitGroup
+	wg.Add(len(s.collectors))
+	for name, c := range s.collectors {
+		go func() {
+			defer wg.Done()
+			s.run(name, c, ch)
+		}()
+	}
+	wg.Wait()
+}
+
+func (s *Set) run(name string, c Collector, ch chan<- prometheus.Metric) {
+	begin := time.Now()
+	err := safeUpdate(c, ch)
+	success := 1.0
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrNoData):
+		s.logger.Debug("collector returned no data", "collector", name, "err", err)
+	default:
+		success = 0
+		s.logger.Error("collector failed", "collector", name, "duration_seconds", time.Since(begin).Seconds(), "err", err)
+	}
+	ch <- prometheus.MustNewConstMetric(scrapeDurationDesc, prometheus.GaugeValue, time.Since(begin).Seconds(), name)
+	ch <- prometheus.MustNewConstMetric(scrapeSuccessDesc, prometheus.GaugeValue, success, name)
+}
+
+// safeUpdate turns a panic in one collector into that collector's error, so a
+// parser bug on odd hardware costs one collector's metrics, not the process.
+func safeUpdate(c Collector, ch chan<- prometheus.Metric) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return c.Update(ch)
+}

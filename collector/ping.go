@@ -1,0 +1,593 @@
+package collector
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/procfs"
+
+	"github.com/smokemon/smokemon/internal/config"
+	"github.com/smokemon/smokemon/internal/pinger"
+)
+
+// The ping collector probes continuously on its own clock; a scrape only
+// reads what the engine has counted.
+
+var pingSocket = kingpin.Flag("ping.socket", "ICMP socket kind: auto (raw if permitted, else unprivileged datagram), raw or dgram.").
+	Default("auto").Enum("auto", "raw", "dgram")
+
+// RTT buckets from 20µs (loopback, LAN) to 20s (a stalled cellular link), in
+// 1-2-5 steps so the le values read well.
+var pingBuckets = []float64{
+	20e-6, 50e-6, 100e-6, 200e-6, 500e-6,
+	1e-3, 2e-3, 5e-3, 10e-3, 20e-3, 50e-3, 100e-3, 200e-3, 500e-3,
+	1, 2, 5, 10, 20,
+}
+
+const resolveRetry = 10 * time.Second
+
+func init() {
+	registerCollector("ping", true, newPingCollector)
+}
+
+type pingCollector struct {
+	logger *slog.Logger
+	engine *pinger.Engine
+	procfs procfs.FS
+
+	mu         sync.Mutex
+	entries    []*pingEntry
+	stats      map[statsKey]*pingStats
+	resolveErr map[string]*atomic.Uint64
+	labelNames []string
+	resolveIv  time.Duration
+
+	kick chan struct{}
+	stop chan struct{}
+	done sync.WaitGroup
+
+	descs pingDescs
+}
+
+type statsKey struct {
+	name string
+	fam  pinger.Family
+}
+
+// pingEntry is one configured target in one address family.
+type pingEntry struct {
+	cfg       config.Target
+	famChoice config.Family // ip4, ip6 or auto ("both" is split into two entries)
+	labels    []string      // values for the collector's labelNames
+
+	// Guarded by pingCollector.mu.
+	addr        netip.Addr
+	stats       *pingStats
+	handle      *pinger.Target
+	nextResolve time.Time
+	lastErr     string
+}
+
+// pingStats are a target's counters; the engine calls its Handler methods.
+type pingStats struct {
+	key      statsKey
+	labels   []string
+	sent     atomic.Uint64
+	received atomic.Uint64
+	lost     atomic.Uint64
+	dups     atomic.Uint64
+	ttl      atomic.Int64 // -1 until a reply carried one
+	hist     prometheus.Histogram
+
+	errMu      sync.Mutex
+	sendErrors map[string]uint64
+}
+
+func (s *pingStats) Sent()      { s.sent.Add(1) }
+func (s *pingStats) Duplicate() { s.dups.Add(1) }
+func (s *pingStats) Lost()      { s.lost.Add(1) }
+func (s *pingStats) Reply(rtt time.Duration, ttl int) {
+	s.received.Add(1)
+	s.hist.Observe(rtt.Seconds())
+	if ttl >= 0 {
+		s.ttl.Store(int64(ttl))
+	}
+}
+func (s *pingStats) SendError(reason string) {
+	s.errMu.Lock()
+	s.sendErrors[reason]++
+	s.errMu.Unlock()
+}
+
+type pingDescs struct {
+	sent, received, lost, dups, sendErrors, ttl, info, up, resolveErrors *prometheus.Desc
+	proberUp, proberInfo, unmatched                                      *prometheus.Desc
+}
+
+func newPingCollector(logger *slog.Logger, cfg *config.Config) (Collector, error) {
+	fs, err := procfs.NewFS(*procPath)
+	if err != nil {
+		return nil, err
+	}
+	var kind pinger.SocketKind
+	if *pingSocket != "auto" {
+		kind = pinger.SocketKind(*pingSocket)
+	}
+	// A failed engine is not a failed collector: the prober-down metrics say
+	// so and every other collector keeps working.
+	eng, err := pinger.New(logger, pinger.Options{Socket: kind})
+	if err != nil {
+		logger.Error("no ICMP socket could be opened; ping metrics will report the prober down", "err", err)
+	}
+	c := &pingCollector{
+		logger:     logger,
+		engine:     eng,
+		procfs:     fs,
+		stats:      map[statsKey]*pingStats{},
+		resolveErr: map[string]*atomic.Uint64{},
+		kick:       make(chan struct{}, 1),
+		stop:       make(chan struct{}),
+	}
+	if err := c.Reload(cfg); err != nil {
+		return nil, err
+	}
+	c.done.Add(1)
+	go c.resolveLoop()
+	return c, nil
+}
+
+// Reload swaps in a new target list. Targets whose name, family and labels
+// are unchanged keep their counters and histograms.
+func (c *pingCollector) Reload(cfg *config.Config) error {
+	labelNames := customLabelNames(cfg)
+	var entries []*pingEntry
+	for _, t := range cfg.Ping.Targets {
+		fams := []config.Family{t.Family}
+		if t.Family == config.FamilyBoth {
+			fams = []config.Family{config.FamilyIP4, config.FamilyIP6}
+		}
+		for _, f := range fams {
+			e := &pingEntry{cfg: t, famChoice: f, labels: make([]string, len(labelNames))}
+			for i, n := range labelNames {
+				if v, ok := t.Labels[n]; ok {
+					e.labels[i] = v
+				} else {
+					e.labels[i] = cfg.Global.Labels[n]
+				}
+			}
+			entries = append(entries, e)
+		}
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := map[string]*pingEntry{}
+	for _, e := range c.entries {
+		old[e.cfg.Name+"/"+string(e.famChoice)] = e
+	}
+	labelsChanged := !slices.Equal(labelNames, c.labelNames)
+	c.labelNames = labelNames
+	stats := map[statsKey]*pingStats{}
+	resolveErr := map[string]*atomic.Uint64{}
+	for _, e := range entries {
+		if o, ok := old[e.cfg.Name+"/"+string(e.famChoice)]; ok {
+			delete(old, e.cfg.Name+"/"+string(e.famChoice))
+			if o.cfg.Host == e.cfg.Host {
+				e.addr, e.nextResolve, e.lastErr = o.addr, o.nextResolve, o.lastErr
+			}
+			if !labelsChanged && slices.Equal(o.labels, e.labels) && o.stats != nil {
+				e.stats = o.stats
+			}
+			// Keep the engine's handle (and its place in the schedule) when
+			// the same stats go on; attachLocked updates its settings.
+			if o.handle != nil && e.stats == o.stats && e.addr.IsValid() {
+				e.handle = o.handle
+			} else if o.handle != nil {
+				c.engine.Remove(o.handle)
+			}
+		}
+		if r, ok := c.resolveErr[e.cfg.Name]; ok {
+			resolveErr[e.cfg.Name] = r
+		} else if _, ok := resolveErr[e.cfg.Name]; !ok {
+			resolveErr[e.cfg.Name] = new(atomic.Uint64)
+		}
+		if e.stats != nil {
+			stats[e.stats.key] = e.stats
+		}
+		// Literal addresses need no lookup: start probing right away.
+		if ip, err := netip.ParseAddr(e.cfg.Host); err == nil {
+			e.addr = ip.Unmap()
+		}
+		if e.addr.IsValid() {
+			c.attachLocked(e, stats)
+		}
+	}
+	for _, o := range old {
+		if o.handle != nil {
+			c.engine.Remove(o.handle)
+		}
+	}
+	c.entries, c.stats, c.resolveErr = entries, stats, resolveErr
+	c.resolveIv = time.Duration(cfg.Global.ResolveInterval)
+	c.descs = newPingDescs(labelNames)
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// attachLocked (re)starts probing e at e.addr, with the stats of its family.
+func (c *pingCollector) attachLocked(e *pingEntry, stats map[statsKey]*pingStats) {
+	key := statsKey{e.cfg.Name, pinger.FamilyOf(e.addr)}
+	if e.stats == nil || e.stats.key != key {
+		if s, ok := stats[key]; ok && slices.Equal(s.labels, e.labels) {
+			e.stats = s
+		} else {
+			e.stats = c.newStats(key, e.labels)
+		}
+		stats[key] = e.stats
+	}
+	if c.engine == nil {
+		return
+	}
+	set, err := c.settings(e)
+	if err != nil {
+		if e.lastErr != err.Error() {
+			c.logger.Warn("cannot probe target", "target", e.cfg.Name, "err", err)
+		}
+		e.lastErr = err.Error()
+		return
+	}
+	if e.handle != nil {
+		c.engine.Update(e.handle, e.addr, set)
+	} else {
+		e.handle = c.engine.Add(e.addr, set, e.stats)
+	}
+}
+
+func (c *pingCollector) settings(e *pingEntry) (pinger.Settings, error) {
+	t := e.cfg
+	s := pinger.Settings{
+		Interval: t.IntervalD(),
+		Timeout:  t.TimeoutD(),
+		Size:     t.Size(),
+		TOS:      t.TOSByte(),
+	}
+	if t.Source != "" {
+		if src, err := netip.ParseAddr(t.Source); err == nil {
+			if pinger.FamilyOf(src) != pinger.FamilyOf(e.addr) {
+				return s, fmt.Errorf("source %s is not of the same family as %s", src, e.addr)
+			}
+			s.Source = src.Unmap()
+		} else {
+			ifi, err := net.InterfaceByName(t.Source)
+			if err != nil {
+				return s, fmt.Errorf("source interface %q: %w", t.Source, err)
+			}
+			s.IfIndex = ifi.Index
+		}
+	}
+	return s, nil
+}
+
+func (c *pingCollector) newStats(key statsKey, labels []string) *pingStats {
+	s := &pingStats{key: key, labels: labels, sendErrors: map[string]uint64{}}
+	s.ttl.Store(-1)
+	s.hist = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: Namespace, Subsystem: "ping", Name: "rtt_seconds",
+		Help:                            "Round-trip time of answered echo requests. Lost probes are never observed here.",
+		Buckets:                         pingBuckets,
+		NativeHistogramBucketFactor:     1.05,
+		NativeHistogramMaxBucketNumber:  100,
+		NativeHistogramMinResetDuration: time.Hour,
+		ConstLabels:                     c.constLabels(key, labels),
+	})
+	return s
+}
+
+func (c *pingCollector) constLabels(key statsKey, labels []string) prometheus.Labels {
+	l := prometheus.Labels{"target": key.name, "family": key.fam.String()}
+	for i, n := range c.labelNames {
+		l[n] = labels[i]
+	}
+	return l
+}
+
+// customLabelNames is the sorted union of every label a target or the global
+// section sets: each series carries all of them (empty where unset), so a
+// metric family never mixes label sets.
+func customLabelNames(cfg *config.Config) []string {
+	set := map[string]bool{}
+	for k := range cfg.Global.Labels {
+		set[k] = true
+	}
+	for _, t := range cfg.Ping.Targets {
+		for k := range t.Labels {
+			set[k] = true
+		}
+	}
+	names := make([]string, 0, len(set))
+	for k := range set {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// resolveLoop looks host names up again every resolve interval (sooner after
+// a failure), so a changed address is followed and a failed lookup recovers.
+func (c *pingCollector) resolveLoop() {
+	defer c.done.Done()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		c.resolveDue()
+		select {
+		case <-tick.C:
+		case <-c.kick:
+		case <-c.stop:
+			return
+		}
+	}
+}
+
+func (c *pingCollector) resolveDue() {
+	now := time.Now()
+	c.mu.Lock()
+	var due []*pingEntry
+	for _, e := range c.entries {
+		if _, err := netip.ParseAddr(e.cfg.Host); err == nil {
+			continue
+		}
+		if !now.Before(e.nextResolve) {
+			due = append(due, e)
+		}
+	}
+	c.mu.Unlock()
+	for _, e := range due {
+		addr, err := c.lookup(e)
+		c.mu.Lock()
+		if !slices.Contains(c.entries, e) { // reloaded meanwhile
+			c.mu.Unlock()
+			continue
+		}
+		if err != nil {
+			c.resolveErr[e.cfg.Name].Add(1)
+			if e.lastErr != err.Error() {
+				c.logger.Warn("cannot resolve target; it is down until a lookup succeeds", "target", e.cfg.Name, "host", e.cfg.Host, "err", err, "retry_in", resolveRetry)
+			}
+			e.lastErr = err.Error()
+			e.nextResolve = now.Add(resolveRetry)
+			if e.handle != nil && c.engine != nil {
+				c.engine.Remove(e.handle)
+				e.handle = nil
+			}
+			e.addr = netip.Addr{}
+			c.mu.Unlock()
+			continue
+		}
+		if e.lastErr != "" {
+			c.logger.Info("target resolved again", "target", e.cfg.Name, "ip", addr)
+		}
+		e.lastErr = ""
+		e.nextResolve = now.Add(c.resolveIv)
+		if addr != e.addr || e.handle == nil {
+			if e.addr.IsValid() && addr != e.addr {
+				c.logger.Info("target address changed", "target", e.cfg.Name, "old", e.addr, "new", addr)
+			}
+			if e.handle != nil && pinger.FamilyOf(addr) != pinger.FamilyOf(e.addr) {
+				c.engine.Remove(e.handle) // a new family is a new series
+				e.handle = nil
+			}
+			e.addr = addr
+			c.attachLocked(e, c.stats)
+		}
+		c.mu.Unlock()
+	}
+}
+
+func (c *pingCollector) lookup(e *pingEntry) (netip.Addr, error) {
+	if e.cfg.Host == config.GatewayKeyword {
+		return c.gateway(e.famChoice)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", e.cfg.Host)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	for _, want := range familyPreference(e.famChoice) {
+		for _, a := range addrs {
+			if pinger.FamilyOf(a) == want {
+				return a.Unmap(), nil
+			}
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("%s has no %s address", e.cfg.Host, e.famChoice)
+}
+
+func familyPreference(f config.Family) []pinger.Family {
+	switch f {
+	case config.FamilyIP4:
+		return []pinger.Family{pinger.IPv4}
+	case config.FamilyIP6:
+		return []pinger.Family{pinger.IPv6}
+	}
+	return []pinger.Family{pinger.IPv4, pinger.IPv6}
+}
+
+// gateway reads the default route's gateway from --path.procfs.
+func (c *pingCollector) gateway(f config.Family) (netip.Addr, error) {
+	for _, want := range familyPreference(f) {
+		if want == pinger.IPv4 {
+			routes, err := c.procfs.NetRoute()
+			if err != nil {
+				continue
+			}
+			for _, r := range routes {
+				if r.Destination == 0 && r.Mask == 0 && r.Gateway != 0 {
+					g := r.Gateway // little-endian in /proc/net/route
+					return netip.AddrFrom4([4]byte{byte(g), byte(g >> 8), byte(g >> 16), byte(g >> 24)}), nil
+				}
+			}
+			continue
+		}
+		if a, err := ipv6DefaultGateway(procFilePath("net", "ipv6_route")); err == nil {
+			return a, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("no default %s gateway in the routing table", f)
+}
+
+// Update reports what the engine counted; it never sends a probe.
+func (c *pingCollector) Update(ch chan<- prometheus.Metric) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := c.descs
+	for _, fam := range []pinger.Family{pinger.IPv4, pinger.IPv6} {
+		up, kind, ts := 0.0, "none", "none"
+		if c.engine != nil {
+			st := c.engine.Status(fam)
+			kind = string(st.Kind)
+			if st.Up {
+				up = 1
+				ts = "user"
+				if st.KernelTimestamps {
+					ts = "kernel"
+				}
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(d.proberUp, prometheus.GaugeValue, up, fam.String())
+		ch <- prometheus.MustNewConstMetric(d.proberInfo, prometheus.GaugeValue, 1, fam.String(), kind, ts)
+	}
+	if c.engine != nil {
+		ch <- prometheus.MustNewConstMetric(d.unmatched, prometheus.CounterValue, float64(c.engine.Counters.Late.Load()), "late")
+		ch <- prometheus.MustNewConstMetric(d.unmatched, prometheus.CounterValue, float64(c.engine.Counters.Foreign.Load()), "foreign")
+		ch <- prometheus.MustNewConstMetric(d.unmatched, prometheus.CounterValue, float64(c.engine.Counters.Mismatch.Load()), "address_mismatch")
+	}
+
+	seen := map[string]bool{}
+	for _, e := range c.entries {
+		if !seen[e.cfg.Name] {
+			seen[e.cfg.Name] = true
+			ch <- prometheus.MustNewConstMetric(d.resolveErrors, prometheus.CounterValue, float64(c.resolveErr[e.cfg.Name].Load()), append([]string{e.cfg.Name}, e.labels...)...)
+		}
+		fam := pinger.IPv4
+		switch {
+		case e.addr.IsValid():
+			fam = pinger.FamilyOf(e.addr)
+		case e.stats != nil:
+			fam = e.stats.key.fam
+		case e.famChoice == config.FamilyIP6:
+			fam = pinger.IPv6
+		}
+		lv := append([]string{e.cfg.Name, fam.String()}, e.labels...)
+		up := 0.0
+		if e.handle != nil && c.engine != nil && c.engine.Status(fam).Up {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(d.up, prometheus.GaugeValue, up, lv...)
+		ip := ""
+		if e.addr.IsValid() {
+			ip = e.addr.String()
+		}
+		ch <- prometheus.MustNewConstMetric(d.info, prometheus.GaugeValue, 1, append(lv, e.cfg.Host, ip)...)
+		s := e.stats
+		if s == nil {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(d.sent, prometheus.CounterValue, float64(s.sent.Load()), lv...)
+		ch <- prometheus.MustNewConstMetric(d.received, prometheus.CounterValue, float64(s.received.Load()), lv...)
+		ch <- prometheus.MustNewConstMetric(d.lost, prometheus.CounterValue, float64(s.lost.Load()), lv...)
+		ch <- prometheus.MustNewConstMetric(d.dups, prometheus.CounterValue, float64(s.dups.Load()), lv...)
+		if ttl := s.ttl.Load(); ttl >= 0 {
+			ch <- prometheus.MustNewConstMetric(d.ttl, prometheus.GaugeValue, float64(ttl), lv...)
+		}
+		s.errMu.Lock()
+		for reason, n := range s.sendErrors {
+			ch <- prometheus.MustNewConstMetric(d.sendErrors, prometheus.CounterValue, float64(n), append(lv, reason)...)
+		}
+		s.errMu.Unlock()
+		s.hist.Collect(ch)
+	}
+	return nil
+}
+
+// Close stops the engine and the resolver.
+func (c *pingCollector) Close() error {
+	close(c.stop)
+	c.done.Wait()
+	if c.engine != nil {
+		return c.engine.Close()
+	}
+	return nil
+}
+
+func newPingDescs(custom []string) pingDescs {
+	tl := append([]string{"target", "family"}, custom...)
+	name := func(n string) string { return prometheus.BuildFQName(Namespace, "ping", n) }
+	return pingDescs{
+		sent:          prometheus.NewDesc(name("sent_total"), "Echo requests sent, or attempted when the kernel refused them (see send_errors_total).", tl, nil),
+		received:      prometheus.NewDesc(name("received_total"), "Echo replies received within the timeout (first reply per request).", tl, nil),
+		lost:          prometheus.NewDesc(name("lost_total"), "Echo requests with no reply within the timeout, or that could not be sent. Loss ratio: increase(lost) / increase(sent).", tl, nil),
+		dups:          prometheus.NewDesc(name("duplicates_total"), "Extra replies to an already answered request.", tl, nil),
+		sendErrors:    prometheus.NewDesc(name("send_errors_total"), "Echo requests the kernel refused to send, by reason.", append(slices.Clone(tl), "reason"), nil),
+		ttl:           prometheus.NewDesc(name("reply_ttl"), "IP TTL (IPv6 hop limit) of the latest reply.", tl, nil),
+		info:          prometheus.NewDesc(name("target_info"), "The configured host of a target and the address it currently resolves to (empty while unresolved).", append(slices.Clone(tl), "host", "ip"), nil),
+		up:            prometheus.NewDesc(name("target_up"), "1 if the target has an address and is being probed; 0 while unresolved or while its family's prober is down.", tl, nil),
+		resolveErrors: prometheus.NewDesc(name("resolve_errors_total"), "Failed lookups of the target's host name (or default gateway).", append([]string{"target"}, custom...), nil),
+		proberUp:      prometheus.NewDesc(name("prober_up"), "1 if the ICMP socket of this address family is open.", []string{"family"}, nil),
+		proberInfo:    prometheus.NewDesc(name("prober_info"), "How the prober of a family works: socket (raw, dgram, none) and receive timestamps (kernel, user, none).", []string{"family", "socket", "timestamps"}, nil),
+		unmatched:     prometheus.NewDesc(name("unmatched_replies_total"), "Replies matched to no probe: late (after the timeout), foreign (our identifier, not our token), address_mismatch (from another address).", []string{"reason"}, nil),
+	}
+}
+
+// ipv6DefaultGateway reads /proc/net/ipv6_route, which procfs does not parse:
+// the default route is ::/0 with a next hop, lowest metric first.
+func ipv6DefaultGateway(path string) (netip.Addr, error) {
+	data, err := readFileNoBlock(path)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	var best netip.Addr
+	bestMetric := uint64(1<<64 - 1)
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 10 || f[1] != "00" || strings.Trim(f[0], "0") != "" {
+			continue
+		}
+		hop, err := hex.DecodeString(f[4])
+		if err != nil || len(hop) != 16 {
+			continue
+		}
+		a := netip.AddrFrom16([16]byte(hop))
+		if a.IsUnspecified() {
+			continue
+		}
+		metric, err := strconv.ParseUint(f[5], 16, 64)
+		if err != nil {
+			continue
+		}
+		if metric < bestMetric {
+			best, bestMetric = a, metric
+		}
+	}
+	if !best.IsValid() {
+		return best, fmt.Errorf("no IPv6 default route with a next hop")
+	}
+	return best, nil
+}

@@ -1,0 +1,34 @@
+package collector
+
+import (
+	"os"
+	"syscall"
+)
+
+// readFileNoBlock reads a small /proc or /sys file with plain blocking read
+// syscalls. Go's os.ReadFile goes through the poller, and some hwmon drivers
+// answer its non-blocking reads with EAGAIN forever.
+func readFileNoBlock(path string) ([]byte, error) {
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer syscall.Close(fd)
+	buf := make([]byte, 0, 4096)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := syscall.Read(fd, buf[len(buf):cap(buf)])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return buf, nil
+		}
+		buf = buf[:len(buf)+n]
+	}
+}

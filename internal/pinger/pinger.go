@@ -1,0 +1,533 @@
+// Package pinger is smokemon's ICMP echo engine: one shared socket per address
+// family for all targets, one scheduler goroutine that spreads targets evenly
+// over their interval, and one receiver per socket that matches replies to
+// probes by sequence number and a per-probe token.
+//
+// A probe is answered or lost: a reply later than its timeout is counted as
+// late, never as a latency.
+package pinger
+
+import (
+	"container/heap"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Family is an IP address family.
+type Family uint8
+
+const (
+	IPv4 Family = 4
+	IPv6 Family = 6
+)
+
+func (f Family) String() string {
+	if f == IPv6 {
+		return "ip6"
+	}
+	return "ip4"
+}
+
+// FamilyOf returns the family of an address.
+func FamilyOf(a netip.Addr) Family {
+	if a.Unmap().Is4() {
+		return IPv4
+	}
+	return IPv6
+}
+
+// Settings are a target's probe parameters.
+type Settings struct {
+	Interval time.Duration
+	Timeout  time.Duration
+	Size     int // ICMP payload bytes, at least 8
+	TOS      int // IPv4 TOS / IPv6 traffic class byte
+	TTL      int // 0 = the system default
+	Source   netip.Addr
+	IfIndex  int
+}
+
+// Handler receives one target's results. It is called from the engine's
+// goroutines with the engine locked: it must be quick and must not call back.
+type Handler interface {
+	Sent()
+	Reply(rtt time.Duration, ttl int)
+	Duplicate()
+	Lost()
+	SendError(reason string)
+}
+
+// Target is a handle on a probed address.
+type Target struct {
+	addr     netip.Addr
+	fam      Family
+	set      Settings
+	h        Handler
+	order    uint64 // insertion order: stable phase assignment
+	next     int64  // engine-monotonic ns of the next send
+	lastSent int64
+	hidx     int // index in the send heap, -1 when not scheduled
+}
+
+// Options tune an Engine.
+type Options struct {
+	// Socket forces a socket kind; empty tries raw, then datagram.
+	Socket SocketKind
+	// Families to open; empty means both.
+	Families []Family
+}
+
+// FamilyStatus describes one family's socket.
+type FamilyStatus struct {
+	Up               bool
+	Kind             SocketKind
+	KernelTimestamps bool
+	Err              error
+}
+
+// Counters are engine-wide events that belong to no target.
+type Counters struct {
+	Late     atomic.Uint64 // replies after their probe's timeout
+	Foreign  atomic.Uint64 // replies with our identifier but not our token
+	Mismatch atomic.Uint64 // replies from another address than the probe's
+}
+
+// Engine sends and matches ICMP echoes for many targets.
+type Engine struct {
+	logger *slog.Logger
+	start  time.Time
+	nonce  uint32
+	socks  map[Family]*socket
+	status map[Family]FamilyStatus
+
+	mu       sync.Mutex
+	targets  map[*Target]struct{}
+	sendQ    sendHeap
+	dirty    bool // phases need spreading again
+	nextOrd  uint64
+	inflight map[Family]map[uint16]*probe
+	expiry   expiryHeap
+	seq      map[Family]uint16
+	serial   uint32
+	free     []*probe
+
+	Counters Counters
+
+	wake chan struct{}
+	stop chan struct{}
+	done sync.WaitGroup
+}
+
+type probe struct {
+	t        *Target
+	serial   uint32
+	sentMono int64
+	sentWall int64
+	deadline int64
+	replied  bool
+}
+
+// New opens the sockets and starts the scheduler and receivers. A family whose
+// socket cannot be opened is reported down in Status; New itself fails only
+// when no family works.
+func New(logger *slog.Logger, opts Options) (*Engine, error) {
+	var rnd [6]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		logger:   logger,
+		start:    time.Now(),
+		nonce:    binary.BigEndian.Uint32(rnd[:4]),
+		socks:    map[Family]*socket{},
+		status:   map[Family]FamilyStatus{},
+		targets:  map[*Target]struct{}{},
+		inflight: map[Family]map[uint16]*probe{},
+		seq:      map[Family]uint16{},
+		wake:     make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+	}
+	id := binary.BigEndian.Uint16(rnd[4:])
+	fams := opts.Families
+	if len(fams) == 0 {
+		fams = []Family{IPv4, IPv6}
+	}
+	var errs []error
+	for _, fam := range fams {
+		s, why, err := openSocket(fam, opts.Socket, id)
+		if err != nil {
+			e.status[fam] = FamilyStatus{Kind: KindNone, Err: err}
+			logger.Error("ICMP prober is down for this family; other collectors are not affected", "family", fam.String(), "err", err)
+			errs = append(errs, fmt.Errorf("%s: %w", fam, err))
+			continue
+		}
+		e.socks[fam] = s
+		e.inflight[fam] = map[uint16]*probe{}
+		e.status[fam] = FamilyStatus{Up: true, Kind: s.kind, KernelTimestamps: s.kernTS}
+		ts := "kernel receive timestamps (SO_TIMESTAMPNS)"
+		if !s.kernTS {
+			ts = "user-space receive timestamps (SO_TIMESTAMPNS refused)"
+		}
+		logger.Info("ICMP prober ready", "family", fam.String(), "socket", why, "timestamps", ts)
+		e.done.Add(1)
+		go e.receive(s)
+	}
+	if len(e.socks) == 0 {
+		return e, errors.Join(errs...)
+	}
+	e.done.Add(1)
+	go e.schedule()
+	return e, nil
+}
+
+// Status reports a family's socket.
+func (e *Engine) Status(f Family) FamilyStatus {
+	if st, ok := e.status[f]; ok {
+		return st
+	}
+	return FamilyStatus{Kind: KindNone, Err: errors.New("family not opened")}
+}
+
+// Add starts probing addr. The first probe goes out at the target's slot in
+// the interval, not immediately, so a reload never bursts.
+func (e *Engine) Add(addr netip.Addr, s Settings, h Handler) *Target {
+	addr = addr.Unmap()
+	t := &Target{addr: addr, fam: FamilyOf(addr), set: s, h: h, hidx: -1}
+	e.mu.Lock()
+	t.order = e.nextOrd
+	e.nextOrd++
+	e.targets[t] = struct{}{}
+	e.dirty = true
+	e.mu.Unlock()
+	e.kick()
+	return t
+}
+
+// Update changes a target's address or settings in place; its handler stays.
+func (e *Engine) Update(t *Target, addr netip.Addr, s Settings) {
+	addr = addr.Unmap()
+	e.mu.Lock()
+	respread := t.set.Interval != s.Interval
+	t.addr, t.fam, t.set = addr, FamilyOf(addr), s
+	if respread {
+		e.dirty = true
+	}
+	e.mu.Unlock()
+	e.kick()
+}
+
+// Remove stops probing; probes in flight are forgotten, not counted as lost.
+func (e *Engine) Remove(t *Target) {
+	e.mu.Lock()
+	delete(e.targets, t)
+	if t.hidx >= 0 {
+		heap.Remove(&e.sendQ, t.hidx)
+	}
+	for _, m := range e.inflight {
+		for seq, p := range m {
+			if p.t == t {
+				p.t = nil // expiry drops it silently
+				_ = seq
+			}
+		}
+	}
+	e.dirty = true
+	e.mu.Unlock()
+	e.kick()
+}
+
+// Close stops the engine and waits for its goroutines.
+func (e *Engine) Close() error {
+	select {
+	case <-e.stop:
+		return nil
+	default:
+	}
+	close(e.stop)
+	for _, s := range e.socks {
+		s.close()
+	}
+	e.done.Wait()
+	return nil
+}
+
+func (e *Engine) kick() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (e *Engine) mono() int64 { return int64(time.Since(e.start)) }
+
+// spread gives targets of the same interval evenly spaced phases, in the order
+// they were added, aligned to the engine's start.
+func (e *Engine) spread(now int64) {
+	byInterval := map[time.Duration][]*Target{}
+	for t := range e.targets {
+		byInterval[t.set.Interval] = append(byInterval[t.set.Interval], t)
+	}
+	e.sendQ = e.sendQ[:0]
+	for iv, ts := range byInterval {
+		sort.Slice(ts, func(i, j int) bool { return ts[i].order < ts[j].order })
+		ivn := int64(iv)
+		for k, t := range ts {
+			phase := ivn * int64(k) / int64(len(ts))
+			next := phase + ((now-phase)/ivn+1)*ivn
+			// Never probe a target again sooner than half an interval.
+			for t.lastSent != 0 && next-t.lastSent < ivn/2 {
+				next += ivn
+			}
+			t.next = next
+			t.hidx = len(e.sendQ)
+			e.sendQ = append(e.sendQ, t)
+		}
+	}
+	heap.Init(&e.sendQ)
+	e.dirty = false
+}
+
+func (e *Engine) schedule() {
+	defer e.done.Done()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	pkt := make([]byte, icmpHeaderLen+65535)
+	oob := make([]byte, 0, 128)
+	for {
+		e.mu.Lock()
+		now := e.mono()
+		if e.dirty {
+			e.spread(now)
+		}
+		// Send everything due, then expire everything overdue.
+		for len(e.sendQ) > 0 && e.sendQ[0].next <= now {
+			t := e.sendQ[0]
+			e.sendLocked(t, now, pkt, oob)
+			t.lastSent = now
+			ivn := int64(t.set.Interval)
+			t.next += ivn
+			if t.next <= now { // we fell behind (suspend, overload): skip, don't burst
+				t.next += ((now-t.next)/ivn + 1) * ivn
+			}
+			heap.Fix(&e.sendQ, 0)
+			now = e.mono()
+		}
+		for len(e.expiry) > 0 && e.expiry[0].deadline <= now {
+			x := heap.Pop(&e.expiry).(expiry)
+			e.expireLocked(x)
+		}
+		wait := time.Hour
+		if len(e.sendQ) > 0 {
+			wait = time.Duration(e.sendQ[0].next - now)
+		}
+		if len(e.expiry) > 0 {
+			wait = min(wait, time.Duration(e.expiry[0].deadline-now))
+		}
+		e.mu.Unlock()
+		timer.Reset(wait)
+		select {
+		case <-timer.C:
+		case <-e.wake:
+		case <-e.stop:
+			return
+		}
+	}
+}
+
+func (e *Engine) sendLocked(t *Target, now int64, pkt, oob []byte) {
+	s := e.socks[t.fam]
+	if s == nil {
+		t.h.Sent()
+		t.h.SendError("family_unavailable")
+		t.h.Lost()
+		return
+	}
+	m := e.inflight[t.fam]
+	// Take the next free sequence number of the family. A number is busy
+	// until its probe's deadline has passed, so two probes in flight never
+	// share one; with 65536 numbers that only fails past 65536 in flight.
+	seq, ok := e.seq[t.fam], false
+	for range 1 << 16 {
+		seq++
+		if _, busy := m[seq]; !busy {
+			ok = true
+			break
+		}
+	}
+	e.seq[t.fam] = seq
+	t.h.Sent()
+	if !ok {
+		t.h.SendError("too_many_in_flight")
+		t.h.Lost()
+		return
+	}
+	e.serial++
+	size := max(t.set.Size, tokenLen)
+	b := buildEcho(pkt, t.fam, s.id, seq, e.nonce, e.serial, size)
+	o := appendCmsgs(oob[:0], t.fam, sendOpts{src: t.set.Source, ifIndex: t.set.IfIndex, tos: t.set.TOS, ttl: t.set.TTL})
+	sent := time.Now()
+	err := s.send(b, o, t.addr)
+	if err != nil {
+		t.h.SendError(sendErrorReason(err))
+		t.h.Lost()
+		return
+	}
+	p := e.newProbe()
+	*p = probe{t: t, serial: e.serial, sentMono: int64(sent.Sub(e.start)), sentWall: sent.UnixNano()}
+	p.deadline = p.sentMono + int64(t.set.Timeout)
+	m[seq] = p
+	heap.Push(&e.expiry, expiry{deadline: p.deadline, fam: t.fam, seq: seq, serial: e.serial})
+}
+
+func (e *Engine) expireLocked(x expiry) {
+	m := e.inflight[x.fam]
+	p, ok := m[x.seq]
+	if !ok || p.serial != x.serial {
+		return
+	}
+	delete(m, x.seq)
+	if p.t != nil && !p.replied {
+		p.t.h.Lost()
+	}
+	e.free = append(e.free, p)
+}
+
+func (e *Engine) newProbe() *probe {
+	if n := len(e.free); n > 0 {
+		p := e.free[n-1]
+		e.free = e.free[:n-1]
+		return p
+	}
+	return new(probe)
+}
+
+func (e *Engine) receive(s *socket) {
+	defer e.done.Done()
+	buf := make([]byte, 65536)
+	oob := make([]byte, 256)
+	for {
+		r, err := s.recv(buf, oob)
+		if err != nil {
+			select {
+			case <-e.stop:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			e.logger.Debug("ICMP receive error", "family", s.fam.String(), "err", err)
+			continue
+		}
+		userNow := time.Now()
+		rep, src, srcLen, ok := parseEchoReply(buf[:r.n], s.fam, s.withHdr)
+		if !ok || rep.id != s.id {
+			continue
+		}
+		if rep.nonce != e.nonce {
+			e.Counters.Foreign.Add(1)
+			continue
+		}
+		from := r.from
+		if srcLen == 4 {
+			from = netip.AddrFrom4([4]byte(src[:4]))
+		}
+		ttl := rep.ttl
+		if ttl < 0 {
+			ttl = r.ttl
+		}
+		e.match(s.fam, rep, from.Unmap(), ttl, r.kernTS, userNow)
+	}
+}
+
+func (e *Engine) match(fam Family, rep echoReply, from netip.Addr, ttl int, kernTS, userNow time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p, ok := e.inflight[fam][rep.seq]
+	if !ok || p.serial != rep.serial {
+		e.Counters.Late.Add(1) // its probe has expired and its number moved on
+		return
+	}
+	if p.t == nil {
+		return // the target was removed while the probe was in flight
+	}
+	if from != p.t.addr.WithZone("") && from != p.t.addr {
+		e.Counters.Mismatch.Add(1)
+		return
+	}
+	if p.replied {
+		p.t.h.Duplicate()
+		return
+	}
+	userRTT := time.Duration(userNow.Sub(e.start).Nanoseconds() - p.sentMono)
+	rtt := userRTT
+	if !kernTS.IsZero() {
+		// The kernel's wall-clock stamp is exact unless the clock stepped
+		// between send and receive; then fall back to the monotonic figure.
+		if k := time.Duration(kernTS.UnixNano() - p.sentWall); k > 0 && k <= userRTT {
+			rtt = k
+		}
+	}
+	if userRTT > p.t.set.Timeout && rtt > p.t.set.Timeout {
+		e.Counters.Late.Add(1) // expiry will count it lost
+		return
+	}
+	p.replied = true
+	p.t.h.Reply(rtt, ttl)
+}
+
+func interfaceIndex(name string) (int, error) {
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return 0, err
+	}
+	return ifi.Index, nil
+}
+
+// sendHeap orders targets by their next send time.
+type sendHeap []*Target
+
+func (h sendHeap) Len() int           { return len(h) }
+func (h sendHeap) Less(i, j int) bool { return h[i].next < h[j].next }
+func (h sendHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].hidx, h[j].hidx = i, j
+}
+func (h *sendHeap) Push(x any) { t := x.(*Target); t.hidx = len(*h); *h = append(*h, t) }
+func (h *sendHeap) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	t.hidx = -1
+	*h = old[:len(old)-1]
+	return t
+}
+
+type expiry struct {
+	deadline int64
+	fam      Family
+	seq      uint16
+	serial   uint32
+}
+
+// expiryHeap orders probes in flight by deadline.
+type expiryHeap []expiry
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].deadline < h[j].deadline }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiry)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}

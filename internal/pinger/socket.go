@@ -1,0 +1,358 @@
+package pinger
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// SocketKind says how a family's probes leave the machine.
+type SocketKind string
+
+const (
+	KindRaw   SocketKind = "raw"   // needs CAP_NET_RAW; sees the IP header
+	KindDgram SocketKind = "dgram" // unprivileged ping socket (net.ipv4.ping_group_range)
+	KindNone  SocketKind = "none"
+)
+
+// socket is one ICMP socket shared by every target of a family.
+type socket struct {
+	fam     Family
+	kind    SocketKind
+	file    *os.File
+	rc      syscall.RawConn
+	id      uint16 // echo identifier: ours on raw sockets, the kernel's on datagram ones
+	kernTS  bool   // SO_TIMESTAMPNS accepted
+	withHdr bool   // raw IPv4 delivers the IP header
+}
+
+// openSocket tries a raw socket, then a datagram ping socket. The returned
+// reason explains in one sentence what was chosen and why.
+func openSocket(fam Family, want SocketKind, id uint16) (*socket, string, error) {
+	var rawErr error
+	if want == "" || want == KindRaw {
+		s, err := newSocket(fam, KindRaw, id)
+		if err == nil {
+			return s, "raw ICMP socket (CAP_NET_RAW is available)", nil
+		}
+		rawErr = err
+		if want == KindRaw {
+			return nil, "", fmt.Errorf("raw ICMP socket: %w", err)
+		}
+	}
+	s, err := newSocket(fam, KindDgram, id)
+	if err == nil {
+		why := "unprivileged ICMP datagram socket"
+		if rawErr != nil {
+			why = fmt.Sprintf("unprivileged ICMP datagram socket, because a raw socket was refused (%v)", rawErr)
+		}
+		return s, why, nil
+	}
+	if rawErr == nil {
+		return nil, "", fmt.Errorf("ICMP datagram socket: %w", err)
+	}
+	return nil, "", fmt.Errorf("raw ICMP socket refused (%v; grant CAP_NET_RAW, e.g. setcap cap_net_raw+ep) and ICMP datagram socket refused (%v; widen net.ipv4.ping_group_range to include this process's group)", rawErr, err)
+}
+
+func newSocket(fam Family, kind SocketKind, id uint16) (*socket, error) {
+	domain, proto := unix.AF_INET, unix.IPPROTO_ICMP
+	if fam == IPv6 {
+		domain, proto = unix.AF_INET6, unix.IPPROTO_ICMPV6
+	}
+	typ := unix.SOCK_RAW
+	if kind == KindDgram {
+		typ = unix.SOCK_DGRAM
+	}
+	fd, err := unix.Socket(domain, typ|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, proto)
+	if err != nil {
+		return nil, err
+	}
+	s := &socket{fam: fam, kind: kind, id: id, withHdr: fam == IPv4 && kind == KindRaw}
+	fail := func(what string, err error) (*socket, error) {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	// A larger receive buffer rides out bursts of replies; the kernel caps it.
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 1<<20)
+	s.kernTS = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1) == nil
+	if fam == IPv4 && kind == KindDgram {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_RECVTTL, 1); err != nil {
+			return fail("IP_RECVTTL", err)
+		}
+	}
+	if fam == IPv6 {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_RECVHOPLIMIT, 1); err != nil {
+			return fail("IPV6_RECVHOPLIMIT", err)
+		}
+	}
+	if kind == KindRaw {
+		if fam == IPv6 {
+			// Let only echo replies into the socket's queue.
+			var f unix.ICMPv6Filter
+			for i := range f.Data {
+				f.Data[i] = 0xffffffff
+			}
+			f.Data[icmpv6EchoReply>>5] &^= 1 << (uint32(icmpv6EchoReply) & 31)
+			if err := unix.SetsockoptICMPv6Filter(fd, unix.SOL_ICMPV6, unix.ICMPV6_FILTER, &f); err != nil {
+				return fail("ICMPV6_FILTER", err)
+			}
+		}
+		// A raw socket sees every ICMP packet on the machine (other pingers'
+		// replies, our own requests looping on lo): drop all but replies
+		// carrying our identifier in the kernel.
+		if err := attachFilter(fd, fam, id); err != nil {
+			return fail("SO_ATTACH_FILTER", err)
+		}
+	} else {
+		// Bind now so the kernel assigns the identifier (the ping socket's
+		// "port") before the first probe, and tell us what it is.
+		var sa unix.Sockaddr = &unix.SockaddrInet4{}
+		if fam == IPv6 {
+			sa = &unix.SockaddrInet6{}
+		}
+		if err := unix.Bind(fd, sa); err != nil {
+			return fail("bind", err)
+		}
+		got, err := unix.Getsockname(fd)
+		if err != nil {
+			return fail("getsockname", err)
+		}
+		switch a := got.(type) {
+		case *unix.SockaddrInet4:
+			s.id = uint16(a.Port)
+		case *unix.SockaddrInet6:
+			s.id = uint16(a.Port)
+		}
+	}
+	s.file = os.NewFile(uintptr(fd), fmt.Sprintf("icmp%s-%s", fam, kind))
+	rc, err := s.file.SyscallConn()
+	if err != nil {
+		s.file.Close()
+		return nil, err
+	}
+	s.rc = rc
+	return s, nil
+}
+
+func attachFilter(fd int, fam Family, id uint16) error {
+	var prog []bpf.Instruction
+	if fam == IPv4 {
+		prog = []bpf.Instruction{
+			bpf.LoadMemShift{Off: 0}, // X = IP header length
+			bpf.LoadIndirect{Off: 0, Size: 1},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: icmpv4EchoReply, SkipFalse: 3},
+			bpf.LoadIndirect{Off: 4, Size: 2},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(id), SkipFalse: 1},
+			bpf.RetConstant{Val: 0xffff},
+			bpf.RetConstant{Val: 0},
+		}
+	} else {
+		prog = []bpf.Instruction{
+			bpf.LoadAbsolute{Off: 0, Size: 1},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: icmpv6EchoReply, SkipFalse: 3},
+			bpf.LoadAbsolute{Off: 4, Size: 2},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(id), SkipFalse: 1},
+			bpf.RetConstant{Val: 0xffff},
+			bpf.RetConstant{Val: 0},
+		}
+	}
+	raw, err := bpf.Assemble(prog)
+	if err != nil {
+		return err
+	}
+	f := make([]unix.SockFilter, len(raw))
+	for i, r := range raw {
+		f[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
+	}
+	return unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: uint16(len(f)), Filter: &f[0]})
+}
+
+// sendOpts are the per-packet settings carried as ancillary data, so one
+// socket serves targets with different sources, TOS and TTL.
+type sendOpts struct {
+	src     netip.Addr
+	ifIndex int
+	tos     int
+	ttl     int
+}
+
+// appendCmsgs builds the control messages for o into buf.
+func appendCmsgs(buf []byte, fam Family, o sendOpts) []byte {
+	if fam == IPv4 {
+		if o.src.IsValid() || o.ifIndex != 0 {
+			var pi unix.Inet4Pktinfo
+			pi.Ifindex = int32(o.ifIndex)
+			if o.src.IsValid() {
+				pi.Spec_dst = o.src.As4()
+			}
+			buf = appendCmsg(buf, unix.IPPROTO_IP, unix.IP_PKTINFO, unsafe.Slice((*byte)(unsafe.Pointer(&pi)), unix.SizeofInet4Pktinfo))
+		}
+		if o.tos != 0 {
+			buf = appendCmsgInt(buf, unix.IPPROTO_IP, unix.IP_TOS, o.tos)
+		}
+		if o.ttl != 0 {
+			buf = appendCmsgInt(buf, unix.IPPROTO_IP, unix.IP_TTL, o.ttl)
+		}
+		return buf
+	}
+	if o.src.IsValid() || o.ifIndex != 0 {
+		var pi unix.Inet6Pktinfo
+		pi.Ifindex = uint32(o.ifIndex)
+		if o.src.IsValid() {
+			pi.Addr = o.src.As16()
+		}
+		buf = appendCmsg(buf, unix.IPPROTO_IPV6, unix.IPV6_PKTINFO, unsafe.Slice((*byte)(unsafe.Pointer(&pi)), unix.SizeofInet6Pktinfo))
+	}
+	if o.tos != 0 {
+		buf = appendCmsgInt(buf, unix.IPPROTO_IPV6, unix.IPV6_TCLASS, o.tos)
+	}
+	if o.ttl != 0 {
+		buf = appendCmsgInt(buf, unix.IPPROTO_IPV6, unix.IPV6_HOPLIMIT, o.ttl)
+	}
+	return buf
+}
+
+func appendCmsgInt(buf []byte, level, typ, v int) []byte {
+	var b [4]byte
+	binary.NativeEndian.PutUint32(b[:], uint32(v))
+	return appendCmsg(buf, level, typ, b[:])
+}
+
+func appendCmsg(buf []byte, level, typ int, data []byte) []byte {
+	start := len(buf)
+	space := unix.CmsgSpace(len(data))
+	buf = append(buf, make([]byte, space)...)
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&buf[start]))
+	h.Level = int32(level)
+	h.Type = int32(typ)
+	h.SetLen(unix.CmsgLen(len(data)))
+	copy(buf[start+unix.CmsgLen(0):], data)
+	return buf
+}
+
+// send writes one packet without waiting: a full socket buffer is a counted
+// error, never a stalled scheduler.
+func (s *socket) send(pkt, oob []byte, dst netip.Addr) error {
+	var sa unix.Sockaddr
+	if s.fam == IPv4 {
+		sa = &unix.SockaddrInet4{Addr: dst.As4()}
+	} else {
+		sa6 := &unix.SockaddrInet6{Addr: dst.As16()}
+		if z := dst.Zone(); z != "" {
+			if ifi, err := interfaceIndex(z); err == nil {
+				sa6.ZoneId = uint32(ifi)
+			}
+		}
+		sa = sa6
+	}
+	var serr error
+	err := s.rc.Control(func(fd uintptr) {
+		serr = unix.Sendmsg(int(fd), pkt, oob, sa, 0)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// received is one packet with its metadata.
+type received struct {
+	n      int
+	from   netip.Addr
+	kernTS time.Time // zero when the kernel gave no timestamp
+	ttl    int       // -1 when unknown
+}
+
+// recv blocks (in the netpoller) until a packet arrives or the socket closes.
+func (s *socket) recv(buf, oob []byte) (received, error) {
+	var (
+		r       = received{ttl: -1}
+		n, oobn int
+		from    unix.Sockaddr
+		rerr    error
+	)
+	err := s.rc.Read(func(fd uintptr) bool {
+		n, oobn, _, from, rerr = unix.Recvmsg(int(fd), buf, oob, 0)
+		return rerr != unix.EAGAIN
+	})
+	if err != nil {
+		return r, err
+	}
+	if rerr != nil {
+		return r, rerr
+	}
+	r.n = n
+	switch a := from.(type) {
+	case *unix.SockaddrInet4:
+		r.from = netip.AddrFrom4(a.Addr)
+	case *unix.SockaddrInet6:
+		r.from = netip.AddrFrom16(a.Addr)
+	}
+	parseCmsgs(oob[:oobn], &r)
+	return r, nil
+}
+
+// parseCmsgs walks the control messages by hand: no allocation per packet.
+func parseCmsgs(b []byte, r *received) {
+	for len(b) >= unix.CmsgLen(0) {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+		l := int(h.Len)
+		if l < unix.CmsgLen(0) || l > len(b) {
+			return
+		}
+		data := b[unix.CmsgLen(0):l]
+		switch {
+		case h.Level == unix.SOL_SOCKET && h.Type == unix.SO_TIMESTAMPNS && len(data) >= 16:
+			sec := int64(binary.NativeEndian.Uint64(data[0:]))
+			nsec := int64(binary.NativeEndian.Uint64(data[8:]))
+			r.kernTS = time.Unix(sec, nsec)
+		case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_TTL && len(data) >= 4:
+			r.ttl = int(binary.NativeEndian.Uint32(data))
+		case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_HOPLIMIT && len(data) >= 4:
+			r.ttl = int(binary.NativeEndian.Uint32(data))
+		}
+		sp := unix.CmsgSpace(l - unix.CmsgLen(0))
+		if sp > len(b) {
+			return
+		}
+		b = b[sp:]
+	}
+}
+
+func (s *socket) close() error { return s.file.Close() }
+
+// sendErrorReason maps a send error to a short, stable label value.
+func sendErrorReason(err error) string {
+	var errno unix.Errno
+	if !errors.As(err, &errno) {
+		return "other"
+	}
+	switch errno {
+	case unix.ENETUNREACH:
+		return "network_unreachable"
+	case unix.EHOSTUNREACH:
+		return "host_unreachable"
+	case unix.EPERM, unix.EACCES:
+		return "permission_denied"
+	case unix.ENOBUFS, unix.EAGAIN:
+		return "buffer_full"
+	case unix.EMSGSIZE:
+		return "message_too_long"
+	case unix.EADDRNOTAVAIL, unix.EINVAL:
+		return "bad_source_address"
+	case unix.ENODEV, unix.ENXIO:
+		return "no_device"
+	case unix.ENETDOWN:
+		return "network_down"
+	default:
+		return "other"
+	}
+}
