@@ -37,7 +37,11 @@ var pingBuckets = []float64{
 	1, 2, 5, 10, 20,
 }
 
-const resolveRetry = 10 * time.Second
+// resolveRetry is how soon a failed lookup is tried again.
+var resolveRetry = 10 * time.Second
+
+// pingResolver looks target names up; tests point it at a DNS server of their own.
+var pingResolver = net.DefaultResolver
 
 func init() {
 	registerCollector("ping", true, newPingCollector)
@@ -406,7 +410,7 @@ func (c *pingCollector) lookup(e *pingEntry) (netip.Addr, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", e.cfg.Host)
+	addrs, err := pingResolver.LookupNetIP(ctx, "ip", e.cfg.Host)
 	if err != nil {
 		return netip.Addr{}, err
 	}

@@ -233,10 +233,9 @@ func (e *Engine) Remove(t *Target) {
 		heap.Remove(&e.sendQ, t.hidx)
 	}
 	for _, m := range e.inflight {
-		for seq, p := range m {
+		for _, p := range m {
 			if p.t == t {
 				p.t = nil // expiry drops it silently
-				_ = seq
 			}
 		}
 	}
@@ -322,8 +321,7 @@ func (e *Engine) schedule() {
 			now = e.mono()
 		}
 		for len(e.expiry) > 0 && e.expiry[0].deadline <= now {
-			x := heap.Pop(&e.expiry).(expiry)
-			e.expireLocked(x)
+			e.expireLocked(e.expiry.pop())
 		}
 		wait := time.Hour
 		if len(e.sendQ) > 0 {
@@ -385,7 +383,7 @@ func (e *Engine) sendLocked(t *Target, now int64, pkt, oob []byte) {
 	*p = probe{t: t, serial: e.serial, sentMono: int64(sent.Sub(e.start)), sentWall: sent.UnixNano()}
 	p.deadline = p.sentMono + int64(t.set.Timeout)
 	m[seq] = p
-	heap.Push(&e.expiry, expiry{deadline: p.deadline, fam: t.fam, seq: seq, serial: e.serial})
+	e.expiry.push(expiry{deadline: p.deadline, fam: t.fam, seq: seq, serial: e.serial})
 }
 
 func (e *Engine) expireLocked(x expiry) {
@@ -460,7 +458,7 @@ func (e *Engine) match(fam Family, rep echoReply, from netip.Addr, ttl int, kern
 	if p.t == nil {
 		return // the target was removed while the probe was in flight
 	}
-	if from != p.t.addr.WithZone("") && from != p.t.addr {
+	if from != p.t.addr.WithZone("") {
 		e.Counters.Mismatch.Add(1)
 		return
 	}
@@ -477,7 +475,7 @@ func (e *Engine) match(fam Family, rep echoReply, from netip.Addr, ttl int, kern
 			rtt = k
 		}
 	}
-	if userRTT > p.t.set.Timeout && rtt > p.t.set.Timeout {
+	if rtt > p.t.set.Timeout {
 		e.Counters.Late.Add(1) // expiry will count it lost
 		return
 	}
@@ -518,16 +516,43 @@ type expiry struct {
 	serial   uint32
 }
 
-// expiryHeap orders probes in flight by deadline.
+// expiryHeap orders probes in flight by deadline. It is typed rather than
+// container/heap so that a probe costs no interface allocation.
 type expiryHeap []expiry
 
-func (h expiryHeap) Len() int           { return len(h) }
-func (h expiryHeap) Less(i, j int) bool { return h[i].deadline < h[j].deadline }
-func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiry)) }
-func (h *expiryHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
+func (h *expiryHeap) push(x expiry) {
+	*h = append(*h, x)
+	q := *h
+	for i := len(q) - 1; i > 0; {
+		p := (i - 1) / 2
+		if q[p].deadline <= q[i].deadline {
+			break
+		}
+		q[p], q[i] = q[i], q[p]
+		i = p
+	}
+}
+
+func (h *expiryHeap) pop() expiry {
+	q := *h
+	top := q[0]
+	last := len(q) - 1
+	q[0] = q[last]
+	q = q[:last]
+	for i := 0; ; {
+		l, m := 2*i+1, i
+		if l < len(q) && q[l].deadline < q[m].deadline {
+			m = l
+		}
+		if r := l + 1; r < len(q) && q[r].deadline < q[m].deadline {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		q[i], q[m] = q[m], q[i]
+		i = m
+	}
+	*h = q
+	return top
 }
