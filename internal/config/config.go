@@ -43,8 +43,14 @@ const (
 
 // Config is a whole, validated configuration.
 type Config struct {
-	Global Global     `yaml:"global"`
-	Ping   PingConfig `yaml:"ping"`
+	Global    Global          `yaml:"global"`
+	Ping      PingConfig      `yaml:"ping"`
+	MTR       MTRConfig       `yaml:"mtr"`
+	HTTP      HTTPConfig      `yaml:"http"`
+	DNS       DNSConfig       `yaml:"dns"`
+	TCP       TCPConfig       `yaml:"tcp"`
+	Synthetic SyntheticConfig `yaml:"synthetic"`
+	Bandwidth BandwidthConfig `yaml:"bandwidth"`
 
 	// Source is the file the config came from (DefaultName for the embedded one).
 	Source string `yaml:"-"`
@@ -190,11 +196,23 @@ func (c *Config) AddHosts(hosts []string) error {
 
 type fieldError struct{ path, msg string }
 
+// adder records a validation error at a field path such as "http.targets[2].url".
+type adder func(path, format string, a ...any)
+
 func (c *Config) validate() []fieldError {
 	var errs []fieldError
 	add := func(path, format string, a ...any) {
 		errs = append(errs, fieldError{path, fmt.Sprintf(format, a...)})
 	}
+	defer func() {
+		// Each probe section validates itself and fills in its defaults.
+		c.MTR.validate(&c.Global, add)
+		c.HTTP.validate(&c.Global, add)
+		c.DNS.validate(&c.Global, add)
+		c.TCP.validate(&c.Global, add)
+		c.Synthetic.validate(&c.Global, add)
+		c.Bandwidth.validate(&c.Global, add)
+	}()
 	g := &c.Global
 	if g.ResolveInterval == 0 {
 		g.ResolveInterval = Duration(5 * time.Minute)
@@ -269,7 +287,7 @@ func inherit(t, g *ProbeDefaults) {
 	}
 }
 
-func checkProbe(path string, p *ProbeDefaults, add func(string, string, ...any)) {
+func checkProbe(path string, p *ProbeDefaults, add adder) {
 	iv := time.Duration(p.Interval)
 	if iv < MinInterval {
 		add(path+".interval", "%s is below the minimum of %s", iv, MinInterval)
@@ -312,7 +330,7 @@ func checkProbe(path string, p *ProbeDefaults, add func(string, string, ...any))
 	}
 }
 
-func checkLabels(path string, labels map[string]string, add func(string, string, ...any)) {
+func checkLabels(path string, labels map[string]string, add adder) {
 	for k := range labels {
 		switch {
 		case !labelNameRE.MatchString(k) || strings.HasPrefix(k, "__"):
