@@ -204,15 +204,7 @@ func (c *Config) validate() []fieldError {
 	add := func(path, format string, a ...any) {
 		errs = append(errs, fieldError{path, fmt.Sprintf(format, a...)})
 	}
-	defer func() {
-		// Each probe section validates itself and fills in its defaults.
-		c.MTR.validate(&c.Global, add)
-		c.HTTP.validate(&c.Global, add)
-		c.DNS.validate(&c.Global, add)
-		c.TCP.validate(&c.Global, add)
-		c.Synthetic.validate(&c.Global, add)
-		c.Bandwidth.validate(&c.Global, add)
-	}()
+
 	g := &c.Global
 	if g.ResolveInterval == 0 {
 		g.ResolveInterval = Duration(5 * time.Minute)
@@ -262,6 +254,13 @@ func (c *Config) validate() []fieldError {
 			}
 		}
 	}
+	// Each probe section validates itself and fills in its defaults.
+	c.MTR.validate(&c.Global, add)
+	c.HTTP.validate(&c.Global, add)
+	c.DNS.validate(&c.Global, add)
+	c.TCP.validate(&c.Global, add)
+	c.Synthetic.validate(&c.Global, add)
+	c.Bandwidth.validate(&c.Global, add)
 	return errs
 }
 
