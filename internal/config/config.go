@@ -51,6 +51,7 @@ type Config struct {
 	TCP       TCPConfig       `yaml:"tcp"`
 	Synthetic SyntheticConfig `yaml:"synthetic"`
 	Bandwidth BandwidthConfig `yaml:"bandwidth"`
+	Mesh      MeshConfig      `yaml:"mesh"`
 
 	// Source is the file the config came from (DefaultName for the embedded one).
 	Source string `yaml:"-"`
@@ -261,6 +262,7 @@ func (c *Config) validate() []fieldError {
 	c.TCP.validate(&c.Global, add)
 	c.Synthetic.validate(&c.Global, add)
 	c.Bandwidth.validate(&c.Global, add)
+	c.Mesh.validate(&c.Global, add)
 	return errs
 }
 
