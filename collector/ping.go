@@ -17,6 +17,7 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/procfs"
 
 	"github.com/smokemon/smokemon/internal/config"
@@ -89,6 +90,9 @@ type pingEntry struct {
 type pingStats struct {
 	key      statsKey
 	labels   []string
+	pairs    []*dto.LabelPair // target, family and custom labels, built once
+	infoIP   string
+	info     []*dto.LabelPair // pairs of target_info for infoIP
 	sent     atomic.Uint64
 	received atomic.Uint64
 	lost     atomic.Uint64
@@ -133,6 +137,9 @@ func newPingCollector(logger *slog.Logger, cfg *config.Config) (Collector, error
 	// A failed engine is not a failed collector: the prober-down metrics say
 	// so and every other collector keeps working.
 	eng, err := pinger.New(logger, pinger.Options{Socket: kind})
+	if eng == nil {
+		return nil, err
+	}
 	if err != nil {
 		logger.Error("no ICMP socket could be opened; ping metrics will report the prober down", "err", err)
 	}
@@ -184,6 +191,7 @@ func (c *pingCollector) Reload(cfg *config.Config) error {
 	}
 	labelsChanged := !slices.Equal(labelNames, c.labelNames)
 	c.labelNames = labelNames
+	c.descs = newPingDescs(labelNames)
 	stats := map[statsKey]*pingStats{}
 	resolveErr := map[string]*atomic.Uint64{}
 	for _, e := range entries {
@@ -226,7 +234,6 @@ func (c *pingCollector) Reload(cfg *config.Config) error {
 	}
 	c.entries, c.stats, c.resolveErr = entries, stats, resolveErr
 	c.resolveIv = time.Duration(cfg.Global.ResolveInterval)
-	c.descs = newPingDescs(labelNames)
 	select {
 	case c.kick <- struct{}{}:
 	default:
@@ -244,9 +251,6 @@ func (c *pingCollector) attachLocked(e *pingEntry, stats map[statsKey]*pingStats
 			e.stats = c.newStats(key, e.labels)
 		}
 		stats[key] = e.stats
-	}
-	if c.engine == nil {
-		return
 	}
 	set, err := c.settings(e)
 	if err != nil {
@@ -290,6 +294,7 @@ func (c *pingCollector) settings(e *pingEntry) (pinger.Settings, error) {
 
 func (c *pingCollector) newStats(key statsKey, labels []string) *pingStats {
 	s := &pingStats{key: key, labels: labels, sendErrors: map[string]uint64{}}
+	s.pairs = prometheus.MakeLabelPairs(c.descs.sent, append([]string{key.name, key.fam.String()}, labels...))
 	s.ttl.Store(-1)
 	s.hist = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: Namespace, Subsystem: "ping", Name: "rtt_seconds",
@@ -376,7 +381,7 @@ func (c *pingCollector) resolveDue() {
 			}
 			e.lastErr = err.Error()
 			e.nextResolve = now.Add(resolveRetry)
-			if e.handle != nil && c.engine != nil {
+			if e.handle != nil {
 				c.engine.Remove(e.handle)
 				e.handle = nil
 			}
@@ -463,26 +468,20 @@ func (c *pingCollector) Update(ch chan<- prometheus.Metric) error {
 	defer c.mu.Unlock()
 	d := c.descs
 	for _, fam := range []pinger.Family{pinger.IPv4, pinger.IPv6} {
-		up, kind, ts := 0.0, "none", "none"
-		if c.engine != nil {
-			st := c.engine.Status(fam)
-			kind = string(st.Kind)
-			if st.Up {
-				up = 1
-				ts = "user"
-				if st.KernelTimestamps {
-					ts = "kernel"
-				}
+		up, ts := 0.0, "none"
+		st := c.engine.Status(fam)
+		if st.Up {
+			up, ts = 1, "user"
+			if st.KernelTimestamps {
+				ts = "kernel"
 			}
 		}
 		ch <- prometheus.MustNewConstMetric(d.proberUp, prometheus.GaugeValue, up, fam.String())
-		ch <- prometheus.MustNewConstMetric(d.proberInfo, prometheus.GaugeValue, 1, fam.String(), kind, ts)
+		ch <- prometheus.MustNewConstMetric(d.proberInfo, prometheus.GaugeValue, 1, fam.String(), string(st.Kind), ts)
 	}
-	if c.engine != nil {
-		ch <- prometheus.MustNewConstMetric(d.unmatched, prometheus.CounterValue, float64(c.engine.Counters.Late.Load()), "late")
-		ch <- prometheus.MustNewConstMetric(d.unmatched, prometheus.CounterValue, float64(c.engine.Counters.Foreign.Load()), "foreign")
-		ch <- prometheus.MustNewConstMetric(d.unmatched, prometheus.CounterValue, float64(c.engine.Counters.Mismatch.Load()), "address_mismatch")
-	}
+	ch <- prometheus.MustNewConstMetric(d.unmatched, prometheus.CounterValue, float64(c.engine.Counters.Late.Load()), "late")
+	ch <- prometheus.MustNewConstMetric(d.unmatched, prometheus.CounterValue, float64(c.engine.Counters.Foreign.Load()), "foreign")
+	ch <- prometheus.MustNewConstMetric(d.unmatched, prometheus.CounterValue, float64(c.engine.Counters.Mismatch.Load()), "address_mismatch")
 
 	seen := map[string]bool{}
 	for _, e := range c.entries {
@@ -499,31 +498,38 @@ func (c *pingCollector) Update(ch chan<- prometheus.Metric) error {
 		case e.famChoice == config.FamilyIP6:
 			fam = pinger.IPv6
 		}
-		lv := append([]string{e.cfg.Name, fam.String()}, e.labels...)
 		up := 0.0
-		if e.handle != nil && c.engine != nil && c.engine.Status(fam).Up {
+		if e.handle != nil && c.engine.Status(fam).Up {
 			up = 1
 		}
-		ch <- prometheus.MustNewConstMetric(d.up, prometheus.GaugeValue, up, lv...)
 		ip := ""
 		if e.addr.IsValid() {
 			ip = e.addr.String()
 		}
-		ch <- prometheus.MustNewConstMetric(d.info, prometheus.GaugeValue, 1, append(lv, e.cfg.Host, ip)...)
 		s := e.stats
-		if s == nil {
+		if s == nil { // never resolved: no counters yet, just say so
+			lv := append([]string{e.cfg.Name, fam.String()}, e.labels...)
+			ch <- prometheus.MustNewConstMetric(d.up, prometheus.GaugeValue, up, lv...)
+			ch <- prometheus.MustNewConstMetric(d.info, prometheus.GaugeValue, 1, append(lv, e.cfg.Host, ip)...)
 			continue
 		}
-		ch <- prometheus.MustNewConstMetric(d.sent, prometheus.CounterValue, float64(s.sent.Load()), lv...)
-		ch <- prometheus.MustNewConstMetric(d.received, prometheus.CounterValue, float64(s.received.Load()), lv...)
-		ch <- prometheus.MustNewConstMetric(d.lost, prometheus.CounterValue, float64(s.lost.Load()), lv...)
-		ch <- prometheus.MustNewConstMetric(d.dups, prometheus.CounterValue, float64(s.dups.Load()), lv...)
+		if s.info == nil || s.infoIP != ip {
+			s.infoIP = ip
+			s.info = prometheus.MakeLabelPairs(d.info, append([]string{s.key.name, s.key.fam.String()}, append(slices.Clone(s.labels), e.cfg.Host, ip)...))
+		}
+		ch <- &pairsMetric{d.up, s.pairs, dto.MetricType_GAUGE, up}
+		ch <- &pairsMetric{d.info, s.info, dto.MetricType_GAUGE, 1}
+		ch <- &pairsMetric{d.sent, s.pairs, dto.MetricType_COUNTER, float64(s.sent.Load())}
+		ch <- &pairsMetric{d.received, s.pairs, dto.MetricType_COUNTER, float64(s.received.Load())}
+		ch <- &pairsMetric{d.lost, s.pairs, dto.MetricType_COUNTER, float64(s.lost.Load())}
+		ch <- &pairsMetric{d.dups, s.pairs, dto.MetricType_COUNTER, float64(s.dups.Load())}
 		if ttl := s.ttl.Load(); ttl >= 0 {
-			ch <- prometheus.MustNewConstMetric(d.ttl, prometheus.GaugeValue, float64(ttl), lv...)
+			ch <- &pairsMetric{d.ttl, s.pairs, dto.MetricType_GAUGE, float64(ttl)}
 		}
 		s.errMu.Lock()
 		for reason, n := range s.sendErrors {
-			ch <- prometheus.MustNewConstMetric(d.sendErrors, prometheus.CounterValue, float64(n), append(lv, reason)...)
+			lv := append([]string{s.key.name, s.key.fam.String()}, append(slices.Clone(s.labels), reason)...)
+			ch <- prometheus.MustNewConstMetric(d.sendErrors, prometheus.CounterValue, float64(n), lv...)
 		}
 		s.errMu.Unlock()
 		s.hist.Collect(ch)
@@ -535,10 +541,7 @@ func (c *pingCollector) Update(ch chan<- prometheus.Metric) error {
 func (c *pingCollector) Close() error {
 	close(c.stop)
 	c.done.Wait()
-	if c.engine != nil {
-		return c.engine.Close()
-	}
-	return nil
+	return c.engine.Close()
 }
 
 func newPingDescs(custom []string) pingDescs {
@@ -594,4 +597,25 @@ func ipv6DefaultGateway(path string) (netip.Addr, error) {
 		return best, fmt.Errorf("no IPv6 default route with a next hop")
 	}
 	return best, nil
+}
+
+// pairsMetric is a constant sample whose label pairs were built once per
+// target: rebuilding them on every scrape was most of a large scrape's garbage.
+type pairsMetric struct {
+	desc  *prometheus.Desc
+	pairs []*dto.LabelPair
+	typ   dto.MetricType
+	v     float64
+}
+
+func (m *pairsMetric) Desc() *prometheus.Desc { return m.desc }
+
+func (m *pairsMetric) Write(out *dto.Metric) error {
+	out.Label = m.pairs
+	if m.typ == dto.MetricType_COUNTER {
+		out.Counter = &dto.Counter{Value: &m.v}
+	} else {
+		out.Gauge = &dto.Gauge{Value: &m.v}
+	}
+	return nil
 }

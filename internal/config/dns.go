@@ -1,6 +1,119 @@
 package config
 
-// DNSConfig is the dns section: DNS lookup probes. Off (no targets) unless configured.
-type DNSConfig struct{}
+import (
+	"fmt"
+	"strings"
+	"time"
 
-func (c *DNSConfig) validate(g *Global, add adder) {}
+	"github.com/miekg/dns"
+)
+
+// DNSConfig is the dns section: DNS lookup probes. Off (no targets) unless configured.
+type DNSConfig struct {
+	Interval Duration    `yaml:"interval"`
+	Timeout  Duration    `yaml:"timeout"`
+	Targets  []DNSTarget `yaml:"targets"`
+}
+
+// DNSTarget is one name and type, asked of one or more resolvers.
+type DNSTarget struct {
+	Query  string            `yaml:"query"` // the name looked up
+	Type   string            `yaml:"type"`  // A unless set; any type miekg/dns knows (AAAA, MX, TXT, …)
+	Name   string            `yaml:"name"`  // series name; "query/type" when unset
+	Labels map[string]string `yaml:"labels"`
+	// Resolvers (ip or ip:port) are asked each round, each its own series;
+	// empty means every nameserver in /etc/resolv.conf under --path.rootfs.
+	Resolvers []string `yaml:"resolvers"`
+	Interval  Duration `yaml:"interval"`
+	Timeout   Duration `yaml:"timeout"`
+	// Protocol is udp (falling back to TCP when the answer is truncated) or tcp.
+	Protocol         string   `yaml:"protocol"`
+	RecursionDesired *bool    `yaml:"recursion_desired"` // true unless set
+	ValidRcodes      []string `yaml:"valid_rcodes"`      // NOERROR unless set
+	MinAnswers       int      `yaml:"min_answers"`       // fewer answer records is a failure
+
+	// QType is Type as a number, valid after Load.
+	QType uint16 `yaml:"-"`
+}
+
+// IntervalD and TimeoutD are the resolved schedule, valid after Load.
+func (t *DNSTarget) IntervalD() time.Duration { return time.Duration(t.Interval) }
+func (t *DNSTarget) TimeoutD() time.Duration  { return time.Duration(t.Timeout) }
+
+var dnsLabelNames = []string{"resolver", "query", "type", "rcode"}
+
+func (c *DNSConfig) validate(g *Global, add adder) {
+	checkSection("dns", &c.Interval, &c.Timeout, DefaultDNSInterval, DefaultDNSTimeout, add)
+	if len(c.Targets) > 0 {
+		checkReservedFor("global.labels", g.Labels, dnsLabelNames, add)
+	}
+	names := map[string]int{}
+	for i := range c.Targets {
+		t := &c.Targets[i]
+		p := fmt.Sprintf("dns.targets[%d]", i)
+		switch {
+		case t.Query == "":
+			add(p+".query", "missing: every target needs a name to look up")
+		case t.Query != "." && !validHost(t.Query):
+			add(p+".query", "%q is not a valid domain name", t.Query)
+		}
+		if t.Type == "" {
+			t.Type = "A"
+		}
+		t.Type = strings.ToUpper(t.Type)
+		if qt, ok := dns.StringToType[t.Type]; ok && qt != dns.TypeNone {
+			t.QType = qt
+		} else {
+			add(p+".type", "%q is not a DNS record type (A, AAAA, MX, TXT, NS, …)", t.Type)
+		}
+		if t.Name == "" {
+			t.Name = t.Query + "/" + t.Type
+		}
+		uniqueName("dns", p, t.Name, names, i, add)
+		checkLabels(p+".labels", t.Labels, add)
+		checkReservedFor(p+".labels", t.Labels, dnsLabelNames, add)
+		seen := map[string]bool{}
+		for j, r := range t.Resolvers {
+			n, err := NormalizeResolver(r)
+			if err != nil {
+				add(fmt.Sprintf("%s.resolvers[%d]", p, j), "%v", err)
+				continue
+			}
+			if seen[n] {
+				add(fmt.Sprintf("%s.resolvers[%d]", p, j), "%s is listed twice", n)
+			}
+			seen[n] = true
+			t.Resolvers[j] = n
+		}
+		if t.Interval == 0 {
+			t.Interval = c.Interval
+		}
+		if t.Timeout == 0 {
+			t.Timeout = Duration(min(time.Duration(c.Timeout), time.Duration(t.Interval)))
+		}
+		checkSchedule(p, t.Interval, t.Timeout, add)
+		switch t.Protocol {
+		case "":
+			t.Protocol = "udp"
+		case "udp", "tcp":
+		default:
+			add(p+".protocol", "%q is not udp or tcp", t.Protocol)
+		}
+		if t.RecursionDesired == nil {
+			yes := true
+			t.RecursionDesired = &yes
+		}
+		if len(t.ValidRcodes) == 0 {
+			t.ValidRcodes = []string{"NOERROR"}
+		}
+		for j, rc := range t.ValidRcodes {
+			t.ValidRcodes[j] = strings.ToUpper(rc)
+			if _, ok := dns.StringToRcode[t.ValidRcodes[j]]; !ok {
+				add(fmt.Sprintf("%s.valid_rcodes[%d]", p, j), "%q is not a DNS rcode (NOERROR, NXDOMAIN, SERVFAIL, …)", rc)
+			}
+		}
+		if t.MinAnswers < 0 {
+			add(p+".min_answers", "%d is negative", t.MinAnswers)
+		}
+	}
+}

@@ -307,8 +307,9 @@ func (e *Engine) schedule() {
 		if e.dirty {
 			e.spread(now)
 		}
-		// Send everything due, then expire everything overdue.
-		for len(e.sendQ) > 0 && e.sendQ[0].next <= now {
+		// Send everything due (or due within its slack), then expire
+		// everything overdue.
+		for len(e.sendQ) > 0 && e.sendQ[0].next <= now+slack(e.sendQ[0]) {
 			t := e.sendQ[0]
 			e.sendLocked(t, now, pkt, oob)
 			t.lastSent = now
@@ -325,10 +326,12 @@ func (e *Engine) schedule() {
 		}
 		wait := time.Hour
 		if len(e.sendQ) > 0 {
-			wait = time.Duration(e.sendQ[0].next - now)
+			wait = time.Duration(e.sendQ[0].next - slack(e.sendQ[0]) - now)
 		}
 		if len(e.expiry) > 0 {
-			wait = min(wait, time.Duration(e.expiry[0].deadline-now))
+			// A reply after its deadline is refused in match(), so declaring
+			// the loss can wait for a sweep that gathers several.
+			wait = min(wait, time.Duration(e.expiry[0].deadline+int64(expiryGrace)-now))
 		}
 		e.mu.Unlock()
 		timer.Reset(wait)
@@ -340,6 +343,16 @@ func (e *Engine) schedule() {
 		}
 	}
 }
+
+// Waking the scheduler for every single probe costs more CPU than the
+// probes: a probe may leave up to its slack early so that one wake-up sends
+// several. The slack is small against the interval, so targets stay spread.
+const (
+	maxSlack    = 4 * time.Millisecond
+	expiryGrace = 10 * time.Millisecond
+)
+
+func slack(t *Target) int64 { return int64(min(maxSlack, t.set.Interval/10)) }
 
 func (e *Engine) sendLocked(t *Target, now int64, pkt, oob []byte) {
 	s := e.socks[t.fam]

@@ -32,6 +32,37 @@ type socket struct {
 	id      uint16 // echo identifier: ours on raw sockets, the kernel's on datagram ones
 	kernTS  bool   // SO_TIMESTAMPNS accepted
 	withHdr bool   // raw IPv4 delivers the IP header
+
+	// Message headers and the closures handed to the poller are built once:
+	// a probe costs no allocation and no hidden syscall (x/sys's Recvmsg
+	// asks getsockopt(SO_PROTOCOL) for every IPv4 packet).
+	smsg, rmsg msg
+	sendFn     func(fd uintptr)
+	recvFn     func(fd uintptr) bool
+}
+
+// msg is a msghdr with room for its address and one buffer.
+type msg struct {
+	hdr   unix.Msghdr
+	iov   unix.Iovec
+	name  unix.RawSockaddrInet6 // large enough for either family
+	n     int
+	errno unix.Errno
+}
+
+func (m *msg) set(buf, oob []byte) {
+	m.iov.Base = &buf[0]
+	m.iov.SetLen(len(buf))
+	m.hdr.Iov = &m.iov
+	m.hdr.Iovlen = 1
+	m.hdr.Control = nil
+	m.hdr.Controllen = 0
+	if len(oob) > 0 {
+		m.hdr.Control = &oob[0]
+		m.hdr.SetControllen(len(oob))
+	}
+	m.hdr.Name = (*byte)(unsafe.Pointer(&m.name))
+	m.hdr.Namelen = unix.SizeofSockaddrInet6
 }
 
 // openSocket tries a raw socket, then a datagram ping socket. The returned
@@ -131,6 +162,15 @@ func newSocket(fam Family, kind SocketKind, id uint16) (*socket, error) {
 		case *unix.SockaddrInet6:
 			s.id = uint16(a.Port)
 		}
+	}
+	s.sendFn = func(fd uintptr) {
+		r, _, e := unix.Syscall(unix.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&s.smsg.hdr)), 0)
+		s.smsg.n, s.smsg.errno = int(r), e
+	}
+	s.recvFn = func(fd uintptr) bool {
+		r, _, e := unix.Syscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&s.rmsg.hdr)), 0)
+		s.rmsg.n, s.rmsg.errno = int(r), e
+		return e != unix.EAGAIN
 	}
 	s.file = os.NewFile(uintptr(fd), fmt.Sprintf("icmp%s-%s", fam, kind))
 	rc, err := s.file.SyscallConn()
@@ -239,28 +279,32 @@ func appendCmsg(buf []byte, level, typ int, data []byte) []byte {
 }
 
 // send writes one packet without waiting: a full socket buffer is a counted
-// error, never a stalled scheduler.
+// error, never a stalled scheduler. Only the scheduler goroutine sends.
 func (s *socket) send(pkt, oob []byte, dst netip.Addr) error {
-	var sa unix.Sockaddr
+	m := &s.smsg
+	m.set(pkt, oob)
+	m.name = unix.RawSockaddrInet6{}
 	if s.fam == IPv4 {
-		sa = &unix.SockaddrInet4{Addr: dst.As4()}
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&m.name))
+		sa.Family = unix.AF_INET
+		sa.Addr = dst.As4()
+		m.hdr.Namelen = unix.SizeofSockaddrInet4
 	} else {
-		sa6 := &unix.SockaddrInet6{Addr: dst.As16()}
+		m.name.Family = unix.AF_INET6
+		m.name.Addr = dst.As16()
 		if z := dst.Zone(); z != "" {
 			if ifi, err := interfaceIndex(z); err == nil {
-				sa6.ZoneId = uint32(ifi)
+				m.name.Scope_id = uint32(ifi)
 			}
 		}
-		sa = sa6
 	}
-	var serr error
-	err := s.rc.Control(func(fd uintptr) {
-		serr = unix.Sendmsg(int(fd), pkt, oob, sa, 0)
-	})
-	if err != nil {
+	if err := s.rc.Control(s.sendFn); err != nil {
 		return err
 	}
-	return serr
+	if m.errno != 0 {
+		return m.errno
+	}
+	return nil
 }
 
 // received is one packet with its metadata.
@@ -271,32 +315,26 @@ type received struct {
 	ttl    int       // -1 when unknown
 }
 
-// recv blocks (in the netpoller) until a packet arrives or the socket closes.
+// recv blocks (in the netpoller) until a packet arrives or the socket
+// closes. Only the socket's receiver goroutine calls it.
 func (s *socket) recv(buf, oob []byte) (received, error) {
-	var (
-		r       = received{ttl: -1}
-		n, oobn int
-		from    unix.Sockaddr
-		rerr    error
-	)
-	err := s.rc.Read(func(fd uintptr) bool {
-		n, oobn, _, from, rerr = unix.Recvmsg(int(fd), buf, oob, 0)
-		return rerr != unix.EAGAIN
-	})
-	if err != nil {
+	r := received{ttl: -1}
+	m := &s.rmsg
+	m.set(buf, oob)
+	if err := s.rc.Read(s.recvFn); err != nil {
 		return r, err
 	}
-	if rerr != nil {
-		return r, rerr
+	if m.errno != 0 {
+		return r, m.errno
 	}
-	r.n = n
-	switch a := from.(type) {
-	case *unix.SockaddrInet4:
-		r.from = netip.AddrFrom4(a.Addr)
-	case *unix.SockaddrInet6:
-		r.from = netip.AddrFrom16(a.Addr)
+	r.n = m.n
+	switch m.name.Family {
+	case unix.AF_INET:
+		r.from = netip.AddrFrom4((*unix.RawSockaddrInet4)(unsafe.Pointer(&m.name)).Addr)
+	case unix.AF_INET6:
+		r.from = netip.AddrFrom16(m.name.Addr)
 	}
-	parseCmsgs(oob[:oobn], &r)
+	parseCmsgs(oob[:m.hdr.Controllen], &r)
 	return r, nil
 }
 

@@ -1,0 +1,174 @@
+package collector
+
+import (
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/procfs"
+	"github.com/prometheus/procfs/sysfs"
+
+	"github.com/smokemon/smokemon/internal/config"
+)
+
+// The cpu collector reports CPU time by mode summed over cores (per-core
+// series add cardinality and little insight on a 4-core board), per-core
+// frequency, thermal-throttle events, load and process starts.
+
+func init() {
+	registerCollector("cpu", true, newCPUCollector)
+}
+
+type cpuCollector struct {
+	logger *slog.Logger
+	proc   procfs.FS
+	sys    sysfs.FS
+
+	// CPU topology does not change while a CPU number exists, and reading
+	// it costs four files per CPU, so it is read once per CPU.
+	topoMu sync.Mutex
+	topo   map[string]sysfs.CPUTopology
+
+	seconds, count, forks, ctxt, running, blocked *prometheus.Desc
+	load1, load5, load15                          *prometheus.Desc
+	freq, freqMin, freqMax                        *prometheus.Desc
+	coreThrottles, pkgThrottles                   *prometheus.Desc
+}
+
+func newCPUCollector(logger *slog.Logger, _ *config.Config) (Collector, error) {
+	proc, err := procfs.NewFS(*procPath)
+	if err != nil {
+		return nil, err
+	}
+	sys, err := sysfs.NewFS(*sysPath)
+	if err != nil {
+		return nil, err
+	}
+	return &cpuCollector{
+		logger:        logger,
+		proc:          proc,
+		sys:           sys,
+		topo:          map[string]sysfs.CPUTopology{},
+		seconds:       hostDesc("cpu", "seconds_total", "CPU time spent in each mode, summed over all CPUs (divide a rate by smokemon_cpu_online for a 0-1 share).", "mode"),
+		count:         hostDesc("cpu", "online", "Number of online CPUs (the per-CPU lines of /proc/stat)."),
+		forks:         hostDesc("cpu", "forks_total", "Processes and threads created since boot."),
+		ctxt:          hostDesc("cpu", "context_switches_total", "Context switches since boot."),
+		running:       hostDesc("cpu", "processes_running", "Tasks currently runnable."),
+		blocked:       hostDesc("cpu", "processes_blocked", "Tasks currently blocked waiting for IO."),
+		load1:         hostDesc("cpu", "load1", "Load average over 1 minute."),
+		load5:         hostDesc("cpu", "load5", "Load average over 5 minutes."),
+		load15:        hostDesc("cpu", "load15", "Load average over 15 minutes."),
+		freq:          hostDesc("cpu", "frequency_hertz", "Current frequency of a CPU.", "cpu"),
+		freqMin:       hostDesc("cpu", "frequency_min_hertz", "Lowest frequency the CPU supports.", "cpu"),
+		freqMax:       hostDesc("cpu", "frequency_max_hertz", "Highest frequency the CPU supports (current below it while busy means capping or throttling).", "cpu"),
+		coreThrottles: hostDesc("cpu", "core_throttles_total", "Times a core was throttled for heat (x86 thermal_throttle).", "package", "core"),
+		pkgThrottles:  hostDesc("cpu", "package_throttles_total", "Times a CPU package was throttled for heat (x86 thermal_throttle).", "package"),
+	}, nil
+}
+
+func (c *cpuCollector) Update(ch chan<- prometheus.Metric) error {
+	st, err := c.proc.Stat()
+	if err != nil {
+		return err // every Linux has /proc/stat: failing to read it is a real error
+	}
+	t := st.CPUTotal
+	for _, m := range []struct {
+		mode string
+		v    float64
+	}{
+		// guest time is already part of user and nice.
+		{"user", t.User}, {"nice", t.Nice}, {"system", t.System}, {"idle", t.Idle},
+		{"iowait", t.Iowait}, {"irq", t.IRQ}, {"softirq", t.SoftIRQ}, {"steal", t.Steal},
+	} {
+		ch <- prometheus.MustNewConstMetric(c.seconds, prometheus.CounterValue, m.v, m.mode)
+	}
+	ch <- prometheus.MustNewConstMetric(c.count, prometheus.GaugeValue, float64(len(st.CPU)))
+	ch <- prometheus.MustNewConstMetric(c.forks, prometheus.CounterValue, float64(st.ProcessCreated))
+	ch <- prometheus.MustNewConstMetric(c.ctxt, prometheus.CounterValue, float64(st.ContextSwitches))
+	ch <- prometheus.MustNewConstMetric(c.running, prometheus.GaugeValue, float64(st.ProcessesRunning))
+	ch <- prometheus.MustNewConstMetric(c.blocked, prometheus.GaugeValue, float64(st.ProcessesBlocked))
+
+	if l, err := c.proc.LoadAvg(); err == nil {
+		ch <- prometheus.MustNewConstMetric(c.load1, prometheus.GaugeValue, l.Load1)
+		ch <- prometheus.MustNewConstMetric(c.load5, prometheus.GaugeValue, l.Load5)
+		ch <- prometheus.MustNewConstMetric(c.load15, prometheus.GaugeValue, l.Load15)
+	} else {
+		skipSeries(c.logger, "loadavg", err)
+	}
+	c.updateFrequency(ch)
+	c.updateThrottles(ch)
+	return nil
+}
+
+func (c *cpuCollector) updateFrequency(ch chan<- prometheus.Metric) {
+	stats, err := c.sys.SystemCpufreq()
+	if err != nil {
+		skipSeries(c.logger, "cpufreq", err) // VMs and some boards have none
+		return
+	}
+	khz := func(d *prometheus.Desc, cpu string, vs ...*uint64) {
+		for _, v := range vs {
+			if v != nil {
+				ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(*v)*1e3, cpu)
+				return
+			}
+		}
+	}
+	for _, s := range stats {
+		if s.Name == "" {
+			continue // a CPU without cpufreq
+		}
+		// cpuinfo_cur_freq is root-only on most kernels; scaling_cur_freq is what the governor set.
+		khz(c.freq, s.Name, s.ScalingCurrentFrequency, s.CpuinfoCurrentFrequency)
+		khz(c.freqMin, s.Name, s.CpuinfoMinimumFrequency, s.ScalingMinimumFrequency)
+		khz(c.freqMax, s.Name, s.CpuinfoMaximumFrequency, s.ScalingMaximumFrequency)
+	}
+}
+
+func (c *cpuCollector) updateThrottles(ch chan<- prometheus.Metric) {
+	cpus, err := c.sys.CPUs()
+	if err != nil {
+		skipSeries(c.logger, "cpu list", err)
+		return
+	}
+	type coreKey struct{ pkg, core string }
+	cores := map[coreKey]bool{}
+	pkgs := map[string]bool{}
+	for _, cpu := range cpus {
+		tt, err := cpu.ThermalThrottle()
+		if err != nil {
+			continue // only x86 has thermal_throttle; nothing to log per CPU
+		}
+		topo, err := c.topology(cpu)
+		if err != nil {
+			skipSeries(c.logger, string(cpu)+"/topology", err)
+			continue
+		}
+		// SMT siblings share their core's counter: report each core once.
+		if k := (coreKey{topo.PhysicalPackageID, topo.CoreID}); !cores[k] {
+			cores[k] = true
+			ch <- prometheus.MustNewConstMetric(c.coreThrottles, prometheus.CounterValue, float64(tt.CoreThrottleCount), k.pkg, k.core)
+		}
+		if !pkgs[topo.PhysicalPackageID] {
+			pkgs[topo.PhysicalPackageID] = true
+			ch <- prometheus.MustNewConstMetric(c.pkgThrottles, prometheus.CounterValue, float64(tt.PackageThrottleCount), topo.PhysicalPackageID)
+		}
+	}
+}
+
+func (c *cpuCollector) topology(cpu sysfs.CPU) (sysfs.CPUTopology, error) {
+	name := strings.TrimPrefix(filepath.Base(string(cpu)), "cpu")
+	c.topoMu.Lock()
+	defer c.topoMu.Unlock()
+	if t, ok := c.topo[name]; ok {
+		return t, nil
+	}
+	t, err := cpu.Topology()
+	if err != nil {
+		return sysfs.CPUTopology{}, err
+	}
+	c.topo[name] = *t
+	return *t, nil
+}

@@ -1,0 +1,270 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/smokemon/smokemon/internal/config"
+)
+
+// The dns collector asks each resolver for a name and type on its own
+// schedule (miekg/dns, UDP with TCP fallback on truncation). Series are keyed
+// by target and resolver only: the query and type a target stands for are in
+// smokemon_dns_target_info, so the histogram does not repeat them.
+
+func init() {
+	registerCollector("dns", true, newDNSCollector)
+}
+
+var dnsReasons = []string{"timeout", "network", "rcode", "answers"}
+
+type dnsCollector struct {
+	logger *slog.Logger
+	sched  svcScheduler
+
+	resolvConfErrors atomic.Uint64
+
+	mu         sync.Mutex
+	labelNames []string
+	targets    []*dnsTarget
+	descs      dnsDescs
+}
+
+type dnsTarget struct {
+	cfg    config.DNSTarget
+	labels []string
+	series *dnsSeries
+}
+
+// dnsSeries are a target's per-resolver results. With system resolvers the set
+// follows /etc/resolv.conf: a resolver no longer listed loses its series.
+type dnsSeries struct {
+	mu         sync.Mutex
+	byResolver map[string]*dnsStats
+}
+
+type dnsStats struct {
+	hist prometheus.Histogram
+
+	probes       uint64
+	failures     map[string]uint64
+	responses    map[string]uint64
+	tcpFallbacks uint64
+	probed       bool
+	success      bool
+	rcode        int
+	answers      int
+}
+
+type dnsDescs struct {
+	probes, failures, responses, fallbacks, success, rcode, answers, info, resolvConf *prometheus.Desc
+}
+
+func newDNSCollector(logger *slog.Logger, cfg *config.Config) (Collector, error) {
+	c := &dnsCollector{logger: logger}
+	if err := c.Reload(cfg); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Reload applies a new target list; unchanged targets keep their series.
+func (c *dnsCollector) Reload(cfg *config.Config) error {
+	var own []map[string]string
+	for _, t := range cfg.DNS.Targets {
+		own = append(own, t.Labels)
+	}
+	names := unionLabelNames(cfg.Global.Labels, own...)
+	c.mu.Lock()
+	old := map[string]*dnsSeries{}
+	for _, t := range c.targets {
+		old[seriesKey(t.cfg.Name, c.labelNames, t.labels)] = t.series
+	}
+	var targets []*dnsTarget
+	var jobs []svcJob
+	for _, tc := range cfg.DNS.Targets {
+		t := &dnsTarget{cfg: tc, labels: labelValues(names, cfg.Global.Labels, tc.Labels)}
+		key := seriesKey(tc.Name, names, t.labels)
+		if s, ok := old[key]; ok {
+			t.series = s
+		} else {
+			t.series = &dnsSeries{byResolver: map[string]*dnsStats{}}
+		}
+		targets = append(targets, t)
+		jobs = append(jobs, svcJob{key: key, spec: tc, interval: tc.IntervalD(), timeout: tc.TimeoutD(), run: c.probeFunc(t, names)})
+	}
+	c.targets, c.labelNames, c.descs = targets, names, newDNSDescs(names)
+	c.mu.Unlock()
+	c.sched.apply(jobs)
+	return nil
+}
+
+type dnsResult struct {
+	resolver    string
+	d           time.Duration
+	r           *dns.Msg
+	tcpFallback bool
+	err         error
+}
+
+func (c *dnsCollector) probeFunc(t *dnsTarget, labelNames []string) func(ctx context.Context) func() {
+	cfg := t.cfg
+	return func(ctx context.Context) func() {
+		servers := cfg.Resolvers
+		if len(servers) == 0 {
+			var err error
+			if servers, err = systemResolvers(); err != nil {
+				return func() {
+					if c.resolvConfErrors.Add(1) == 1 {
+						c.logger.Warn("no system resolvers to probe", "target", cfg.Name, "err", err)
+					}
+				}
+			}
+		}
+		results := make([]dnsResult, len(servers))
+		var wg sync.WaitGroup
+		for i, srv := range servers {
+			wg.Go(func() {
+				m := new(dns.Msg)
+				m.SetQuestion(dns.Fqdn(cfg.Query), cfg.QType)
+				m.RecursionDesired = *cfg.RecursionDesired
+				start := time.Now()
+				r, fb, err := dnsExchange(ctx, srv, m, cfg.Protocol)
+				results[i] = dnsResult{resolver: srv, d: time.Since(start), r: r, tcpFallback: fb, err: err}
+			})
+		}
+		wg.Wait()
+		return func() { c.record(t, labelNames, results, ctx) }
+	}
+}
+
+func (c *dnsCollector) record(t *dnsTarget, labelNames []string, results []dnsResult, ctx context.Context) {
+	se := t.series
+	se.mu.Lock()
+	defer se.mu.Unlock()
+	keep := map[string]bool{}
+	for _, res := range results {
+		keep[res.resolver] = true
+		s, ok := se.byResolver[res.resolver]
+		if !ok {
+			s = &dnsStats{failures: map[string]uint64{}, responses: map[string]uint64{}}
+			s.hist = newSvcHistogram("dns", "lookup_duration_seconds",
+				"Time from sending a query to its answer (any rcode), including the TCP retry of a truncated UDP answer. Unanswered queries are not observed.",
+				labelMap(labelNames, t.labels, "target", t.cfg.Name, "resolver", res.resolver))
+			se.byResolver[res.resolver] = s
+		}
+		wasOK := !s.probed || s.success
+		s.probed = true
+		s.probes++
+		reason := ""
+		if res.err != nil {
+			s.rcode, s.answers = -1, 0
+			reason = "network"
+			if errors.Is(res.err, context.DeadlineExceeded) || netReason(ctx, res.err) == "timeout" {
+				reason = "timeout"
+			}
+		} else {
+			if res.tcpFallback {
+				s.tcpFallbacks++
+			}
+			s.hist.Observe(res.d.Seconds())
+			rc := dns.RcodeToString[res.r.Rcode]
+			if rc == "" {
+				rc = fmt.Sprint(res.r.Rcode)
+			}
+			s.responses[rc]++
+			s.rcode, s.answers = res.r.Rcode, len(res.r.Answer)
+			switch {
+			case !slices.Contains(t.cfg.ValidRcodes, rc):
+				reason = "rcode"
+			case s.answers < t.cfg.MinAnswers:
+				reason = "answers"
+			}
+		}
+		s.success = reason == ""
+		if reason != "" {
+			s.failures[reason]++
+			if wasOK {
+				c.logger.Warn("dns probe failed", "target", t.cfg.Name, "resolver", res.resolver, "reason", reason, "rcode", s.rcode, "err", res.err)
+			}
+		}
+	}
+	for r := range se.byResolver {
+		if !keep[r] {
+			delete(se.byResolver, r)
+		}
+	}
+}
+
+// Update reports the latest results; it never sends a query.
+func (c *dnsCollector) Update(ch chan<- prometheus.Metric) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.targets) == 0 {
+		return ErrNoData
+	}
+	d := c.descs
+	ch <- prometheus.MustNewConstMetric(d.resolvConf, prometheus.CounterValue, float64(c.resolvConfErrors.Load()))
+	for _, t := range c.targets {
+		ch <- prometheus.MustNewConstMetric(d.info, prometheus.GaugeValue, 1, append([]string{t.cfg.Name, t.cfg.Query, t.cfg.Type}, t.labels...)...)
+		se := t.series
+		se.mu.Lock()
+		resolvers := make([]string, 0, len(se.byResolver))
+		for r := range se.byResolver {
+			resolvers = append(resolvers, r)
+		}
+		sort.Strings(resolvers)
+		for _, r := range resolvers {
+			s := se.byResolver[r]
+			lv := append([]string{t.cfg.Name, r}, t.labels...)
+			with := func(v string) []string { return append(slices.Clone(lv), v) }
+			ch <- prometheus.MustNewConstMetric(d.probes, prometheus.CounterValue, float64(s.probes), lv...)
+			ch <- prometheus.MustNewConstMetric(d.fallbacks, prometheus.CounterValue, float64(s.tcpFallbacks), lv...)
+			for _, reason := range dnsReasons {
+				ch <- prometheus.MustNewConstMetric(d.failures, prometheus.CounterValue, float64(s.failures[reason]), with(reason)...)
+			}
+			for rc, n := range s.responses {
+				ch <- prometheus.MustNewConstMetric(d.responses, prometheus.CounterValue, float64(n), with(rc)...)
+			}
+			ch <- prometheus.MustNewConstMetric(d.success, prometheus.GaugeValue, svcBool(s.success), lv...)
+			ch <- prometheus.MustNewConstMetric(d.rcode, prometheus.GaugeValue, float64(s.rcode), lv...)
+			ch <- prometheus.MustNewConstMetric(d.answers, prometheus.GaugeValue, float64(s.answers), lv...)
+			s.hist.Collect(ch)
+		}
+		se.mu.Unlock()
+	}
+	return nil
+}
+
+// Close stops every probe; queries in flight are aborted.
+func (c *dnsCollector) Close() error {
+	c.sched.stop()
+	return nil
+}
+
+func newDNSDescs(custom []string) dnsDescs {
+	tl := append([]string{"target", "resolver"}, custom...)
+	with := func(extra string) []string { return append(slices.Clone(tl), extra) }
+	name := func(n string) string { return prometheus.BuildFQName(Namespace, "dns", n) }
+	return dnsDescs{
+		probes:     prometheus.NewDesc(name("probes_total"), "DNS queries sent to this resolver for this target.", tl, nil),
+		failures:   prometheus.NewDesc(name("failures_total"), "Failed DNS probes by reason: timeout (no answer in time), network (send or receive error), rcode (answer with an rcode not in valid_rcodes), answers (fewer answer records than min_answers).", with("reason"), nil),
+		responses:  prometheus.NewDesc(name("responses_total"), "DNS answers by response code.", with("rcode"), nil),
+		fallbacks:  prometheus.NewDesc(name("tcp_fallbacks_total"), "Truncated UDP answers retried over TCP.", tl, nil),
+		success:    prometheus.NewDesc(name("success"), "1 if the latest DNS probe succeeded.", tl, nil),
+		rcode:      prometheus.NewDesc(name("rcode"), "Response code of the latest answer (0 NOERROR, 2 SERVFAIL, 3 NXDOMAIN, …; -1 when none came).", tl, nil),
+		answers:    prometheus.NewDesc(name("answers"), "Answer records in the latest answer.", tl, nil),
+		info:       prometheus.NewDesc(name("target_info"), "The name and record type a DNS target looks up.", append([]string{"target", "query", "type"}, custom...), nil),
+		resolvConf: prometheus.NewDesc(name("resolv_conf_errors_total"), "Probe rounds skipped because /etc/resolv.conf (under --path.rootfs) listed no usable nameserver.", nil, nil),
+	}
+}

@@ -1,0 +1,435 @@
+package collector
+
+// Shared machinery of the service probes (http, dns, tcp, synthetic): a
+// schedule per target, a stub resolver that reads --path.rootfs, dialing that
+// tests can move into a lab namespace, and label and histogram helpers.
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/smokemon/smokemon/internal/config"
+)
+
+// netnsDo runs fn where the probes' sockets are created. Tests swap in a lab
+// host's Do, so every socket the probes open lives in that namespace; timings
+// are taken inside fn, so the namespace switch costs nothing measured.
+var netnsDo = func(fn func() error) error { return fn() }
+
+// svcBuckets span a LAN service answering in 100µs to a probe that uses its
+// whole 30s timeout, in 1-2-5 steps.
+var svcBuckets = []float64{
+	100e-6, 200e-6, 500e-6,
+	1e-3, 2e-3, 5e-3, 10e-3, 20e-3, 50e-3, 100e-3, 200e-3, 500e-3,
+	1, 2, 5, 10, 20, 30,
+}
+
+func newSvcHistogram(subsystem, name, help string, labels prometheus.Labels) prometheus.Histogram {
+	return prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: Namespace, Subsystem: subsystem, Name: name, Help: help,
+		Buckets:                         svcBuckets,
+		NativeHistogramBucketFactor:     1.05,
+		NativeHistogramMaxBucketNumber:  100,
+		NativeHistogramMinResetDuration: time.Hour,
+		ConstLabels:                     labels,
+	})
+}
+
+// unionLabelNames is the sorted union of the global labels and every target's,
+// so each series of a collector carries the same label names.
+func unionLabelNames(global map[string]string, targets ...map[string]string) []string {
+	set := map[string]bool{}
+	for k := range global {
+		set[k] = true
+	}
+	for _, t := range targets {
+		for k := range t {
+			set[k] = true
+		}
+	}
+	names := make([]string, 0, len(set))
+	for k := range set {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// labelValues are a target's values for names: its own, else the global one, else "".
+func labelValues(names []string, global, own map[string]string) []string {
+	v := make([]string, len(names))
+	for i, n := range names {
+		if x, ok := own[n]; ok {
+			v[i] = x
+		} else {
+			v[i] = global[n]
+		}
+	}
+	return v
+}
+
+func labelMap(names, values []string, extra ...string) prometheus.Labels {
+	l := prometheus.Labels{}
+	for i, n := range names {
+		l[n] = values[i]
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		l[extra[i]] = extra[i+1]
+	}
+	return l
+}
+
+// statsKey identifies a series set across reloads: same name and same label
+// names and values keep their counters and histograms.
+func seriesKey(name string, labelNames, values []string) string {
+	return name + "\x00" + strings.Join(labelNames, "\x01") + "\x00" + strings.Join(values, "\x01")
+}
+
+// svcJob is one target's schedule. run does one probe within ctx (which ends
+// at the target's timeout) and returns what to record, so a probe aborted by
+// a reload or Close records nothing.
+type svcJob struct {
+	key      string
+	spec     any // the job is restarted when this changes (reflect.DeepEqual)
+	interval time.Duration
+	timeout  time.Duration
+	run      func(ctx context.Context) (record func())
+}
+
+type runningJob struct {
+	spec   any
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// svcScheduler runs one goroutine per target. A probe never outlives its
+// timeout: every socket it opens is bound to the probe's context.
+type svcScheduler struct {
+	mu      sync.Mutex
+	running map[string]*runningJob
+}
+
+// apply makes the running set equal jobs. Unchanged jobs keep running on their
+// schedule; new and changed ones start spread over their interval.
+func (s *svcScheduler) apply(jobs []svcJob) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running == nil {
+		s.running = map[string]*runningJob{}
+	}
+	want := map[string]bool{}
+	var stopped []*runningJob
+	var start []svcJob
+	for _, j := range jobs {
+		want[j.key] = true
+		if r, ok := s.running[j.key]; ok {
+			if reflect.DeepEqual(r.spec, j.spec) {
+				continue
+			}
+			r.cancel()
+			stopped = append(stopped, r)
+		}
+		start = append(start, j)
+	}
+	for k, r := range s.running {
+		if !want[k] {
+			r.cancel()
+			stopped = append(stopped, r)
+			delete(s.running, k)
+		}
+	}
+	// A stopped probe ends at once: its sockets are closed by the cancel.
+	for _, r := range stopped {
+		<-r.done
+	}
+	for i, j := range start {
+		ctx, cancel := context.WithCancel(context.Background())
+		r := &runningJob{spec: j.spec, cancel: cancel, done: make(chan struct{})}
+		s.running[j.key] = r
+		offset := j.interval * time.Duration(i) / time.Duration(len(start))
+		go s.loop(ctx, j, offset, r.done)
+	}
+}
+
+func (s *svcScheduler) loop(parent context.Context, j svcJob, offset time.Duration, done chan struct{}) {
+	defer close(done)
+	next := time.Now().Add(offset)
+	t := time.NewTimer(offset)
+	defer t.Stop()
+	for {
+		select {
+		case <-parent.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(parent, j.timeout)
+		record := j.run(ctx)
+		cancel()
+		if parent.Err() != nil {
+			return
+		}
+		if record != nil {
+			record()
+		}
+		// Keep the phase; skip rounds the probe ran into rather than bunch up.
+		now := time.Now()
+		for next = next.Add(j.interval); !next.After(now); next = next.Add(j.interval) {
+		}
+		t.Reset(time.Until(next))
+	}
+}
+
+func (s *svcScheduler) stop() { s.apply(nil) }
+
+// bindConn makes conn obey ctx: its deadline, and closed when ctx is canceled,
+// so no read or write on it can outlive the probe.
+func bindConn(ctx context.Context, conn net.Conn) func() bool {
+	if d, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(d)
+	}
+	return context.AfterFunc(ctx, func() { conn.Close() })
+}
+
+// dialTimed connects from where netnsDo puts sockets; d is the connect time
+// alone (the TCP handshake for tcp).
+func dialTimed(ctx context.Context, network, addr string) (conn net.Conn, d time.Duration, err error) {
+	err = netnsDo(func() error {
+		start := time.Now()
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		d = time.Since(start)
+		conn = c
+		return err
+	})
+	return conn, d, err
+}
+
+// netReason sorts a connect error into a bounded set of reasons.
+func netReason(ctx context.Context, err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.EADDRNOTAVAIL):
+		return "unreachable"
+	}
+	return "other"
+}
+
+// systemResolvers are the nameservers of /etc/resolv.conf under --path.rootfs.
+// Unlike glibc, an empty list is an error rather than 127.0.0.1: a probe
+// should not quietly ask a server nobody configured.
+func systemResolvers() ([]string, error) {
+	path := rootfsFilePath("etc", "resolv.conf")
+	cc, err := dns.ClientConfigFromFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, s := range cc.Servers {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			continue
+		}
+		out = append(out, net.JoinHostPort(a.String(), cc.Port))
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no usable nameserver in %s", path)
+	}
+	return out, nil
+}
+
+// hostsLookup reads /etc/hosts under --path.rootfs, as the system resolver
+// would before asking DNS.
+func hostsLookup(host string, fam config.Family) (netip.Addr, bool) {
+	f, err := os.Open(rootfsFilePath("etc", "hosts"))
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	defer f.Close()
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	var v4, v6 netip.Addr
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line, _, _ := strings.Cut(sc.Text(), "#")
+		fs := strings.Fields(line)
+		if len(fs) < 2 {
+			continue
+		}
+		a, err := netip.ParseAddr(fs[0])
+		if err != nil || !slices.ContainsFunc(fs[1:], func(n string) bool { return strings.EqualFold(n, host) }) {
+			continue
+		}
+		if a.Is4() && !v4.IsValid() {
+			v4 = a
+		} else if a.Is6() && !v6.IsValid() {
+			v6 = a
+		}
+	}
+	return pickFamily(fam, v4, v6)
+}
+
+func pickFamily(fam config.Family, v4, v6 netip.Addr) (netip.Addr, bool) {
+	switch {
+	case fam != config.FamilyIP6 && v4.IsValid():
+		return v4, true
+	case fam != config.FamilyIP4 && v6.IsValid():
+		return v6, true
+	}
+	return netip.Addr{}, false
+}
+
+// errNoAddress is a lookup that was answered without an address to use.
+var errNoAddress = errors.New("no address")
+
+// lookupHost resolves host for a probe: /etc/hosts and then the system
+// nameservers, or only the given resolver. It is a stub resolver: the next
+// nameserver is asked only when one fails to answer, and auto asks A and AAAA
+// at once, preferring IPv4.
+func lookupHost(ctx context.Context, host string, fam config.Family, resolver string) (netip.Addr, error) {
+	servers := []string{resolver}
+	if resolver == "" {
+		if a, ok := hostsLookup(host, fam); ok {
+			return a, nil
+		}
+		var err error
+		if servers, err = systemResolvers(); err != nil {
+			return netip.Addr{}, err
+		}
+	}
+	var types []uint16
+	switch fam {
+	case config.FamilyIP4:
+		types = []uint16{dns.TypeA}
+	case config.FamilyIP6:
+		types = []uint16{dns.TypeAAAA}
+	default:
+		types = []uint16{dns.TypeA, dns.TypeAAAA}
+	}
+	var lastErr error
+	for i, srv := range servers {
+		// Leave the later servers their share of the time.
+		sctx, cancel := ctx, context.CancelFunc(func() {})
+		if dl, ok := ctx.Deadline(); ok && i < len(servers)-1 {
+			sctx, cancel = context.WithTimeout(ctx, time.Until(dl)/time.Duration(len(servers)-i))
+		}
+		addrs := make([]netip.Addr, len(types))
+		errs := make([]error, len(types))
+		var wg sync.WaitGroup
+		for k, qt := range types {
+			wg.Go(func() {
+				m := new(dns.Msg)
+				m.SetQuestion(dns.Fqdn(host), qt)
+				r, _, err := dnsExchange(sctx, srv, m, "udp")
+				switch {
+				case err != nil:
+					errs[k] = err
+				case r.Rcode != dns.RcodeSuccess:
+					errs[k] = fmt.Errorf("%s %s: %s from %s", host, dns.TypeToString[qt], dns.RcodeToString[r.Rcode], srv)
+				default:
+					for _, rr := range r.Answer {
+						switch rr := rr.(type) {
+						case *dns.A:
+							if a, ok := netip.AddrFromSlice(rr.A.To4()); ok && !addrs[k].IsValid() {
+								addrs[k] = a
+							}
+						case *dns.AAAA:
+							if a, ok := netip.AddrFromSlice(rr.AAAA); ok && !addrs[k].IsValid() {
+								addrs[k] = a
+							}
+						}
+					}
+				}
+			})
+		}
+		wg.Wait()
+		cancel()
+		var v4, v6 netip.Addr
+		for k, qt := range types {
+			if qt == dns.TypeA {
+				v4 = addrs[k]
+			} else {
+				v6 = addrs[k]
+			}
+		}
+		if a, ok := pickFamily(fam, v4, v6); ok {
+			return a, nil
+		}
+		answered := false
+		for _, e := range errs {
+			if e == nil {
+				answered = true
+			}
+		}
+		lastErr = errors.Join(errs...)
+		if answered || ctx.Err() != nil {
+			// An answer without an address (NODATA) is final, as is running out of time.
+			break
+		}
+	}
+	if ctx.Err() != nil {
+		return netip.Addr{}, ctx.Err()
+	}
+	if lastErr == nil {
+		lastErr = errNoAddress
+	}
+	return netip.Addr{}, fmt.Errorf("%s has no %s address: %w", host, fam, lastErr)
+}
+
+// dnsExchange asks server (ip:port) over proto; a truncated UDP answer is
+// asked again over TCP (tcpFallback true).
+func dnsExchange(ctx context.Context, server string, m *dns.Msg, proto string) (r *dns.Msg, tcpFallback bool, err error) {
+	if proto != "tcp" {
+		if m.IsEdns0() == nil {
+			m.SetEdns0(1232, false) // the DNS flag day 2020 size: no IP fragmentation
+		}
+		r, err = dnsExchangeOnce(ctx, "udp", server, m)
+		if err != nil || !r.Truncated {
+			return r, false, err
+		}
+		tcpFallback = true
+	}
+	r, err = dnsExchangeOnce(ctx, "tcp", server, m)
+	return r, tcpFallback, err
+}
+
+func dnsExchangeOnce(ctx context.Context, network, server string, m *dns.Msg) (*dns.Msg, error) {
+	conn, _, err := dialTimed(ctx, network, server)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	defer bindConn(ctx, conn)()
+	// The library's own 2s default read timeout would cut a configured longer
+	// one short; the context's deadline is the limit.
+	c := &dns.Client{Net: network, Timeout: config.MaxTimeout}
+	r, _, err := c.ExchangeWithConnContext(ctx, m, &dns.Conn{Conn: conn})
+	if err != nil && ctx.Err() != nil {
+		return nil, fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	return r, err
+}
+
+func svcBool(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,249 @@
+package collector
+
+import (
+	"bytes"
+	"encoding/pem"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/smokemon/smokemon/internal/config"
+	"github.com/smokemon/smokemon/internal/lab"
+)
+
+// Helpers of the service-probe tests (http, dns, tcp, synthetic).
+
+var svcDiscard = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// svcInNamespace makes the probes open their sockets in h for this test.
+func svcInNamespace(t *testing.T, h *lab.Host) {
+	t.Helper()
+	old := netnsDo
+	netnsDo = h.Do
+	t.Cleanup(func() { netnsDo = old })
+}
+
+// svcSpareProcs raises GOMAXPROCS for a timing test. The lab's DNS and HTTP
+// servers run in the test process and hold their delays in a blocking
+// clock_nanosleep; each such sleep keeps a P until sysmon retakes it (up to
+// 10 ms when sysmon is idle), and a probe goroutine woken by its answer
+// meanwhile waits for a P. Spare Ps remove that artefact of the in-process
+// servers; the collector in the exporter has no blocking sleeps.
+func svcSpareProcs(t *testing.T) {
+	old := runtime.GOMAXPROCS(16)
+	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
+}
+
+// svcRootfs points --path.rootfs at a tree holding this resolv.conf and an
+// empty hosts file, so the "system" resolvers are lab servers.
+func svcRootfs(t *testing.T, resolvConf string) {
+	t.Helper()
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "etc"), 0o755)
+	if err := os.WriteFile(filepath.Join(dir, "etc", "resolv.conf"), []byte(resolvConf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "etc", "hosts"), []byte("127.0.0.1 localhost\n"), 0o644)
+	old := *rootfsPath
+	*rootfsPath = dir
+	t.Cleanup(func() { *rootfsPath = old })
+}
+
+func svcCollector(t *testing.T, f Factory, yml string) Collector {
+	t.Helper()
+	c, err := f(svcDiscard, mustParse(t, yml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.(Closer).Close() })
+	return c
+}
+
+// svcGather collects c through a pedantic registry, which rejects
+// inconsistent label sets and bad names.
+func svcGather(t testing.TB, c Collector) []*dto.MetricFamily {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(&Set{logger: svcDiscard, collectors: map[string]Collector{"svc": c}})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mfs
+}
+
+// svcFind returns the series of name whose labels include want ("k=v" pairs).
+func svcFind(mfs []*dto.MetricFamily, name string, want ...string) *dto.Metric {
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.Metric {
+			have := map[string]string{}
+			for _, l := range m.Label {
+				have[l.GetName()] = l.GetValue()
+			}
+			for _, kv := range want {
+				k, v, _ := strings.Cut(kv, "=")
+				if have[k] != v {
+					continue next
+				}
+			}
+			return m
+		}
+	}
+	return nil
+}
+
+// svcValue is a counter's or gauge's value, or -1 when the series is absent.
+func svcValue(mfs []*dto.MetricFamily, name string, want ...string) float64 {
+	m := svcFind(mfs, name, want...)
+	switch {
+	case m == nil:
+		return -1
+	case m.Counter != nil:
+		return m.Counter.GetValue()
+	case m.Gauge != nil:
+		return m.Gauge.GetValue()
+	}
+	return -1
+}
+
+// svcPerProbe samples the histograms named by series (label selectors of
+// one histogram family) every few milliseconds and returns, for each, the
+// value of every single probe: the sum's increase whenever the count rose by
+// exactly one. It skips each series' first skip probes and stops once every
+// series has n values.
+func svcPerProbe(t *testing.T, c Collector, name string, n, skip int, series map[string][]string) map[string][]float64 {
+	t.Helper()
+	out := map[string][]float64{}
+	type cs struct {
+		count uint64
+		sum   float64
+	}
+	read := func() map[string]cs {
+		mfs := svcGather(t, c)
+		r := map[string]cs{}
+		for k, sel := range series {
+			if m := svcFind(mfs, name, sel...); m != nil {
+				r[k] = cs{m.Histogram.GetSampleCount(), m.Histogram.GetSampleSum()}
+			}
+		}
+		return r
+	}
+	prev := read()
+	seen := map[string]int{}
+	done := func() bool {
+		for k := range series {
+			if len(out[k]) < n {
+				return false
+			}
+		}
+		return true
+	}
+	deadline := time.Now().Add(time.Duration(n+skip+5) * 2 * time.Second)
+	for !done() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: timed out collecting %d probes: have %v", name, n, out)
+		}
+		time.Sleep(15 * time.Millisecond)
+		cur := read()
+		for k := range series {
+			dc := cur[k].count - prev[k].count
+			if dc == 0 {
+				continue
+			}
+			seen[k] += int(dc)
+			if dc == 1 && seen[k] > skip && len(out[k]) < n {
+				out[k] = append(out[k], cur[k].sum-prev[k].sum)
+			}
+		}
+		prev = cur
+	}
+	return out
+}
+
+func svcMedian(v []float64) float64 {
+	if len(v) == 0 {
+		return -1
+	}
+	s := slices.Clone(v)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// svcWait polls until cond holds on a fresh gather.
+func svcWait(t *testing.T, c Collector, what string, limit time.Duration, cond func([]*dto.MetricFamily) bool) []*dto.MetricFamily {
+	t.Helper()
+	for deadline := time.Now().Add(limit); ; time.Sleep(20 * time.Millisecond) {
+		mfs := svcGather(t, c)
+		if cond(mfs) {
+			return mfs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", limit, what)
+		}
+	}
+}
+
+// svcNoProbeGoroutines fails if a probe goroutine survived Close.
+func svcNoProbeGoroutines(t *testing.T) {
+	t.Helper()
+	var stacks string
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		buf := make([]byte, 1<<20)
+		stacks = string(buf[:runtime.Stack(buf, true)])
+		if !strings.Contains(stacks, "(*svcScheduler).loop") && !strings.Contains(stacks, "collector.httpDo") &&
+			!strings.Contains(stacks, "collector.dnsExchange") {
+			return
+		}
+	}
+	t.Errorf("probe goroutines left after Close:\n%s", stacks)
+}
+
+func svcCAFile(t *testing.T, srv *lab.HTTPServer) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Cert.Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// svcPromtool runs `promtool check metrics` on the text exposition of mfs.
+func svcPromtool(t *testing.T, mfs []*dto.MetricFamily) {
+	t.Helper()
+	if _, err := exec.LookPath("promtool"); err != nil {
+		t.Skip("promtool not installed")
+	}
+	var buf bytes.Buffer
+	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command("promtool", "check", "metrics")
+	cmd.Stdin = &buf
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+var _ = config.FamilyAuto

@@ -1,0 +1,343 @@
+package collector
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"sync"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/smokemon/smokemon/internal/config"
+)
+
+// The synthetic collector runs checks that stand for what a user does: is the
+// network open or behind a captive portal, and does DNS-over-HTTPS answer, and
+// how fast. Opt-in: idle unless the synthetic section lists checks.
+
+func init() {
+	registerCollector("synthetic", true, newSyntheticCollector)
+}
+
+const (
+	portalMaxBody = 64 << 10
+	dohMaxBody    = 65535 // the largest DNS message
+	dohMediaType  = "application/dns-message"
+)
+
+var (
+	portalReasons = []string{"dns", "connect", "tls", "timeout", "other"}
+	dohReasons    = []string{"dns", "connect", "tls", "timeout", "status", "malformed", "rcode", "other"}
+)
+
+type syntheticCollector struct {
+	logger *slog.Logger
+	sched  svcScheduler
+
+	mu         sync.Mutex
+	labelNames []string
+	portals    []*portalCheck
+	dohs       []*dohCheck
+	descs      syntheticDescs
+}
+
+type portalCheck struct {
+	cfg    config.CaptivePortalTarget
+	labels []string
+	tls    *tls.Config
+	stats  *portalStats
+}
+
+type portalStats struct {
+	hist prometheus.Histogram
+
+	mu       sync.Mutex
+	checks   uint64
+	errors   map[string]uint64
+	probed   bool
+	answered bool // the latest check got an HTTP response
+	decided  bool // some check got one, so detected means something
+	detected bool
+	status   int
+}
+
+type dohCheck struct {
+	cfg    config.DoHTarget
+	labels []string
+	tls    *tls.Config
+	stats  *dohStats
+}
+
+type dohStats struct {
+	hist prometheus.Histogram
+
+	mu       sync.Mutex
+	probes   uint64
+	failures map[string]uint64
+	probed   bool
+	success  bool
+	rcode    int
+	answers  int
+}
+
+type syntheticDescs struct {
+	portalDetected, portalChecks, portalErrors, portalSuccess, portalStatus *prometheus.Desc
+	dohProbes, dohFailures, dohSuccess, dohRcode, dohAnswers                *prometheus.Desc
+}
+
+func newSyntheticCollector(logger *slog.Logger, cfg *config.Config) (Collector, error) {
+	c := &syntheticCollector{logger: logger}
+	if err := c.Reload(cfg); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Reload applies new checks; unchanged ones keep their series.
+func (c *syntheticCollector) Reload(cfg *config.Config) error {
+	sc := cfg.Synthetic
+	var own []map[string]string
+	for _, t := range sc.CaptivePortal {
+		own = append(own, t.Labels)
+	}
+	for _, t := range sc.DoH {
+		own = append(own, t.Labels)
+	}
+	names := unionLabelNames(cfg.Global.Labels, own...)
+	var portals []*portalCheck
+	var dohs []*dohCheck
+	for _, t := range sc.CaptivePortal {
+		tc, err := clientTLS(t.TLS)
+		if err != nil {
+			return fmt.Errorf("captive portal check %s: %w", t.Name, err)
+		}
+		portals = append(portals, &portalCheck{cfg: t, labels: labelValues(names, cfg.Global.Labels, t.Labels), tls: tc})
+	}
+	for _, t := range sc.DoH {
+		tc, err := clientTLS(t.TLS)
+		if err != nil {
+			return fmt.Errorf("DoH check %s: %w", t.Name, err)
+		}
+		dohs = append(dohs, &dohCheck{cfg: t, labels: labelValues(names, cfg.Global.Labels, t.Labels), tls: tc})
+	}
+
+	c.mu.Lock()
+	oldP := map[string]*portalStats{}
+	for _, p := range c.portals {
+		oldP[seriesKey(p.cfg.Name, c.labelNames, p.labels)] = p.stats
+	}
+	oldD := map[string]*dohStats{}
+	for _, d := range c.dohs {
+		oldD[seriesKey(d.cfg.Name, c.labelNames, d.labels)] = d.stats
+	}
+	var jobs []svcJob
+	for _, p := range portals {
+		key := seriesKey(p.cfg.Name, names, p.labels)
+		if s, ok := oldP[key]; ok {
+			p.stats = s
+		} else {
+			p.stats = &portalStats{errors: map[string]uint64{}, hist: newSvcHistogram("synthetic", "captive_portal_check_duration_seconds",
+				"Duration of captive-portal checks that got an HTTP response (fresh connection: lookup, connect, TLS, request, body).",
+				labelMap(names, p.labels, "target", p.cfg.Name))}
+		}
+		jobs = append(jobs, svcJob{key: "portal/" + key, spec: p.cfg, interval: p.cfg.IntervalD(), timeout: p.cfg.TimeoutD(), run: c.portalFunc(p)})
+	}
+	for _, d := range dohs {
+		key := seriesKey(d.cfg.Name, names, d.labels)
+		if s, ok := oldD[key]; ok {
+			d.stats = s
+		} else {
+			d.stats = &dohStats{failures: map[string]uint64{}, hist: newSvcHistogram("synthetic", "doh_lookup_duration_seconds",
+				"Duration of DNS-over-HTTPS lookups that got a DNS answer, on a fresh connection each (lookup of the server's name, connect, TLS, query, answer).",
+				labelMap(names, d.labels, "target", d.cfg.Name))}
+		}
+		jobs = append(jobs, svcJob{key: "doh/" + key, spec: d.cfg, interval: d.cfg.IntervalD(), timeout: d.cfg.TimeoutD(), run: c.dohFunc(d)})
+	}
+	c.portals, c.dohs, c.labelNames, c.descs = portals, dohs, names, newSyntheticDescs(names)
+	c.mu.Unlock()
+	c.sched.apply(jobs)
+	return nil
+}
+
+// portalFunc checks for a captive portal: the URL must answer the expected
+// status (and body substring) itself. A redirect is never followed, since a
+// redirect is how portals show themselves.
+func (c *syntheticCollector) portalFunc(p *portalCheck) func(ctx context.Context) func() {
+	cfg := p.cfg
+	return func(ctx context.Context) func() {
+		res := httpDo(ctx, httpSpec{
+			url: cfg.URL, method: http.MethodGet, family: cfg.Family, resolver: cfg.Resolver,
+			tls: p.tls, maxBody: portalMaxBody, keepBody: true,
+		})
+		return func() {
+			s := p.stats
+			if res.completed {
+				s.hist.Observe(res.total.Seconds())
+			}
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.probed = true
+			s.checks++
+			s.answered = res.completed
+			if !res.completed {
+				s.errors[res.reason]++
+				return
+			}
+			detected := res.status != cfg.ExpectedStatus ||
+				(cfg.ExpectedBody != "" && !bytes.Contains(res.body, []byte(cfg.ExpectedBody)))
+			if detected && (!s.decided || !s.detected) {
+				c.logger.Warn("captive portal detected", "target", cfg.Name, "status", res.status, "location", res.location)
+			} else if !detected && s.decided && s.detected {
+				c.logger.Info("captive portal gone", "target", cfg.Name)
+			}
+			s.decided, s.detected, s.status = true, detected, res.status
+		}
+	}
+}
+
+// dohFunc makes one RFC 8484 lookup.
+func (c *syntheticCollector) dohFunc(d *dohCheck) func(ctx context.Context) func() {
+	cfg := d.cfg
+	return func(ctx context.Context) func() {
+		m := new(dns.Msg)
+		m.SetQuestion(dns.Fqdn(cfg.Query), cfg.QType)
+		m.Id = 0 // RFC 8484 §4.1: ID 0 keeps answers cacheable by HTTP caches
+		wire, err := m.Pack()
+		if err != nil {
+			return func() { d.record(c.logger, "other", nil, httpResult{}, err) }
+		}
+		spec := httpSpec{
+			url: cfg.URL, method: cfg.Method, family: cfg.Family, resolver: cfg.Resolver, tls: d.tls,
+			headers: map[string]string{"Accept": dohMediaType}, maxBody: dohMaxBody, keepBody: true, follow: true,
+		}
+		if cfg.Method == http.MethodGet {
+			u, _ := url.Parse(cfg.URL)
+			q := u.Query()
+			q.Set("dns", base64.RawURLEncoding.EncodeToString(wire))
+			u.RawQuery = q.Encode()
+			spec.url = u.String()
+		} else {
+			spec.body = wire
+			spec.headers["Content-Type"] = dohMediaType
+		}
+		res := httpDo(ctx, spec)
+		if res.reason != "" {
+			return func() { d.record(c.logger, res.reason, nil, res, res.err) }
+		}
+		if res.status != http.StatusOK {
+			return func() { d.record(c.logger, "status", nil, res, fmt.Errorf("HTTP status %d", res.status)) }
+		}
+		r := new(dns.Msg)
+		if err := r.Unpack(res.body); err != nil {
+			return func() { d.record(c.logger, "malformed", nil, res, err) }
+		}
+		if len(r.Question) != 1 || r.Question[0].Qtype != cfg.QType || !dns.IsSubDomain(dns.Fqdn(cfg.Query), r.Question[0].Name) || !dns.IsSubDomain(r.Question[0].Name, dns.Fqdn(cfg.Query)) {
+			return func() {
+				d.record(c.logger, "malformed", r, res, fmt.Errorf("answer is for another question: %v", r.Question))
+			}
+		}
+		if r.Rcode != dns.RcodeSuccess {
+			return func() { d.record(c.logger, "rcode", r, res, fmt.Errorf("rcode %s", dns.RcodeToString[r.Rcode])) }
+		}
+		return func() { d.record(c.logger, "", r, res, nil) }
+	}
+}
+
+func (d *dohCheck) record(logger *slog.Logger, reason string, r *dns.Msg, res httpResult, err error) {
+	s := d.stats
+	if r != nil {
+		s.hist.Observe(res.total.Seconds())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	wasOK := !s.probed || s.success
+	s.probed = true
+	s.probes++
+	s.success = reason == ""
+	s.rcode, s.answers = -1, 0
+	if r != nil {
+		s.rcode, s.answers = r.Rcode, len(r.Answer)
+	}
+	if reason != "" {
+		s.failures[reason]++
+		if wasOK {
+			logger.Warn("DoH lookup failed", "target", d.cfg.Name, "reason", reason, "err", err)
+		}
+	}
+}
+
+// Update reports the latest results; it never probes.
+func (c *syntheticCollector) Update(ch chan<- prometheus.Metric) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.portals)+len(c.dohs) == 0 {
+		return ErrNoData
+	}
+	d := c.descs
+	for _, p := range c.portals {
+		s := p.stats
+		lv := append([]string{p.cfg.Name}, p.labels...)
+		s.mu.Lock()
+		ch <- prometheus.MustNewConstMetric(d.portalChecks, prometheus.CounterValue, float64(s.checks), lv...)
+		for _, r := range portalReasons {
+			ch <- prometheus.MustNewConstMetric(d.portalErrors, prometheus.CounterValue, float64(s.errors[r]), append(slices.Clone(lv), r)...)
+		}
+		if s.probed {
+			ch <- prometheus.MustNewConstMetric(d.portalSuccess, prometheus.GaugeValue, svcBool(s.answered), lv...)
+		}
+		if s.decided {
+			ch <- prometheus.MustNewConstMetric(d.portalDetected, prometheus.GaugeValue, svcBool(s.detected), lv...)
+			ch <- prometheus.MustNewConstMetric(d.portalStatus, prometheus.GaugeValue, float64(s.status), lv...)
+		}
+		s.mu.Unlock()
+		s.hist.Collect(ch)
+	}
+	for _, k := range c.dohs {
+		s := k.stats
+		lv := append([]string{k.cfg.Name}, k.labels...)
+		s.mu.Lock()
+		ch <- prometheus.MustNewConstMetric(d.dohProbes, prometheus.CounterValue, float64(s.probes), lv...)
+		for _, r := range dohReasons {
+			ch <- prometheus.MustNewConstMetric(d.dohFailures, prometheus.CounterValue, float64(s.failures[r]), append(slices.Clone(lv), r)...)
+		}
+		if s.probed {
+			ch <- prometheus.MustNewConstMetric(d.dohSuccess, prometheus.GaugeValue, svcBool(s.success), lv...)
+			ch <- prometheus.MustNewConstMetric(d.dohRcode, prometheus.GaugeValue, float64(s.rcode), lv...)
+			ch <- prometheus.MustNewConstMetric(d.dohAnswers, prometheus.GaugeValue, float64(s.answers), lv...)
+		}
+		s.mu.Unlock()
+		s.hist.Collect(ch)
+	}
+	return nil
+}
+
+// Close stops every check; one in flight is aborted.
+func (c *syntheticCollector) Close() error {
+	c.sched.stop()
+	return nil
+}
+
+func newSyntheticDescs(custom []string) syntheticDescs {
+	tl := append([]string{"target"}, custom...)
+	with := func(v string) []string { return append(slices.Clone(tl), v) }
+	name := func(n string) string { return prometheus.BuildFQName(Namespace, "synthetic", n) }
+	return syntheticDescs{
+		portalDetected: prometheus.NewDesc(name("captive_portal_detected"), "1 if the latest answered check did not get the expected answer (a redirect, another status or other content): a captive portal is in the way.", tl, nil),
+		portalChecks:   prometheus.NewDesc(name("captive_portal_checks_total"), "Captive-portal checks made.", tl, nil),
+		portalErrors:   prometheus.NewDesc(name("captive_portal_errors_total"), "Captive-portal checks that got no HTTP response, by reason: dns, connect, tls, timeout, other.", with("reason"), nil),
+		portalSuccess:  prometheus.NewDesc(name("captive_portal_check_success"), "1 if the latest captive-portal check got an HTTP response (whatever it said).", tl, nil),
+		portalStatus:   prometheus.NewDesc(name("captive_portal_status_code"), "Status code of the latest answered captive-portal check.", tl, nil),
+		dohProbes:      prometheus.NewDesc(name("doh_probes_total"), "DNS-over-HTTPS lookups made.", tl, nil),
+		dohFailures:    prometheus.NewDesc(name("doh_failures_total"), "Failed DNS-over-HTTPS lookups by reason: dns (of the server's name), connect, tls, timeout, status (HTTP status not 200), malformed (not a DNS answer to the question), rcode (not NOERROR), other.", with("reason"), nil),
+		dohSuccess:     prometheus.NewDesc(name("doh_success"), "1 if the latest DNS-over-HTTPS lookup got a NOERROR answer.", tl, nil),
+		dohRcode:       prometheus.NewDesc(name("doh_rcode"), "Response code of the latest DNS-over-HTTPS answer (-1 when none came).", tl, nil),
+		dohAnswers:     prometheus.NewDesc(name("doh_answers"), "Answer records in the latest DNS-over-HTTPS answer.", tl, nil),
+	}
+}

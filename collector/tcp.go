@@ -1,0 +1,187 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/smokemon/smokemon/internal/config"
+)
+
+// The tcp collector times the TCP handshake to each host:port on its own
+// schedule. A host name is looked up first; its lookup is not part of the
+// connect time, and a failed lookup is a failure of its own ("dns").
+
+func init() {
+	registerCollector("tcp", true, newTCPCollector)
+}
+
+var tcpReasons = []string{"refused", "timeout", "unreachable", "dns", "other"}
+
+type tcpCollector struct {
+	logger *slog.Logger
+	sched  svcScheduler
+
+	mu         sync.Mutex
+	labelNames []string
+	targets    []*tcpTarget
+	descs      tcpDescs
+}
+
+type tcpTarget struct {
+	cfg    config.TCPTarget
+	labels []string
+	stats  *tcpStats
+}
+
+type tcpStats struct {
+	hist prometheus.Histogram
+
+	mu       sync.Mutex
+	probes   uint64
+	failures map[string]uint64
+	probed   bool
+	success  bool
+	ip       string
+}
+
+type tcpDescs struct {
+	probes, failures, success, info *prometheus.Desc
+}
+
+func newTCPCollector(logger *slog.Logger, cfg *config.Config) (Collector, error) {
+	c := &tcpCollector{logger: logger}
+	if err := c.Reload(cfg); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Reload applies a new target list; unchanged targets keep their series.
+func (c *tcpCollector) Reload(cfg *config.Config) error {
+	var own []map[string]string
+	for _, t := range cfg.TCP.Targets {
+		own = append(own, t.Labels)
+	}
+	names := unionLabelNames(cfg.Global.Labels, own...)
+	c.mu.Lock()
+	old := map[string]*tcpStats{}
+	for _, t := range c.targets {
+		old[seriesKey(t.cfg.Name, c.labelNames, t.labels)] = t.stats
+	}
+	var targets []*tcpTarget
+	var jobs []svcJob
+	for _, tc := range cfg.TCP.Targets {
+		t := &tcpTarget{cfg: tc, labels: labelValues(names, cfg.Global.Labels, tc.Labels)}
+		key := seriesKey(tc.Name, names, t.labels)
+		if s, ok := old[key]; ok {
+			t.stats = s
+		} else {
+			t.stats = &tcpStats{failures: map[string]uint64{}, hist: newSvcHistogram("tcp", "connect_duration_seconds",
+				"Time to complete the TCP handshake (SYN to SYN-ACK as the client sees it). Failed connects are not observed.",
+				labelMap(names, t.labels, "target", tc.Name))}
+		}
+		targets = append(targets, t)
+		jobs = append(jobs, svcJob{key: key, spec: tc, interval: tc.IntervalD(), timeout: tc.TimeoutD(), run: c.probeFunc(t)})
+	}
+	c.targets, c.labelNames, c.descs = targets, names, newTCPDescs(names)
+	c.mu.Unlock()
+	c.sched.apply(jobs)
+	return nil
+}
+
+func (c *tcpCollector) probeFunc(t *tcpTarget) func(ctx context.Context) func() {
+	cfg := t.cfg
+	return func(ctx context.Context) func() {
+		host, port, _ := net.SplitHostPort(cfg.Address)
+		ip, err := netip.ParseAddr(host)
+		if err != nil {
+			if ip, err = lookupHost(ctx, host, cfg.Family, cfg.Resolver); err != nil {
+				reason := "dns"
+				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+					reason = "timeout"
+				}
+				return func() { c.record(t, reason, 0, netip.Addr{}, err) }
+			}
+		}
+		conn, d, err := dialTimed(ctx, "tcp", net.JoinHostPort(ip.String(), port))
+		reason := ""
+		if err != nil {
+			reason = netReason(ctx, err)
+		} else {
+			conn.Close()
+		}
+		return func() { c.record(t, reason, d.Seconds(), ip, err) }
+	}
+}
+
+func (c *tcpCollector) record(t *tcpTarget, reason string, seconds float64, ip netip.Addr, err error) {
+	s := t.stats
+	if reason == "" {
+		s.hist.Observe(seconds)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	wasOK := !s.probed || s.success
+	s.probed = true
+	s.probes++
+	s.success = reason == ""
+	if ip.IsValid() {
+		s.ip = ip.String()
+	}
+	if reason != "" {
+		s.failures[reason]++
+		if wasOK {
+			c.logger.Warn("tcp probe failed", "target", t.cfg.Name, "reason", reason, "err", err)
+		}
+	}
+}
+
+// Update reports the latest results; it never connects.
+func (c *tcpCollector) Update(ch chan<- prometheus.Metric) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.targets) == 0 {
+		return ErrNoData
+	}
+	d := c.descs
+	for _, t := range c.targets {
+		s := t.stats
+		lv := append([]string{t.cfg.Name}, t.labels...)
+		s.mu.Lock()
+		ch <- prometheus.MustNewConstMetric(d.probes, prometheus.CounterValue, float64(s.probes), lv...)
+		for _, r := range tcpReasons {
+			ch <- prometheus.MustNewConstMetric(d.failures, prometheus.CounterValue, float64(s.failures[r]), append(slices.Clone(lv), r)...)
+		}
+		if s.probed {
+			ch <- prometheus.MustNewConstMetric(d.success, prometheus.GaugeValue, svcBool(s.success), lv...)
+		}
+		ch <- prometheus.MustNewConstMetric(d.info, prometheus.GaugeValue, 1, append(slices.Clone(lv), t.cfg.Address, s.ip)...)
+		s.mu.Unlock()
+		s.hist.Collect(ch)
+	}
+	return nil
+}
+
+// Close stops every probe; a connect in flight is aborted.
+func (c *tcpCollector) Close() error {
+	c.sched.stop()
+	return nil
+}
+
+func newTCPDescs(custom []string) tcpDescs {
+	tl := append([]string{"target"}, custom...)
+	name := func(n string) string { return prometheus.BuildFQName(Namespace, "tcp", n) }
+	return tcpDescs{
+		probes:   prometheus.NewDesc(name("probes_total"), "TCP connect attempts.", tl, nil),
+		failures: prometheus.NewDesc(name("failures_total"), "Failed TCP connects by reason: refused (RST), timeout (no answer within the timeout), unreachable (ICMP unreachable or no route), dns (host name lookup failed), other.", append(slices.Clone(tl), "reason"), nil),
+		success:  prometheus.NewDesc(name("success"), "1 if the latest TCP connect succeeded.", tl, nil),
+		info:     prometheus.NewDesc(name("target_info"), "The configured address of a target and the IP of its latest attempt (empty before one).", append(slices.Clone(tl), "address", "ip"), nil),
+	}
+}

@@ -1,0 +1,82 @@
+package collector
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/smokemon/smokemon/internal/lab"
+)
+
+// TCP connect time against the lab's delay element: 10 ms towards the
+// destination and 5 ms back add 15 ms to the handshake. The median of 9
+// probes minus the median of 9 without delay must be within 1 ms of 15 ms.
+// A closed port counts as refused, a route marked unreachable as unreachable.
+func TestTCPInLab(t *testing.T) {
+	tp := lab.Topology(t)
+	dst := tp.Dst[0]
+	ip := tp.Addr(dst, false).String()
+	delay := tp.Delay(t)
+	ln, err := dst.Listen("tcp", net.JoinHostPort(ip, "7000"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	tp.Client.MustRun(t, "ip", "route", "add", "unreachable", "198.19.99.0/24")
+	svcRootfs(t, "")
+	svcInNamespace(t, tp.Client)
+	c := svcCollector(t, newTCPCollector, fmt.Sprintf(`
+tcp:
+  interval: 150ms
+  timeout: 120ms
+  targets:
+    - {address: "%[1]s:7000", name: open}
+    - {address: "%[1]s:7001", name: closed}
+    - {address: "198.19.99.1:80", name: noroute}
+    - {address: "[%[2]s]:7001", name: closed6}
+`, ip, tp.Addr(dst, true)))
+	sel := map[string][]string{"open": {"target=open"}}
+	const n = 9
+	base := svcPerProbe(t, c, "smokemon_tcp_connect_duration_seconds", n, 0, sel)
+	delay.Up.Set(lab.DelayParams{Delay: 10 * time.Millisecond})
+	delay.Down.Set(lab.DelayParams{Delay: 5 * time.Millisecond})
+	delayed := svcPerProbe(t, c, "smokemon_tcp_connect_duration_seconds", n, 1, sel)
+	b, d := svcMedian(base["open"]), svcMedian(delayed["open"])
+	t.Logf("connect: baseline median %.3f ms, delayed median %.3f ms, measured %.3f ms, injected 15 ms, error %+.3f ms (values %v)",
+		b*1e3, d*1e3, (d-b)*1e3, (d-b-15e-3)*1e3, delayed["open"])
+	if math.Abs(d-b-15e-3) > 1e-3 {
+		t.Errorf("connect time rose by %.3f ms, want 15 ms ± 1 ms", (d-b)*1e3)
+	}
+	mfs := svcWait(t, c, "failures", 5*time.Second, func(m []*dto.MetricFamily) bool {
+		return svcValue(m, "smokemon_tcp_probes_total", "target=noroute") >= 3 && svcValue(m, "smokemon_tcp_probes_total", "target=closed6") >= 3
+	})
+	for _, tc := range []struct{ name, reason string }{{"closed", "refused"}, {"closed6", "refused"}, {"noroute", "unreachable"}} {
+		p := svcValue(mfs, "smokemon_tcp_probes_total", "target="+tc.name)
+		if f := svcValue(mfs, "smokemon_tcp_failures_total", "target="+tc.name, "reason="+tc.reason); f != p {
+			t.Errorf("%s: %v probes, %v failures with reason %s", tc.name, p, f, tc.reason)
+		}
+		if v := svcValue(mfs, "smokemon_tcp_success", "target="+tc.name); v != 0 {
+			t.Errorf("%s: success %v", tc.name, v)
+		}
+	}
+	if v := svcValue(mfs, "smokemon_tcp_success", "target=open"); v != 1 {
+		t.Errorf("open: success %v", v)
+	}
+	if svcFind(mfs, "smokemon_tcp_target_info", "target=closed6", "ip="+tp.Addr(dst, true).String()) == nil {
+		t.Error("closed6: target_info lacks the IPv6 address")
+	}
+	svcPromtool(t, mfs)
+}
