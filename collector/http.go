@@ -332,9 +332,14 @@ func (e *stageError) Error() string { return e.stage + ": " + e.err.Error() }
 func (e *stageError) Unwrap() error { return e.err }
 
 // httpDo makes one request on a connection of its own, timing each phase.
-func httpDo(ctx context.Context, spec httpSpec) (res httpResult) {
+// httpDo runs one probe. The transport may still be dialing in the
+// background after Do returns (it detaches dials from the request), so the
+// closures fill res only under mu and every return hands out a copy taken
+// under mu.
+func httpDo(ctx context.Context, spec httpSpec) httpResult {
 	start := time.Now()
 	var (
+		res                        httpResult
 		mu                         sync.Mutex
 		tlsStart, wrote, firstByte time.Time
 		tlsFailed                  bool

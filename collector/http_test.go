@@ -92,9 +92,10 @@ func TestHTTPTLSVerification(t *testing.T) {
 	srv := dst.HTTPServer(t, ip, lab.HTTPOptions{NotAfter: notAfter})
 	svcRootfs(t, "")
 	svcInNamespace(t, tp.Client)
+	// A TLS handshake under the race detector can take longer than 100ms.
 	c := svcCollector(t, newHTTPCollector, fmt.Sprintf(`
 http:
-  interval: 100ms
+  interval: 500ms
   targets:
     - {url: %[1]q, name: ca, tls: {ca_file: %[2]q}}
     - {url: %[1]q, name: insecure, tls: {insecure_skip_verify: true}}
