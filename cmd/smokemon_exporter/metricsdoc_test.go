@@ -2,8 +2,12 @@ package main
 
 import (
 	"bytes"
+	"encoding/pem"
 	"flag"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -11,9 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/smokemon/smokemon/internal/lab"
 )
 
 var update = flag.Bool("update", false, "rewrite docs/metrics.md from the real output")
@@ -32,9 +39,10 @@ Besides the labels listed, every ping (and probe) series carries the custom labe
 (` + "`global.labels`, per-target `labels`" + `).
 `
 
-// observedFamilies gathers every metric family the exporter can produce here:
-// the live binary with the doc config, and the fixture goldens for hardware
-// this machine does not have.
+// observedFamilies gathers every metric family the exporter can produce:
+// a live scrape inside a lab namespace where every probe has a loopback
+// server to talk to (and one target with no route, for the error series),
+// plus the fixture goldens for hardware this machine does not have.
 func observedFamilies(t *testing.T) map[string]*dto.MetricFamily {
 	t.Helper()
 	out := map[string]*dto.MetricFamily{}
@@ -55,11 +63,7 @@ func observedFamilies(t *testing.T) map[string]*dto.MetricFamily {
 			out[name] = mf
 		}
 	}
-	// Host collectors come from the fixtures (deterministic on any machine);
-	// the live scrape adds the probes and the exporter's own metrics.
-	e := start(t, append(docConfigArgs(t), "--collector.disable-defaults", "--collector.ping")...)
-	time.Sleep(2 * time.Second)
-	merge("live scrape", e.scrape(t))
+	merge("live scrape", docScrape(t))
 	goldens, _ := filepath.Glob("../../collector/testdata/fixtures/*.golden")
 	if len(goldens) == 0 {
 		t.Fatal("no fixture goldens found")
@@ -74,16 +78,79 @@ func observedFamilies(t *testing.T) map[string]*dto.MetricFamily {
 	return out
 }
 
-// docConfigArgs configures a target of every kind that can run on loopback.
-func docConfigArgs(t *testing.T) []string {
-	cfg := writeFile(t, t.TempDir(), "doc.yml", `
+// docScrape runs the exporter with a target of every kind, all on the
+// namespace's loopback, and scrapes it once every probe has reported.
+func docScrape(t *testing.T) string {
+	lab.Require(t)
+	h := lab.New(t).Host("doc")
+	web := h.HTTPServer(t, "127.0.0.1", lab.HTTPOptions{})
+	web.Mux.HandleFunc("/dns-query", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		q := new(dns.Msg)
+		if err := q.Unpack(body); err != nil || len(q.Question) == 0 {
+			http.Error(w, "bad query", http.StatusBadRequest)
+			return
+		}
+		m := new(dns.Msg)
+		m.SetReply(q)
+		m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(127, 0, 0, 1)})
+		b, _ := m.Pack()
+		w.Header().Set("Content-Type", "application/dns-message")
+		w.Write(b)
+	})
+	resolver := h.DNSServer(t, "127.0.0.1")
+	resolver.Set("smokemon.test", "127.0.0.1")
+	iperf := h.Iperf3Server(t, "127.0.0.1")
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: web.Cert.Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeFile(t, dir, "doc.yml", fmt.Sprintf(`
 global: {interval: 200ms}
 ping:
   targets:
     - {host: 127.0.0.1, name: v4}
     - {host: "::1", name: v6}
-`)
-	return []string{"--config.file=" + cfg}
+    - {host: 198.19.99.1, name: noroute}
+mtr:
+  interval: 1s
+  targets:
+    - {host: 127.0.0.1, name: lo}
+http:
+  interval: 1s
+  targets:
+    - {url: %[1]q, name: plain}
+    - {url: %[2]q, name: tls, tls: {ca_file: %[3]q}}
+dns:
+  interval: 1s
+  targets:
+    - {query: smokemon.test, type: A, resolvers: ["%[4]s"], name: lab}
+tcp:
+  interval: 1s
+  targets:
+    - {address: "127.0.0.1:80", name: web}
+synthetic:
+  interval: 1s
+  captive_portal:
+    - {url: %[1]q, name: portal, expected_status: 200}
+  doh:
+    - {url: "%[2]sdns-query", name: doh, query: smokemon.test, tls: {ca_file: %[3]q}}
+bandwidth:
+  targets:
+    - {server: %[5]q, name: lab, interval: 1m, splay: 0s, duration: 1s, idle_duration: 1s, ping_interval: 100ms}
+`, web.URL+"/", web.TLSURL+"/", ca, resolver.Addr, iperf))
+	e := labExporter(t, h, nil, "--config.file="+cfg)
+	var body string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		body = e.scrape(t)
+		if strings.Contains(body, "smokemon_bandwidth_bytes_per_second{") && strings.Contains(body, "smokemon_mtr_hop_rtt_avg_seconds{") &&
+			strings.Contains(body, "smokemon_synthetic_doh_lookup_duration_seconds_count{") {
+			return body
+		}
+	}
+	t.Fatalf("not every probe reported within 30s:\n%s", body)
+	return ""
 }
 
 func renderDoc(mfs map[string]*dto.MetricFamily) string {
@@ -126,7 +193,7 @@ func TestMetricsDoc(t *testing.T) {
 	got := renderDoc(mfs)
 
 	// Whatever this machine has must be documented too.
-	live := start(t, docConfigArgs(t)...)
+	live := start(t)
 	time.Sleep(time.Second)
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	liveMFs, err := p.TextToMetricFamilies(strings.NewReader(live.scrape(t)))
