@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"reflect"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -142,7 +141,11 @@ func newBandwidth(logger *slog.Logger, cfg *config.Config, iperf3 string) (*band
 func (c *bandwidthCollector) Reload(cfg *config.Config) error {
 	c.reloadMu.Lock()
 	defer c.reloadMu.Unlock()
-	labelNames := bandwidthLabelNames(cfg)
+	own := make([]map[string]string, len(cfg.Bandwidth.Targets))
+	for i, t := range cfg.Bandwidth.Targets {
+		own[i] = t.Labels
+	}
+	labelNames := unionLabelNames(cfg.Global.Labels, own...)
 
 	c.mu.Lock()
 	old := map[string]*bwTarget{}
@@ -154,14 +157,7 @@ func (c *bandwidthCollector) Reload(cfg *config.Config) error {
 
 	var targets, start []*bwTarget
 	for _, tc := range cfg.Bandwidth.Targets {
-		labels := make([]string, len(labelNames))
-		for i, n := range labelNames {
-			if v, ok := tc.Labels[n]; ok {
-				labels[i] = v
-			} else {
-				labels[i] = cfg.Global.Labels[n]
-			}
-		}
+		labels := labelValues(labelNames, cfg.Global.Labels, tc.Labels)
 		o := old[tc.Name]
 		delete(old, tc.Name)
 		if o != nil && !labelsChanged && slices.Equal(o.labels, labels) && reflect.DeepEqual(o.cfg, tc) {
@@ -671,26 +667,6 @@ func bwSleep(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
-}
-
-// bandwidthLabelNames is the sorted union of the custom labels of the global
-// section and every bandwidth target.
-func bandwidthLabelNames(cfg *config.Config) []string {
-	set := map[string]bool{}
-	for k := range cfg.Global.Labels {
-		set[k] = true
-	}
-	for _, t := range cfg.Bandwidth.Targets {
-		for k := range t.Labels {
-			set[k] = true
-		}
-	}
-	names := make([]string, 0, len(set))
-	for k := range set {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	return names
 }
 
 type bwDescs struct {

@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"reflect"
 	"slices"
-	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -108,7 +107,11 @@ func (e *mtrEntry) key() string { return e.cfg.Name + "/" + string(e.famChoice) 
 // Reload swaps in a new target list. Targets whose settings and labels are
 // unchanged keep their goroutine, counters and learned path.
 func (c *mtrCollector) Reload(cfg *config.Config) error {
-	labelNames := mtrLabelNames(cfg)
+	own := make([]map[string]string, len(cfg.MTR.Targets))
+	for i, t := range cfg.MTR.Targets {
+		own[i] = t.Labels
+	}
+	labelNames := unionLabelNames(cfg.Global.Labels, own...)
 	var entries []*mtrEntry
 	for _, t := range cfg.MTR.Targets {
 		fams := []config.Family{t.Family}
@@ -116,15 +119,7 @@ func (c *mtrCollector) Reload(cfg *config.Config) error {
 			fams = []config.Family{config.FamilyIP4, config.FamilyIP6}
 		}
 		for _, f := range fams {
-			e := &mtrEntry{cfg: t, famChoice: f, labels: make([]string, len(labelNames))}
-			for i, n := range labelNames {
-				if v, ok := t.Labels[n]; ok {
-					e.labels[i] = v
-				} else {
-					e.labels[i] = cfg.Global.Labels[n]
-				}
-			}
-			entries = append(entries, e)
+			entries = append(entries, &mtrEntry{cfg: t, famChoice: f, labels: labelValues(labelNames, cfg.Global.Labels, t.Labels)})
 		}
 	}
 
@@ -188,26 +183,6 @@ func (c *mtrCollector) Reload(cfg *config.Config) error {
 		}
 	}
 	return nil
-}
-
-// mtrLabelNames is the sorted union of the custom labels of the global
-// section and every mtr target.
-func mtrLabelNames(cfg *config.Config) []string {
-	set := map[string]bool{}
-	for k := range cfg.Global.Labels {
-		set[k] = true
-	}
-	for _, t := range cfg.MTR.Targets {
-		for k := range t.Labels {
-			set[k] = true
-		}
-	}
-	names := make([]string, 0, len(set))
-	for k := range set {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	return names
 }
 
 func mtrSleepUntil(ctx context.Context, t time.Time) bool {

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -163,7 +162,11 @@ func newPingCollector(logger *slog.Logger, cfg *config.Config) (Collector, error
 // Reload swaps in a new target list. Targets whose name, family and labels
 // are unchanged keep their counters and histograms.
 func (c *pingCollector) Reload(cfg *config.Config) error {
-	labelNames := customLabelNames(cfg)
+	own := make([]map[string]string, len(cfg.Ping.Targets))
+	for i, t := range cfg.Ping.Targets {
+		own[i] = t.Labels
+	}
+	labelNames := unionLabelNames(cfg.Global.Labels, own...)
 	var entries []*pingEntry
 	for _, t := range cfg.Ping.Targets {
 		fams := []config.Family{t.Family}
@@ -171,15 +174,7 @@ func (c *pingCollector) Reload(cfg *config.Config) error {
 			fams = []config.Family{config.FamilyIP4, config.FamilyIP6}
 		}
 		for _, f := range fams {
-			e := &pingEntry{cfg: t, famChoice: f, labels: make([]string, len(labelNames))}
-			for i, n := range labelNames {
-				if v, ok := t.Labels[n]; ok {
-					e.labels[i] = v
-				} else {
-					e.labels[i] = cfg.Global.Labels[n]
-				}
-			}
-			entries = append(entries, e)
+			entries = append(entries, &pingEntry{cfg: t, famChoice: f, labels: labelValues(labelNames, cfg.Global.Labels, t.Labels)})
 		}
 	}
 
@@ -314,27 +309,6 @@ func (c *pingCollector) constLabels(key statsKey, labels []string) prometheus.La
 		l[n] = labels[i]
 	}
 	return l
-}
-
-// customLabelNames is the sorted union of every label a target or the global
-// section sets: each series carries all of them (empty where unset), so a
-// metric family never mixes label sets.
-func customLabelNames(cfg *config.Config) []string {
-	set := map[string]bool{}
-	for k := range cfg.Global.Labels {
-		set[k] = true
-	}
-	for _, t := range cfg.Ping.Targets {
-		for k := range t.Labels {
-			set[k] = true
-		}
-	}
-	names := make([]string, 0, len(set))
-	for k := range set {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	return names
 }
 
 // resolveLoop looks host names up again every resolve interval (sooner after

@@ -14,7 +14,6 @@ import (
 	"os"
 	"reflect"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,39 +47,6 @@ func newSvcHistogram(subsystem, name, help string, labels prometheus.Labels) pro
 		NativeHistogramMinResetDuration: time.Hour,
 		ConstLabels:                     labels,
 	})
-}
-
-// unionLabelNames is the sorted union of the global labels and every target's,
-// so each series of a collector carries the same label names.
-func unionLabelNames(global map[string]string, targets ...map[string]string) []string {
-	set := map[string]bool{}
-	for k := range global {
-		set[k] = true
-	}
-	for _, t := range targets {
-		for k := range t {
-			set[k] = true
-		}
-	}
-	names := make([]string, 0, len(set))
-	for k := range set {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	return names
-}
-
-// labelValues are a target's values for names: its own, else the global one, else "".
-func labelValues(names []string, global, own map[string]string) []string {
-	v := make([]string, len(names))
-	for i, n := range names {
-		if x, ok := own[n]; ok {
-			v[i] = x
-		} else {
-			v[i] = global[n]
-		}
-	}
-	return v
 }
 
 func labelMap(names, values []string, extra ...string) prometheus.Labels {
