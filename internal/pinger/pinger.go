@@ -423,30 +423,14 @@ func (e *Engine) newProbe() *probe {
 
 func (e *Engine) receive(s *socket) {
 	defer e.done.Done()
-	buf := make([]byte, 65536)
-	oob := make([]byte, 256)
-	for {
-		r, err := s.recv(buf, oob)
-		if err != nil {
-			select {
-			case <-e.stop:
-				return
-			default:
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			e.logger.Debug("ICMP receive error", "family", s.fam.String(), "err", err)
-			continue
-		}
-		userNow := time.Now()
-		rep, src, srcLen, ok := parseEchoReply(buf[:r.n], s.fam, s.withHdr)
+	s.readLoop(e.stop, e.logger, func(pkt []byte, r received, now time.Time) {
+		rep, src, srcLen, ok := parseEchoReply(pkt, s.fam, s.withHdr)
 		if !ok || rep.id != s.id {
-			continue
+			return
 		}
 		if rep.nonce != e.nonce {
 			e.Counters.Foreign.Add(1)
-			continue
+			return
 		}
 		from := r.from
 		if srcLen == 4 {
@@ -456,8 +440,8 @@ func (e *Engine) receive(s *socket) {
 		if ttl < 0 {
 			ttl = r.ttl
 		}
-		e.match(s.fam, rep, from.Unmap(), ttl, r.kernTS, userNow)
-	}
+		e.match(s.fam, rep, from.Unmap(), ttl, r.kernTS, now)
+	})
 }
 
 func (e *Engine) match(fam Family, rep echoReply, from netip.Addr, ttl int, kernTS, userNow time.Time) {

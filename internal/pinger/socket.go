@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"syscall"
@@ -336,6 +338,29 @@ func (s *socket) recv(buf, oob []byte) (received, error) {
 	}
 	parseCmsgs(oob[:m.hdr.Controllen], &r)
 	return r, nil
+}
+
+// readLoop hands every packet to fn, with the time it was read, until the
+// socket is closed. A socket has exactly one reader.
+func (s *socket) readLoop(stop <-chan struct{}, logger *slog.Logger, fn func(pkt []byte, r received, now time.Time)) {
+	buf := make([]byte, 65536)
+	oob := make([]byte, 256)
+	for {
+		r, err := s.recv(buf, oob)
+		if err != nil {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			logger.Debug("ICMP receive error", "family", s.fam.String(), "err", err)
+			continue
+		}
+		fn(buf[:r.n], r, time.Now())
+	}
 }
 
 // parseCmsgs walks the control messages by hand: no allocation per packet.

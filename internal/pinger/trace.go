@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"sync"
 	"time"
@@ -292,7 +291,6 @@ func (t *Tracer) Probe(ctx context.Context, dst netip.Addr, s TraceSettings, ttl
 	size := max(s.Size, tokenLen)
 	pkt := make([]byte, icmpHeaderLen+size)
 	oob := make([]byte, 0, 128)
-	var sa unix.Sockaddr
 	seqs := make([]uint16, 0, len(ttls))
 
 	t.mu.Lock()
@@ -319,7 +317,7 @@ func (t *Tracer) Probe(ctx context.Context, dst netip.Addr, s TraceSettings, ttl
 		p := buildEcho(pkt, fam, sock.id, seq, t.nonce, t.serial, size)
 		o := appendCmsgs(oob[:0], fam, sendOpts{src: s.Source, ifIndex: s.IfIndex, tos: s.TOS, ttl: ttl})
 		sent := time.Now()
-		if err := sock.sendTo(p, o, dst, &sa); err != nil {
+		if err := sock.send(p, o, dst); err != nil {
 			res[i].Err = sendErrorReason(err)
 			b.answered()
 			continue
@@ -352,56 +350,13 @@ func (t *Tracer) Probe(ctx context.Context, dst netip.Addr, s TraceSettings, ttl
 	return out
 }
 
-// sendTo is socket.send with a reusable address.
-func (s *socket) sendTo(pkt, oob []byte, dst netip.Addr, sa *unix.Sockaddr) error {
-	if *sa == nil {
-		if s.fam == IPv4 {
-			*sa = &unix.SockaddrInet4{Addr: dst.As4()}
-		} else {
-			sa6 := &unix.SockaddrInet6{Addr: dst.As16()}
-			if z := dst.Zone(); z != "" {
-				if ifi, err := interfaceIndex(z); err == nil {
-					sa6.ZoneId = uint32(ifi)
-				}
-			}
-			*sa = sa6
-		}
-	}
-	var serr error
-	err := s.rc.Control(func(fd uintptr) {
-		serr = unix.Sendmsg(int(fd), pkt, oob, *sa, 0)
-	})
-	if err != nil {
-		return err
-	}
-	return serr
-}
-
 func (t *Tracer) receive(s *socket) {
 	defer t.done.Done()
-	buf := make([]byte, 65536)
-	oob := make([]byte, 256)
-	for {
-		r, err := s.recv(buf, oob)
-		if err != nil {
-			select {
-			case <-t.stop:
-				return
-			default:
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			t.logger.Debug("ICMP receive error", "family", s.fam.String(), "err", err)
-			continue
+	s.readLoop(t.stop, t.logger, func(pkt []byte, r received, now time.Time) {
+		if a, ok := parseTraceReply(pkt, s.fam, s.withHdr); ok && a.id == s.id {
+			t.match(s.fam, a, r.from.Unmap(), r.kernTS, now)
 		}
-		userNow := time.Now()
-		a, ok := parseTraceReply(buf[:r.n], s.fam, s.withHdr)
-		if !ok || a.id != s.id {
-			continue
-		}
-		t.match(s.fam, a, r.from.Unmap(), r.kernTS, userNow)
-	}
+	})
 }
 
 func (t *Tracer) match(fam Family, a traceAnswer, from netip.Addr, kernTS, userNow time.Time) {
