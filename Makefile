@@ -11,14 +11,17 @@ LDFLAGS := -s -w \
 	-X $(PKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
 ARGS    ?=
 
-.PHONY: help build run test fuzz bench-ping bench-host lint clean
+.PHONY: help build run test fuzz bench-mesh bench-ping bench-host lint clean release packages
 
 help:
 	@echo "make run         build and run smokemon_exporter on its embedded default config (:9917)"
 	@echo "make test        install what the tests need (as root) and run the whole suite"
 	@echo "make fuzz        run every fuzz target for FUZZTIME (default 30s) each"
 	@echo "make bench-ping  smokemon vs smokeping_prober vs fping, 10/100/1000 loopback targets"
+	@echo "make bench-mesh  mesh prober/responder CPU per peer beside ping per target (loopback)"
 	@echo "make bench-host  host collectors vs node_exporter: scrape time, size, RSS"
+	@echo "make release     static binaries for linux amd64/arm64/armv7/armv6 and tarballs in DIST (dist/)"
+	@echo "make packages    .deb and .rpm packages in DIST (dist/), built with nfpm"
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o smokemon_exporter ./cmd/smokemon_exporter
@@ -33,6 +36,9 @@ FUZZTIME ?= 30s
 fuzz:
 	FUZZTIME=$(FUZZTIME) .ci/fuzz
 
+bench-mesh:
+	$(GO) run ./internal/bench/mesh $(ARGS)
+
 bench-ping:
 	$(GO) run ./internal/bench/ping $(ARGS)
 
@@ -42,6 +48,39 @@ bench-host:
 lint:
 	test -z "$$(gofmt -l .)" || (gofmt -l . && false)
 	$(GO) vet ./...
+
+# Releases: static binaries per architecture in $(DIST)/linux-ARCH/, and a
+# tarball per architecture with install.sh, the units and the default config.
+DIST     ?= dist
+ARCHES   ?= amd64 arm64 armv7 armv6
+# The analyzer is packaged as soon as its command exists.
+BINARIES := smokemon_exporter $(if $(wildcard cmd/smokemon_analyzer/*.go),smokemon_analyzer)
+
+release:
+	@set -e; for a in $(ARCHES); do \
+		case $$a in armv*) goarch=arm goarm=$${a#armv} ;; *) goarch=$$a goarm= ;; esac; \
+		for b in $(BINARIES); do \
+			echo "release: $(DIST)/linux-$$a/$$b"; \
+			GOOS=linux GOARCH=$$goarch GOARM=$$goarm CGO_ENABLED=0 \
+				$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/linux-$$a/$$b ./cmd/$$b; \
+		done; \
+		VERSION='$(VERSION)' deploy/tarball.sh $(DIST) $$a $(BINARIES); \
+	done
+
+# Packages, built with nfpm (a Go tool dependency: go.mod's tool line). Debian's
+# armhf package carries the armv6 binary, so Raspberry Pi OS on a Pi Zero/1
+# (armhf userland on an ARMv6 CPU) runs it; the rpm for armv7hl carries armv7.
+PACKAGES ?= deb:amd64:amd64 deb:arm64:arm64 deb:arm6:armv6 rpm:amd64:amd64 rpm:arm64:arm64 rpm:arm7:armv7
+
+packages: release
+	@set -e; v=$$(deploy/pkg-version '$(VERSION)'); for p in $(PACKAGES); do \
+		fmt=$${p%%:*}; rest=$${p#*:}; arch=$${rest%%:*}; dir=$${rest#*:}; \
+		for b in $(BINARIES); do \
+			[ -x $(DIST)/linux-$$dir/$$b ] || continue; \
+			SMOKEMON_BIN=$(DIST)/linux-$$dir SMOKEMON_VERSION=$$v NFPM_ARCH=$$arch \
+				$(GO) tool nfpm pkg --config deploy/nfpm/$$b.yaml --packager $$fmt --target $(DIST)/; \
+		done; \
+	done
 
 clean:
 	rm -f smokemon_exporter

@@ -139,13 +139,20 @@ synthetic:
 bandwidth:
   targets:
     - {server: %[5]q, name: lab, interval: 1m, splay: 0s, duration: 1s, idle_duration: 1s, ping_interval: 100ms}
+mesh:
+  responder: {udp_port: 9918, tcp_port: 9918}
+  interval: 100ms
+  protocols: [udp, tcp, tcp_connect]
+  peers:
+    - {address: "127.0.0.1:9918", name: self}
 `, web.URL+"/", web.TLSURL+"/", ca, resolver.Addr, iperf))
 	e := labExporter(t, h, nil, "--config.file="+cfg)
 	var body string
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
 		body = e.scrape(t)
 		if strings.Contains(body, "smokemon_bandwidth_bytes_per_second{") && strings.Contains(body, "smokemon_mtr_hop_rtt_avg_seconds{") &&
-			strings.Contains(body, "smokemon_synthetic_doh_lookup_duration_seconds_count{") {
+			strings.Contains(body, "smokemon_synthetic_doh_lookup_duration_seconds_count{") &&
+			strings.Contains(body, "smokemon_mesh_one_way_delay_seconds_count{") {
 			return body
 		}
 	}

@@ -20,6 +20,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/smokemon/smokemon/internal/deadline"
 )
 
 // Family is an IP address family.
@@ -322,7 +324,7 @@ func (e *Engine) schedule() {
 			now = e.mono()
 		}
 		for len(e.expiry) > 0 && e.expiry[0].deadline <= now {
-			e.expireLocked(e.expiry.pop())
+			e.expireLocked(e.expiry.Pop())
 		}
 		wait := time.Hour
 		if len(e.sendQ) > 0 {
@@ -396,7 +398,7 @@ func (e *Engine) sendLocked(t *Target, now int64, pkt, oob []byte) {
 	*p = probe{t: t, serial: e.serial, sentMono: int64(sent.Sub(e.start)), sentWall: sent.UnixNano()}
 	p.deadline = p.sentMono + int64(t.set.Timeout)
 	m[seq] = p
-	e.expiry.push(expiry{deadline: p.deadline, fam: t.fam, seq: seq, serial: e.serial})
+	e.expiry.Push(expiry{deadline: p.deadline, fam: t.fam, seq: seq, serial: e.serial})
 }
 
 func (e *Engine) expireLocked(x expiry) {
@@ -513,43 +515,7 @@ type expiry struct {
 	serial   uint32
 }
 
-// expiryHeap orders probes in flight by deadline. It is typed rather than
-// container/heap so that a probe costs no interface allocation.
-type expiryHeap []expiry
+// expiryHeap orders probes in flight by deadline.
+type expiryHeap = deadline.Heap[expiry]
 
-func (h *expiryHeap) push(x expiry) {
-	*h = append(*h, x)
-	q := *h
-	for i := len(q) - 1; i > 0; {
-		p := (i - 1) / 2
-		if q[p].deadline <= q[i].deadline {
-			break
-		}
-		q[p], q[i] = q[i], q[p]
-		i = p
-	}
-}
-
-func (h *expiryHeap) pop() expiry {
-	q := *h
-	top := q[0]
-	last := len(q) - 1
-	q[0] = q[last]
-	q = q[:last]
-	for i := 0; ; {
-		l, m := 2*i+1, i
-		if l < len(q) && q[l].deadline < q[m].deadline {
-			m = l
-		}
-		if r := l + 1; r < len(q) && q[r].deadline < q[m].deadline {
-			m = r
-		}
-		if m == i {
-			break
-		}
-		q[i], q[m] = q[m], q[i]
-		i = m
-	}
-	*h = q
-	return top
-}
+func (x expiry) Due() int64 { return x.deadline }

@@ -1,0 +1,596 @@
+package collector
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/smokemon/smokemon/internal/config"
+	"github.com/smokemon/smokemon/internal/mesh"
+)
+
+// The mesh collector measures latency between a fleet's own nodes: it runs
+// the responder other nodes probe, and probes its peers over UDP (RTT,
+// one-way delays, loss and reordering by direction), a persistent TCP flow
+// (RTT) and fresh TCP connections (connect latency). Probing runs on the
+// engine's clock; a scrape only reads counters.
+
+// meshResolver looks peer names up; tests point it at a DNS server of their own.
+var meshResolver = net.DefaultResolver
+
+// meshPollInterval is how often the peers file's mtime is checked and due
+// names are looked up: one stat(2) a second.
+var meshPollInterval = time.Second
+
+func init() {
+	registerCollector("mesh", true, newMeshCollector)
+}
+
+type meshCollector struct {
+	logger *slog.Logger
+
+	mu        sync.Mutex
+	engine    *mesh.Engine
+	engineErr error
+	responder *mesh.Responder
+	respCfg   mesh.ResponderConfig
+	respWant  bool
+	respErr   error
+	respCount mesh.ResponderCounters
+
+	section    config.MeshConfig
+	labelNames []string
+	global     map[string]string
+	entries    []*meshEntry
+	resolveIv  time.Duration
+	file       peersFile
+
+	loop sync.Once
+	stop chan struct{}
+	done sync.WaitGroup
+
+	descs meshDescs
+}
+
+// peersFile is the state of the fleet tool's peer list.
+type peersFile struct {
+	path    string
+	mtime   time.Time
+	size    int64
+	peers   []config.MeshPeer // the last good list
+	ok      bool
+	lastOK  time.Time
+	lastErr string
+}
+
+// meshEntry is one peer, static or from the file.
+type meshEntry struct {
+	cfg    config.MeshPeer
+	labels []string // values for labelNames
+
+	// Guarded by meshCollector.mu.
+	host        string
+	port        uint16
+	tcpPort     uint16
+	addr        netip.Addr
+	stats       *meshStats
+	handle      *mesh.Peer
+	nextResolve time.Time
+	lastErr     string
+}
+
+// meshStats are one peer's counters; the engine calls its Handler methods.
+type meshStats struct {
+	name      string
+	labels    []string
+	sent      [3]atomic.Uint64
+	received  [3]atomic.Uint64
+	lost      [3][3]atomic.Uint64 // protocol × direction
+	reordered [2]atomic.Uint64
+	reconnect atomic.Uint64
+	rtt       [3]prometheus.Histogram // nil until the protocol is probed
+	oneWay    [2]prometheus.Histogram
+
+	clockMu sync.Mutex
+	clock   mesh.ClockFilter
+}
+
+func (s *meshStats) Sent(p mesh.Proto)                   { s.sent[p].Add(1) }
+func (s *meshStats) Lost(p mesh.Proto, d mesh.Direction) { s.lost[p][d].Add(1) }
+func (s *meshStats) Reordered(d mesh.Direction)          { s.reordered[d].Add(1) }
+func (s *meshStats) Reconnected()                        { s.reconnect.Add(1) }
+func (s *meshStats) Reply(p mesh.Proto, rtt time.Duration, smp *mesh.Sample) {
+	s.received[p].Add(1)
+	s.rtt[p].Observe(rtt.Seconds())
+	if smp == nil {
+		return
+	}
+	fwd, ret := smp.T2-smp.T1, smp.T4-smp.T3
+	s.oneWay[mesh.Forward].Observe(time.Duration(fwd).Seconds())
+	s.oneWay[mesh.Return].Observe(time.Duration(ret).Seconds())
+	s.clockMu.Lock()
+	s.clock.Add(fwd, ret)
+	s.clockMu.Unlock()
+}
+
+type meshDescs struct {
+	sent, received, lost, reordered, reconnects, info, up   *prometheus.Desc
+	offset, uncertainty, trustworthy                        *prometheus.Desc
+	unmatched, proberUp                                     *prometheus.Desc
+	respUp, respRequests, respReplies, respLimited, respBad *prometheus.Desc
+	respRefused, fileOK, fileOKTime                         *prometheus.Desc
+}
+
+func newMeshCollector(logger *slog.Logger, cfg *config.Config) (Collector, error) {
+	c := &meshCollector{logger: logger, stop: make(chan struct{})}
+	if err := c.Reload(cfg); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Reload applies a new mesh section. Peers whose name and labels are
+// unchanged keep their counters; the responder is reopened only when its
+// settings change. A responder that cannot listen (port in use) is logged
+// and reported down; the probes still run.
+func (c *meshCollector) Reload(cfg *config.Config) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.section = cfg.Mesh
+	c.global = cfg.Global.Labels
+	c.resolveIv = time.Duration(cfg.Global.ResolveInterval)
+	c.reloadResponderLocked(cfg.Mesh.Responder)
+
+	path := cfg.Mesh.PeersFile
+	if path != "" && !filepath.IsAbs(path) && cfg.Source != config.DefaultName && cfg.Source != "" {
+		path = filepath.Join(filepath.Dir(cfg.Source), path)
+	}
+	if path != c.file.path {
+		c.file = peersFile{path: path}
+	}
+	if path != "" {
+		c.readPeersFileLocked(true)
+	}
+	c.applyPeersLocked()
+	if path != "" || len(c.entries) > 0 {
+		c.loop.Do(func() {
+			c.done.Add(1)
+			go c.pollLoop()
+		})
+	}
+	return nil
+}
+
+func (c *meshCollector) reloadResponderLocked(r config.MeshResponder) {
+	want := mesh.ResponderConfig{Listen: r.Listen, UDPPort: r.UDPPort, TCPPort: r.TCPPort,
+		RateLimit: r.RateLimit, RateBurst: r.RateBurst, MaxConnections: r.MaxConnections}
+	c.respWant = r.Enabled()
+	if c.responder != nil && c.respCfg == want {
+		return
+	}
+	if c.responder != nil {
+		c.responder.Close()
+		c.responder = nil
+	}
+	c.respCfg, c.respErr = want, nil
+	if !c.respWant {
+		return
+	}
+	rs, err := mesh.NewResponder(c.logger, want, &c.respCount)
+	if err != nil {
+		c.respErr = err
+		c.logger.Error("mesh responder cannot listen; other nodes' probes to this one will fail, this node's probes still run", "err", err)
+		return
+	}
+	c.responder = rs
+	ts := "kernel receive timestamps"
+	if !rs.KernelTimestamps() {
+		ts = "user-space receive timestamps (SO_TIMESTAMPNS refused)"
+	}
+	c.logger.Info("mesh responder listening", "udp", rs.UDPAddr(), "tcp", rs.TCPAddr(), "timestamps", ts)
+}
+
+// readPeersFileLocked loads the peers file when it changed (or always when
+// force is set). A bad file keeps the previous list and says why, naming the
+// file and line.
+func (c *meshCollector) readPeersFileLocked(force bool) bool {
+	f := &c.file
+	st, err := os.Stat(f.path)
+	if err == nil && !force && st.ModTime().Equal(f.mtime) && st.Size() == f.size && f.ok {
+		return false
+	}
+	if err == nil && !force && st.ModTime().Equal(f.mtime) && st.Size() == f.size && !f.ok {
+		return false // still the same broken file: said so already
+	}
+	if err == nil {
+		f.mtime, f.size = st.ModTime(), st.Size()
+	}
+	var peers []config.MeshPeer
+	if err == nil {
+		sec := c.section
+		sec.PeersFile = f.path
+		peers, err = sec.LoadPeersFile()
+	}
+	if err != nil {
+		f.ok = false
+		if msg := err.Error(); msg != f.lastErr {
+			c.logger.Error("mesh peers file rejected; the previous peer list stays in force", "file", f.path, "err", msg)
+			f.lastErr = msg
+		}
+		return false
+	}
+	changed := !f.ok || !slices.EqualFunc(peers, f.peers, meshPeerEqual)
+	f.peers, f.ok, f.lastOK, f.lastErr = peers, true, time.Now(), ""
+	if changed {
+		c.logger.Info("mesh peers file loaded", "file", f.path, "peers", len(peers))
+	}
+	return changed
+}
+
+func meshPeerEqual(a, b config.MeshPeer) bool {
+	return fmt.Sprint(a) == fmt.Sprint(b)
+}
+
+// applyPeersLocked reconciles the engine with static + file peers.
+func (c *meshCollector) applyPeersLocked() {
+	peers := slices.Clone(c.section.Peers)
+	peers = append(peers, c.file.peers...)
+	own := make([]map[string]string, len(peers))
+	for i, p := range peers {
+		own[i] = p.Labels
+	}
+	labelNames := unionLabelNames(c.global, own...)
+	labelsChanged := !slices.Equal(labelNames, c.labelNames)
+	c.labelNames = labelNames
+	c.descs = newMeshDescs(labelNames)
+
+	old := map[string]*meshEntry{}
+	for _, e := range c.entries {
+		old[e.cfg.Name] = e
+	}
+	var entries []*meshEntry
+	for _, p := range peers {
+		e := &meshEntry{cfg: p, labels: labelValues(labelNames, c.global, p.Labels)}
+		host, port, _ := net.SplitHostPort(p.Address)
+		pn, _ := strconv.Atoi(port)
+		e.host, e.port, e.tcpPort = host, uint16(pn), uint16(pn)
+		if p.TCPPort != 0 {
+			e.tcpPort = uint16(p.TCPPort)
+		}
+		if o, ok := old[p.Name]; ok {
+			delete(old, p.Name)
+			if o.host == e.host {
+				e.addr, e.nextResolve, e.lastErr = o.addr, o.nextResolve, o.lastErr
+			}
+			if !labelsChanged && slices.Equal(o.labels, e.labels) {
+				e.stats = o.stats
+			}
+			if o.handle != nil && e.stats == o.stats && e.addr.IsValid() {
+				e.handle = o.handle
+			} else if o.handle != nil {
+				c.engine.Remove(o.handle)
+			}
+		}
+		if ip, err := netip.ParseAddr(e.host); err == nil {
+			e.addr = ip.Unmap()
+		}
+		if e.stats == nil {
+			e.stats = &meshStats{name: p.Name, labels: e.labels}
+		}
+		if e.addr.IsValid() {
+			c.attachLocked(e)
+		}
+		entries = append(entries, e)
+	}
+	for _, o := range old {
+		if o.handle != nil {
+			c.engine.Remove(o.handle)
+		}
+	}
+	c.entries = entries
+}
+
+// attachLocked starts or updates probing of e at e.addr.
+func (c *meshCollector) attachLocked(e *meshEntry) {
+	if c.engine == nil && c.engineErr == nil {
+		c.engine, c.engineErr = mesh.NewEngine(c.logger)
+		if c.engineErr != nil {
+			c.logger.Error("mesh prober cannot open its UDP socket; mesh probes are down", "err", c.engineErr)
+		}
+	}
+	if c.engine == nil {
+		return
+	}
+	set := mesh.Settings{
+		Interval: e.cfg.IntervalD(), Timeout: e.cfg.TimeoutD(),
+		Size: e.cfg.PacketSize, ReconnectAfter: e.cfg.ReconnectAfter,
+	}
+	for p, name := range []string{config.MeshUDP, config.MeshTCP, config.MeshTCPConnect} {
+		if e.cfg.Has(name) {
+			set.Protos[p] = true
+			c.ensureHistograms(e.stats, mesh.Proto(p))
+		}
+	}
+	udp := netip.AddrPortFrom(e.addr, e.port)
+	tcp := netip.AddrPortFrom(e.addr, e.tcpPort)
+	if e.handle != nil {
+		c.engine.Update(e.handle, udp, tcp, set)
+	} else {
+		e.handle = c.engine.Add(udp, tcp, set, e.stats)
+	}
+}
+
+// RTT and one-way histograms share ping's buckets, so mesh and ping series
+// line up on one dashboard.
+func (c *meshCollector) ensureHistograms(s *meshStats, p mesh.Proto) {
+	base := prometheus.Labels{"peer": s.name}
+	for i, n := range c.labelNames {
+		base[n] = s.labels[i]
+	}
+	with := func(k, v string) prometheus.Labels {
+		l := prometheus.Labels{k: v}
+		for a, b := range base {
+			l[a] = b
+		}
+		return l
+	}
+	opts := func(name, help string, l prometheus.Labels) prometheus.HistogramOpts {
+		return prometheus.HistogramOpts{
+			Namespace: Namespace, Subsystem: "mesh", Name: name, Help: help,
+			Buckets:                         pingBuckets,
+			NativeHistogramBucketFactor:     1.05,
+			NativeHistogramMaxBucketNumber:  100,
+			NativeHistogramMinResetDuration: time.Hour,
+			ConstLabels:                     l,
+		}
+	}
+	if s.rtt[p] == nil {
+		s.rtt[p] = prometheus.NewHistogram(opts("rtt_seconds",
+			"Round-trip time of answered mesh probes, without the responder's turnaround; for tcp_connect, the handshake time. Lost probes are never observed here.",
+			with("protocol", p.String())))
+	}
+	if p == mesh.UDP && s.oneWay[0] == nil {
+		for _, d := range []mesh.Direction{mesh.Forward, mesh.Return} {
+			s.oneWay[d] = prometheus.NewHistogram(opts("one_way_delay_seconds",
+				"One-way delay of answered UDP probes (forward: this node to the peer; return: back), from the two nodes' clocks as they are: valid only while smokemon_mesh_clock_trustworthy is 1.",
+				with("direction", d.String())))
+		}
+	}
+}
+
+// pollLoop re-reads the peers file when it changes and looks names up.
+func (c *meshCollector) pollLoop() {
+	defer c.done.Done()
+	tick := time.NewTicker(meshPollInterval)
+	defer tick.Stop()
+	for {
+		c.mu.Lock()
+		if c.file.path != "" && c.readPeersFileLocked(false) {
+			c.applyPeersLocked()
+		}
+		c.mu.Unlock()
+		c.resolveDue()
+		select {
+		case <-tick.C:
+		case <-c.stop:
+			return
+		}
+	}
+}
+
+func (c *meshCollector) resolveDue() {
+	now := time.Now()
+	c.mu.Lock()
+	var due []*meshEntry
+	for _, e := range c.entries {
+		if _, err := netip.ParseAddr(e.host); err != nil && !now.Before(e.nextResolve) {
+			due = append(due, e)
+		}
+	}
+	c.mu.Unlock()
+	for _, e := range due {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		addrs, err := meshResolver.LookupNetIP(ctx, "ip", e.host)
+		cancel()
+		if err == nil && len(addrs) == 0 {
+			err = fmt.Errorf("%s has no address", e.host)
+		}
+		c.mu.Lock()
+		if !slices.Contains(c.entries, e) {
+			c.mu.Unlock()
+			continue
+		}
+		if err != nil {
+			if e.lastErr != err.Error() {
+				c.logger.Warn("cannot resolve mesh peer; it is down until a lookup succeeds", "peer", e.cfg.Name, "host", e.host, "err", err)
+			}
+			e.lastErr, e.nextResolve = err.Error(), now.Add(resolveRetry)
+			if e.handle != nil && c.engine != nil {
+				c.engine.Remove(e.handle)
+				e.handle = nil
+			}
+			e.addr = netip.Addr{}
+			c.mu.Unlock()
+			continue
+		}
+		addr := addrs[0].Unmap()
+		for _, a := range addrs { // IPv4 first, like ping's auto
+			if a.Unmap().Is4() {
+				addr = a.Unmap()
+				break
+			}
+		}
+		e.lastErr, e.nextResolve = "", now.Add(c.resolveIv)
+		if addr != e.addr || e.handle == nil {
+			e.addr = addr
+			c.attachLocked(e)
+		}
+		c.mu.Unlock()
+	}
+}
+
+// Update reports what the engine and the responder counted.
+func (c *meshCollector) Update(ch chan<- prometheus.Metric) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) == 0 && !c.respWant && c.file.path == "" {
+		return ErrNoData
+	}
+	d := c.descs
+	gauge := func(desc *prometheus.Desc, v float64, lv ...string) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, lv...)
+	}
+	counter := func(desc *prometheus.Desc, v uint64, lv ...string) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), lv...)
+	}
+	if c.respWant {
+		rc := &c.respCount
+		for p, on := range map[mesh.Proto]bool{mesh.UDP: c.respCfg.UDPPort != 0, mesh.TCP: c.respCfg.TCPPort != 0} {
+			if !on {
+				continue
+			}
+			up := 0.0
+			if c.responder != nil {
+				up = 1
+			}
+			pn := p.String()
+			gauge(d.respUp, up, pn)
+			counter(d.respRequests, rc.Requests[p].Load(), pn)
+			counter(d.respReplies, rc.Replies[p].Load(), pn)
+			counter(d.respLimited, rc.RateLimited[p].Load(), pn)
+			counter(d.respBad, rc.Malformed[p].Load(), pn)
+		}
+		if c.respCfg.TCPPort != 0 {
+			counter(d.respRefused, rc.ConnRefused.Load())
+		}
+	}
+	if c.file.path != "" {
+		ok := 0.0
+		if c.file.ok {
+			ok = 1
+		}
+		gauge(d.fileOK, ok)
+		if !c.file.lastOK.IsZero() {
+			gauge(d.fileOKTime, float64(c.file.lastOK.UnixNano())/1e9)
+		}
+	}
+	if len(c.entries) > 0 {
+		up := 0.0
+		if c.engine != nil {
+			up = 1
+		}
+		gauge(d.proberUp, up)
+	}
+	if c.engine != nil {
+		cn := &c.engine.Counters
+		counter(d.unmatched, cn.Late.Load(), "late")
+		counter(d.unmatched, cn.Foreign.Load(), "foreign")
+		counter(d.unmatched, cn.Malformed.Load(), "malformed")
+	}
+	maxUnc := time.Duration(c.section.MaxClockUncertainty)
+	for _, e := range c.entries {
+		lv := append([]string{e.cfg.Name}, e.labels...)
+		ip := ""
+		if e.addr.IsValid() {
+			ip = e.addr.String()
+		}
+		gauge(d.info, 1, append([]string{e.cfg.Name, e.cfg.Address, ip}, e.labels...)...)
+		up := 0.0
+		if e.handle != nil {
+			up = 1
+		}
+		gauge(d.up, up, lv...)
+		s := e.stats
+		for p, name := range []string{config.MeshUDP, config.MeshTCP, config.MeshTCPConnect} {
+			if !e.cfg.Has(name) || s.rtt[p] == nil {
+				continue
+			}
+			plv := append([]string{e.cfg.Name, name}, e.labels...)
+			counter(d.sent, s.sent[p].Load(), plv...)
+			counter(d.received, s.received[p].Load(), plv...)
+			dirs := []mesh.Direction{mesh.DirUnknown}
+			if mesh.Proto(p) == mesh.UDP {
+				dirs = []mesh.Direction{mesh.Forward, mesh.Return, mesh.DirUnknown}
+			}
+			for _, dir := range dirs {
+				counter(d.lost, s.lost[p][dir].Load(), append([]string{e.cfg.Name, name, dir.String()}, e.labels...)...)
+			}
+			s.rtt[p].Collect(ch)
+		}
+		if e.cfg.Has(config.MeshUDP) && s.oneWay[0] != nil {
+			for _, dir := range []mesh.Direction{mesh.Forward, mesh.Return} {
+				counter(d.reordered, s.reordered[dir].Load(), append([]string{e.cfg.Name, dir.String()}, e.labels...)...)
+				s.oneWay[dir].Collect(ch)
+			}
+			s.clockMu.Lock()
+			est, ok := s.clock.Estimate(maxUnc)
+			s.clockMu.Unlock()
+			if ok {
+				gauge(d.offset, est.Offset.Seconds(), lv...)
+				gauge(d.uncertainty, est.Uncertainty.Seconds(), lv...)
+				trust := 0.0
+				if est.Trustworthy {
+					trust = 1
+				}
+				gauge(d.trustworthy, trust, lv...)
+			}
+		}
+		if e.cfg.Has(config.MeshTCP) {
+			counter(d.reconnects, s.reconnect.Load(), lv...)
+		}
+	}
+	return nil
+}
+
+// Close stops the loop, the prober and the responder.
+func (c *meshCollector) Close() error {
+	close(c.stop)
+	c.done.Wait()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.engine != nil {
+		c.engine.Close()
+	}
+	if c.responder != nil {
+		c.responder.Close()
+	}
+	return nil
+}
+
+func newMeshDescs(custom []string) meshDescs {
+	name := func(n string) string { return prometheus.BuildFQName(Namespace, "mesh", n) }
+	with := func(l ...string) []string { return append(l, custom...) }
+	return meshDescs{
+		sent:         prometheus.NewDesc(name("sent_total"), "Mesh probes sent (or attempted), per peer and protocol.", with("peer", "protocol"), nil),
+		received:     prometheus.NewDesc(name("received_total"), "Mesh probes answered within the timeout.", with("peer", "protocol"), nil),
+		lost:         prometheus.NewDesc(name("lost_total"), "Mesh probes not answered within the timeout, by the direction they were lost in: forward (the peer never received the request), return (it did; the reply was lost or late) or unknown (TCP, or no later reply could tell). UDP losses are counted once a later reply tells the direction, or after 5s/64 probes as unknown. Loss ratio: sum by direction of increase(lost) / increase(sent).", with("peer", "protocol", "direction"), nil),
+		reordered:    prometheus.NewDesc(name("reordered_total"), "UDP probes that arrived after a later one: forward (at the peer), return (replies, here).", with("peer", "direction"), nil),
+		reconnects:   prometheus.NewDesc(name("tcp_reconnects_total"), "Times the persistent TCP flow to the peer was established again (after reconnect_after consecutive losses or the peer closing it).", with("peer"), nil),
+		info:         prometheus.NewDesc(name("peer_info"), "A mesh peer's configured address and the IP it currently resolves to (empty while unresolved).", with("peer", "address", "ip"), nil),
+		up:           prometheus.NewDesc(name("peer_up"), "1 if the peer has an address and is being probed.", with("peer"), nil),
+		offset:       prometheus.NewDesc(name("clock_offset_seconds"), "Estimated offset of the peer's clock from this node's (peer minus local): the midpoint of the interval the last 64 UDP probes' timestamps allow. It includes half of any path asymmetry, which no two-way measurement can separate from a clock offset.", with("peer"), nil),
+		uncertainty:  prometheus.NewDesc(name("clock_offset_uncertainty_seconds"), "Half-width of the interval the clock offset must lie in (min forward + min return one-way delay, over 2): one-way delays can be wrong by up to this much even when the clocks look trustworthy.", with("peer"), nil),
+		trustworthy:  prometheus.NewDesc(name("clock_trustworthy"), "1 if the timestamps are consistent with synchronised clocks (both raw one-way delays non-negative, no clock step in the window, uncertainty within max_clock_uncertainty if set), so one_way_delay_seconds can be believed; 0 otherwise.", with("peer"), nil),
+		unmatched:    prometheus.NewDesc(name("unmatched_replies_total"), "Replies matched to no probe: late (after the timeout), foreign (not one of our sessions), malformed (not a mesh reply).", []string{"reason"}, nil),
+		proberUp:     prometheus.NewDesc(name("prober_up"), "1 if the mesh prober's UDP socket is open.", nil, nil),
+		respUp:       prometheus.NewDesc(name("responder_up"), "1 if the responder listens on this protocol's port.", []string{"protocol"}, nil),
+		respRequests: prometheus.NewDesc(name("responder_requests_total"), "Well-formed mesh requests the responder received.", []string{"protocol"}, nil),
+		respReplies:  prometheus.NewDesc(name("responder_replies_total"), "Replies the responder sent (never larger than the request).", []string{"protocol"}, nil),
+		respLimited:  prometheus.NewDesc(name("responder_rate_limited_total"), "Well-formed requests left unanswered because their source exceeded rate_limit.", []string{"protocol"}, nil),
+		respBad:      prometheus.NewDesc(name("responder_malformed_total"), "Packets (UDP) or connections (TCP) that were not smokemon's probe format: never answered.", []string{"protocol"}, nil),
+		respRefused:  prometheus.NewDesc(name("responder_tcp_connections_refused_total"), "TCP connections closed at once because max_connections were open.", nil, nil),
+		fileOK:       prometheus.NewDesc(name("peers_file_last_reload_successful"), "1 if the latest version of peers_file was accepted; 0 if it was rejected and the previous peer list is in force.", nil, nil),
+		fileOKTime:   prometheus.NewDesc(name("peers_file_last_reload_success_timestamp_seconds"), "When peers_file was last read successfully.", nil, nil),
+	}
+}

@@ -1,0 +1,214 @@
+// Command mesh is the `make bench-mesh` figure script of issue 7: it runs, side
+// by side on loopback, a smokemon_exporter probing N mesh peers over UDP, the
+// responder those peers point at (another smokemon_exporter), and a
+// smokemon_exporter pinging N loopback targets, all at the same interval, and
+// prints the CPU each costs per peer (per target for ping), measured the same
+// way in the same run.
+//
+// Only 127.0.0.0/8 is ever probed.
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() { os.Exit(run()) }
+
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	addr string
+	log  *os.File
+}
+
+func run() int {
+	var (
+		nList    = flag.String("n", "10,100", "comma-separated peer counts, one round each")
+		interval = flag.Duration("interval", 100*time.Millisecond, "probe interval per peer / target")
+		window   = flag.Duration("duration", 30*time.Second, "measurement window per round")
+		warmup   = flag.Duration("warmup", 5*time.Second, "start-up excluded from the window")
+		bin      = flag.String("smokemon", "", "smokemon_exporter binary (default: build ./cmd/smokemon_exporter)")
+	)
+	flag.Parse()
+	tmp, err := os.MkdirTemp("", "bench-mesh-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	if *bin == "" {
+		*bin = filepath.Join(tmp, "smokemon_exporter")
+		if out, err := exec.Command("go", "build", "-o", *bin, "./cmd/smokemon_exporter").CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "bench-mesh: build: %v\n%s", err, out)
+			return 1
+		}
+	}
+	fmt.Printf("bench-mesh: interval %v, window %v after %v warm-up; CPU from /proc/PID/task/*/schedstat (ns)\n\n", *interval, *window, *warmup)
+	var prevN int
+	var prevCPU [3]float64
+	fmt.Printf("%6s  %-22s %9s %14s %12s %10s\n", "N", "process", "CPU %", "CPU µs/s/peer", "replies/s", "RSS MB")
+	for _, f := range strings.Split(*nList, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 10000 {
+			fmt.Fprintf(os.Stderr, "bench-mesh: -n: bad count %q\n", f)
+			return 2
+		}
+		cpu, err := round(*bin, tmp, n, *interval, *window, *warmup)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench-mesh:", err)
+			return 1
+		}
+		if prevN > 0 && n > prevN {
+			// The marginal cost leaves out what every process pays at rest.
+			var m [3]float64
+			for i := range m {
+				m[i] = (cpu[i] - prevCPU[i]) * 1e6 / float64(n-prevN)
+			}
+			fmt.Printf("%6s  marginal per-peer CPU from N=%d to %d: prober %.1f µs/s, responder %.1f µs/s, ping %.1f µs/s; prober / ping %.2f×\n\n",
+				"", prevN, n, m[0], m[1], m[2], m[0]/m[2])
+		}
+		prevN, prevCPU = n, cpu
+	}
+	return 0
+}
+
+func round(bin, tmp string, n int, iv, window, warmup time.Duration) (cpuFrac [3]float64, err error) {
+	port := freePort()
+	respCfg := fmt.Sprintf("mesh:\n  responder: {listen: 127.0.0.1, udp_port: %d, rate_limit: 1000000, rate_burst: 100000}\n", port)
+	var peers, targets strings.Builder
+	fmt.Fprintf(&peers, "mesh:\n  interval: %v\n  timeout: %v\n  protocols: [udp]\n  peers:\n", iv, iv)
+	fmt.Fprintf(&targets, "global: {interval: %v}\nping:\n  targets:\n", iv)
+	for i := range n {
+		fmt.Fprintf(&peers, "    - {address: \"127.0.0.1:%d\", name: p%d}\n", port, i)
+		fmt.Fprintf(&targets, "    - {host: 127.77.%d.%d}\n", i/250, i%250+1)
+	}
+	specs := []struct{ name, cfg, coll string }{
+		{"mesh prober (udp)", peers.String(), "mesh"},
+		{"mesh responder", respCfg, "mesh"},
+		{"ping", targets.String(), "ping"},
+	}
+	var procs []*proc
+	defer func() {
+		for _, p := range procs {
+			syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+			p.cmd.Wait()
+			p.log.Close()
+		}
+	}()
+	for i, s := range specs {
+		cfg := filepath.Join(tmp, fmt.Sprintf("c%d-%d.yml", n, i))
+		if err := os.WriteFile(cfg, []byte(s.cfg), 0o644); err != nil {
+			return cpuFrac, err
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", freePort())
+		log, _ := os.Create(filepath.Join(tmp, fmt.Sprintf("log%d-%d", n, i)))
+		cmd := exec.Command(bin, "--web.listen-address="+addr, "--config.file="+cfg, "--collector.disable-defaults", "--collector."+s.coll)
+		cmd.Stdout, cmd.Stderr = log, log
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			return cpuFrac, err
+		}
+		procs = append(procs, &proc{name: s.name, cmd: cmd, addr: addr, log: log})
+	}
+	time.Sleep(warmup)
+	cpu0, rep0 := make([]int64, len(procs)), make([]float64, len(procs))
+	for i, p := range procs {
+		cpu0[i] = cpuNS(p.cmd.Process.Pid)
+		rep0[i] = replies(p.addr)
+	}
+	start := time.Now()
+	time.Sleep(window)
+	el := time.Since(start)
+	var perPeer [3]float64
+	for i, p := range procs {
+		cpu := float64(cpuNS(p.cmd.Process.Pid)-cpu0[i]) / float64(el)
+		cpuFrac[i] = cpu
+		perPeer[i] = cpu * 1e6 / float64(n) // µs of CPU per second per peer
+		rate := (replies(p.addr) - rep0[i]) / el.Seconds()
+		fmt.Printf("%6d  %-22s %8.3f%% %14.2f %12.0f %10.1f\n", n, p.name, 100*cpu, perPeer[i], rate, rssMB(p.cmd.Process.Pid))
+	}
+	fmt.Printf("%6d  per-peer CPU, mesh prober / ping per target: %.2f×; prober + responder / ping: %.2f×\n\n",
+		n, perPeer[0]/perPeer[2], (perPeer[0]+perPeer[1])/perPeer[2])
+	return cpuFrac, nil
+}
+
+// cpuNS sums the run time of all the process's threads.
+func cpuNS(pid int) int64 {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	var sum int64
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			v, _ := strconv.ParseInt(f[0], 10, 64)
+			sum += v
+		}
+	}
+	return sum
+}
+
+func rssMB(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			f := strings.Fields(l)
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// replies sums every received counter of the exporter (probe replies for the
+// prober and ping, replies sent for the responder).
+func replies(addr string) float64 {
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	var sum float64
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 64<<20))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		if strings.HasPrefix(l, "smokemon_mesh_received_total") || strings.HasPrefix(l, "smokemon_ping_received_total") || strings.HasPrefix(l, "smokemon_mesh_responder_replies_total") {
+			f := strings.Fields(l)
+			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+			sum += v
+		}
+	}
+	return sum
+}
+
+func freePort() int {
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			panic(err)
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p}); err == nil {
+			u.Close()
+			return p
+		}
+	}
+}

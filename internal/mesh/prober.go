@@ -1,0 +1,749 @@
+package mesh
+
+import (
+	"container/heap"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/smokemon/smokemon/internal/deadline"
+)
+
+// The prober: one UDP socket (dual-stack) for every peer, one scheduler
+// goroutine that spreads all peers' probes evenly over their interval, one
+// receiver for the UDP socket, and for TCP one reader per persistent
+// connection plus short-lived goroutines for connects, which block by nature.
+//
+// A UDP probe that gets no reply within its timeout is lost; which way it
+// was lost is settled by a later reply of the same session, whose bitmap says
+// whether the responder ever saw it (see wire.go). Until then it waits in the
+// peer's pending list: at most 64 probes or attributeWait, then it is counted
+// lost in an unknown direction.
+
+// Direction of a loss or a reordering.
+type Direction uint8
+
+const (
+	Forward Direction = iota // prober to responder
+	Return                   // responder to prober
+	DirUnknown
+)
+
+func (d Direction) String() string {
+	switch d {
+	case Forward:
+		return "forward"
+	case Return:
+		return "return"
+	}
+	return "unknown"
+}
+
+// attributeWait is how long a lost UDP probe waits for a reply that can say
+// which way it was lost.
+const attributeWait = 5 * time.Second
+
+// maxConnectsInFlight bounds the goroutines one peer's connect probes use
+// when the peer blackholes SYNs and the timeout is many intervals long.
+const maxConnectsInFlight = 4
+
+// Sample is one answered UDP probe's timestamps (Unix ns): t1, t4 on the
+// prober's clock, t2, t3 on the responder's.
+type Sample struct{ T1, T2, T3, T4 int64 }
+
+// Handler receives one peer's results, called with the engine locked: it
+// must be quick and must not call back into the engine.
+type Handler interface {
+	Sent(p Proto)
+	Reply(p Proto, rtt time.Duration, s *Sample) // s is nil except for UDP
+	Lost(p Proto, d Direction)
+	Reordered(d Direction)
+	Reconnected() // a persistent TCP connection was established again
+}
+
+// Settings are a peer's probe parameters.
+type Settings struct {
+	Interval       time.Duration
+	Timeout        time.Duration
+	Size           int // message bytes, HeaderLen..MaxLen
+	Protos         [nProtos]bool
+	ReconnectAfter int
+}
+
+// Peer is a handle on a probed node.
+type Peer struct {
+	udp, tcp netip.AddrPort
+	set      Settings
+	h        Handler
+	order    uint64
+	removed  bool
+	items    [nProtos]*item
+
+	session uint32 // UDP session
+	seq     uint32
+	maxRx   uint32
+	pending []pendingLoss
+
+	tcpc       tcpLink
+	connecting int
+}
+
+type pendingLoss struct {
+	seq uint32
+	at  int64 // engine-monotonic ns of the deadline
+}
+
+type tcpLink struct {
+	conn     net.Conn
+	session  uint32
+	seq      uint32
+	dialing  bool
+	nextDial int64
+	lost     int // consecutive
+	everUp   bool
+}
+
+type item struct {
+	p        *Peer
+	proto    Proto
+	next     int64
+	lastSent int64
+	hidx     int
+}
+
+type probeKey struct{ session, seq uint32 }
+
+type probe struct {
+	p        *Peer
+	proto    Proto
+	sentMono int64
+	sentWall int64
+	deadline int64
+}
+
+// Counters are engine-wide events that belong to no peer.
+type Counters struct {
+	Late       atomic.Uint64 // replies after their probe's timeout
+	Foreign    atomic.Uint64 // well-formed replies of no session of ours
+	Malformed  atomic.Uint64 // datagrams on our socket that are not replies
+	SendErrors atomic.Uint64
+}
+
+// Engine probes peers.
+type Engine struct {
+	logger *slog.Logger
+	start  time.Time
+	conn   *net.UDPConn
+	kernTS bool
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	peers    map[*Peer]struct{}
+	sessions map[uint32]*Peer
+	sendQ    itemHeap
+	dirty    bool
+	nextOrd  uint64
+	inflight map[probeKey]*probe
+	expiry   expHeap
+	free     []*probe
+
+	Counters Counters
+
+	wake chan struct{}
+	done sync.WaitGroup
+}
+
+// NewEngine opens the shared UDP socket and starts the scheduler and receiver.
+func NewEngine(logger *slog.Logger) (*Engine, error) {
+	c, err := net.ListenUDP("udp", &net.UDPAddr{})
+	if err != nil {
+		// No IPv6 at all: an IPv4-only socket still serves IPv4 peers.
+		if c, err = net.ListenUDP("udp4", &net.UDPAddr{}); err != nil {
+			return nil, err
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &Engine{
+		logger:   logger,
+		start:    time.Now(),
+		conn:     c,
+		kernTS:   kernelTimestamps(c),
+		ctx:      ctx,
+		cancel:   cancel,
+		peers:    map[*Peer]struct{}{},
+		sessions: map[uint32]*Peer{},
+		inflight: map[probeKey]*probe{},
+		wake:     make(chan struct{}, 1),
+	}
+	e.done.Add(2)
+	go e.receive()
+	go e.schedule()
+	return e, nil
+}
+
+// KernelTimestamps reports whether UDP receive times come from the kernel.
+func (e *Engine) KernelTimestamps() bool { return e.kernTS }
+
+// LocalAddr is the shared UDP socket's address.
+func (e *Engine) LocalAddr() net.Addr { return e.conn.LocalAddr() }
+
+// Add starts probing a peer at its UDP and TCP addresses. The first probes
+// go out at the peer's slots in the interval, so a reload never bursts.
+func (e *Engine) Add(udp, tcp netip.AddrPort, s Settings, h Handler) *Peer {
+	p := &Peer{udp: unmapAP(udp), tcp: unmapAP(tcp), set: s, h: h}
+	e.mu.Lock()
+	p.order = e.nextOrd
+	e.nextOrd++
+	p.session = e.newSessionLocked(p)
+	e.peers[p] = struct{}{}
+	e.itemsLocked(p)
+	e.dirty = true
+	if s.Protos[TCP] {
+		e.dialLocked(p)
+	}
+	e.mu.Unlock()
+	e.kick()
+	return p
+}
+
+// Update changes a peer's addresses or settings in place; its handler and
+// counters stay. A new TCP address means a new connection.
+func (e *Engine) Update(p *Peer, udp, tcp netip.AddrPort, s Settings) {
+	udp, tcp = unmapAP(udp), unmapAP(tcp)
+	e.mu.Lock()
+	if p.tcp != tcp || !s.Protos[TCP] {
+		e.closeTCPLocked(p)
+		p.tcpc.everUp = false
+	}
+	respread := p.set.Interval != s.Interval || p.set.Protos != s.Protos
+	p.udp, p.tcp, p.set = udp, tcp, s
+	if respread {
+		for _, it := range p.items {
+			if it != nil && it.hidx >= 0 {
+				heap.Remove(&e.sendQ, it.hidx)
+			}
+		}
+		e.itemsLocked(p)
+		e.dirty = true
+	}
+	if s.Protos[TCP] && p.tcpc.conn == nil {
+		e.dialLocked(p)
+	}
+	e.mu.Unlock()
+	e.kick()
+}
+
+// Remove stops probing; probes in flight and losses awaiting a direction are
+// forgotten, not counted.
+func (e *Engine) Remove(p *Peer) {
+	e.mu.Lock()
+	p.removed = true
+	delete(e.peers, p)
+	delete(e.sessions, p.session)
+	for _, it := range p.items {
+		if it != nil && it.hidx >= 0 {
+			heap.Remove(&e.sendQ, it.hidx)
+		}
+	}
+	e.closeTCPLocked(p)
+	p.pending = nil
+	e.dirty = true
+	e.mu.Unlock()
+	e.kick()
+}
+
+// Close stops the engine and waits for its goroutines.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	if e.ctx.Err() != nil {
+		e.mu.Unlock()
+		return nil
+	}
+	e.cancel()
+	for p := range e.peers {
+		e.closeTCPLocked(p)
+	}
+	e.mu.Unlock()
+	e.conn.Close()
+	e.done.Wait()
+	return nil
+}
+
+func (e *Engine) kick() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (e *Engine) mono() int64 { return int64(time.Since(e.start)) }
+
+func (e *Engine) itemsLocked(p *Peer) {
+	for pr := range nProtos {
+		p.items[pr] = nil
+		if p.set.Protos[pr] {
+			p.items[pr] = &item{p: p, proto: pr, hidx: -1}
+		}
+	}
+}
+
+// newSessionLocked draws a random session id no peer uses.
+func (e *Engine) newSessionLocked(p *Peer) uint32 {
+	var b [4]byte
+	for {
+		rand.Read(b[:])
+		s := binary.BigEndian.Uint32(b[:])
+		if _, used := e.sessions[s]; !used && s != 0 {
+			e.sessions[s] = p
+			return s
+		}
+	}
+}
+
+// spread gives all items of the same interval evenly spaced phases, in the
+// order the peers were added.
+func (e *Engine) spread(now int64) {
+	byInterval := map[time.Duration][]*item{}
+	for p := range e.peers {
+		for _, it := range p.items {
+			if it != nil {
+				byInterval[p.set.Interval] = append(byInterval[p.set.Interval], it)
+			}
+		}
+	}
+	e.sendQ = e.sendQ[:0]
+	for iv, its := range byInterval {
+		sort.Slice(its, func(i, j int) bool {
+			if its[i].p.order != its[j].p.order {
+				return its[i].p.order < its[j].p.order
+			}
+			return its[i].proto < its[j].proto
+		})
+		ivn := int64(iv)
+		for k, it := range its {
+			phase := ivn * int64(k) / int64(len(its))
+			next := phase + ((now-phase)/ivn+1)*ivn
+			for it.lastSent != 0 && next-it.lastSent < ivn/2 {
+				next += ivn
+			}
+			it.next = next
+			it.hidx = len(e.sendQ)
+			e.sendQ = append(e.sendQ, it)
+		}
+	}
+	heap.Init(&e.sendQ)
+	e.dirty = false
+}
+
+func (e *Engine) schedule() {
+	defer e.done.Done()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	buf := make([]byte, MaxLen)
+	for {
+		e.mu.Lock()
+		now := e.mono()
+		if e.dirty {
+			e.spread(now)
+		}
+		for len(e.sendQ) > 0 && e.sendQ[0].next <= now {
+			it := e.sendQ[0]
+			switch it.proto {
+			case UDP:
+				e.sendUDPLocked(it.p, buf)
+			case TCP:
+				e.sendTCPLocked(it.p, buf)
+			case TCPConnect:
+				e.connectLocked(it.p)
+			}
+			it.lastSent = now
+			ivn := int64(it.p.set.Interval)
+			it.next += ivn
+			if it.next <= now { // fell behind (suspend, overload): skip, don't burst
+				it.next += ((now-it.next)/ivn + 1) * ivn
+			}
+			heap.Fix(&e.sendQ, 0)
+			now = e.mono()
+		}
+		for len(e.expiry) > 0 && e.expiry[0].deadline <= now {
+			e.expireLocked(e.expiry.Pop(), now)
+		}
+		wait := time.Hour
+		if len(e.sendQ) > 0 {
+			wait = time.Duration(e.sendQ[0].next - now)
+		}
+		if len(e.expiry) > 0 {
+			wait = min(wait, time.Duration(e.expiry[0].deadline-now))
+		}
+		e.mu.Unlock()
+		timer.Reset(wait)
+		select {
+		case <-timer.C:
+		case <-e.wake:
+		case <-e.ctx.Done():
+			return
+		}
+	}
+}
+
+func (e *Engine) track(p *Peer, proto Proto, session, seq uint32, sent time.Time) {
+	pr := e.newProbe()
+	*pr = probe{p: p, proto: proto, sentMono: int64(sent.Sub(e.start)), sentWall: sent.UnixNano()}
+	pr.deadline = pr.sentMono + int64(p.set.Timeout)
+	k := probeKey{session, seq}
+	e.inflight[k] = pr
+	e.expiry.Push(expiry{deadline: pr.deadline, key: k})
+}
+
+func (e *Engine) sendUDPLocked(p *Peer, buf []byte) {
+	e.agePendingLocked(p, e.mono())
+	p.seq++
+	p.h.Sent(UDP)
+	pkt := buf[:max(p.set.Size, HeaderLen)]
+	sent := time.Now()
+	PutRequest(pkt, p.session, p.seq, sent.UnixNano())
+	if _, err := e.conn.WriteToUDPAddrPort(pkt, p.udp); err != nil {
+		// It never left: lost on the way there.
+		e.Counters.SendErrors.Add(1)
+		p.h.Lost(UDP, Forward)
+		return
+	}
+	e.track(p, UDP, p.session, p.seq, sent)
+}
+
+// tcpWriteWait bounds a write on a connection whose send buffer is full (a
+// stalled peer): the scheduler must not wait on one peer.
+const tcpWriteWait = 5 * time.Millisecond
+
+func (e *Engine) sendTCPLocked(p *Peer, buf []byte) {
+	p.h.Sent(TCP)
+	c := p.tcpc.conn
+	if c == nil {
+		e.dialLocked(p)
+		p.h.Lost(TCP, DirUnknown)
+		return
+	}
+	p.tcpc.seq++
+	frame := buf[:max(p.set.Size, HeaderLen)]
+	sent := time.Now()
+	PutRequest(frame, p.tcpc.session, p.tcpc.seq, sent.UnixNano())
+	c.SetWriteDeadline(sent.Add(tcpWriteWait))
+	if _, err := c.Write(frame); err != nil {
+		// A partial frame would desynchronise the stream: start afresh.
+		e.Counters.SendErrors.Add(1)
+		p.h.Lost(TCP, DirUnknown)
+		e.closeTCPLocked(p)
+		e.dialLocked(p)
+		return
+	}
+	e.track(p, TCP, p.tcpc.session, p.tcpc.seq, sent)
+}
+
+func (e *Engine) closeTCPLocked(p *Peer) {
+	if p.tcpc.conn != nil {
+		p.tcpc.conn.Close() // its reader exits
+		delete(e.sessions, p.tcpc.session)
+		p.tcpc.conn = nil
+	}
+	p.tcpc.lost = 0
+}
+
+// dialLocked starts connecting p's persistent TCP flow in the background,
+// unless it is already connecting or waiting after a failed attempt.
+func (e *Engine) dialLocked(p *Peer) {
+	if p.tcpc.dialing || p.tcpc.conn != nil || e.mono() < p.tcpc.nextDial || e.ctx.Err() != nil {
+		return
+	}
+	p.tcpc.dialing = true
+	addr, timeout := p.tcp, p.set.Timeout
+	e.done.Add(1)
+	go func() {
+		defer e.done.Done()
+		d := net.Dialer{Timeout: timeout}
+		c, err := d.DialContext(e.ctx, "tcp", addr.String())
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		p.tcpc.dialing = false
+		if err != nil {
+			// Retry no faster than once a second, whatever the interval.
+			p.tcpc.nextDial = e.mono() + int64(max(p.set.Interval, time.Second))
+			return
+		}
+		if p.removed || p.tcp != addr || !p.set.Protos[TCP] || e.ctx.Err() != nil {
+			c.Close()
+			return
+		}
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetNoDelay(true)
+		}
+		p.tcpc.conn = c
+		p.tcpc.session = e.newSessionLocked(p)
+		p.tcpc.seq = 0
+		p.tcpc.lost = 0
+		if p.tcpc.everUp {
+			p.h.Reconnected()
+		}
+		p.tcpc.everUp = true
+		e.done.Add(1)
+		go e.readTCP(p, c, p.tcpc.session)
+	}()
+}
+
+// readTCP matches one connection's replies until it closes.
+func (e *Engine) readTCP(p *Peer, c net.Conn, session uint32) {
+	defer e.done.Done()
+	buf := make([]byte, MaxLen)
+	for {
+		if _, err := io.ReadFull(c, buf[:8]); err != nil {
+			break
+		}
+		n, err := checkPrefix(buf[:8], typeReply)
+		if err != nil {
+			e.Counters.Malformed.Add(1)
+			break
+		}
+		if _, err := io.ReadFull(c, buf[8:n]); err != nil {
+			break
+		}
+		now := time.Now()
+		h, _ := ParseReply(buf[:n])
+		e.mu.Lock()
+		if h.Session != session {
+			e.Counters.Foreign.Add(1)
+		} else {
+			e.matchLocked(p, TCP, &h, now, 0)
+		}
+		e.mu.Unlock()
+	}
+	e.mu.Lock()
+	if p.tcpc.conn == c { // closed by the peer: connect again at the next probe
+		e.closeTCPLocked(p)
+	}
+	e.mu.Unlock()
+	c.Close()
+}
+
+// connectLocked times one fresh TCP handshake in the background.
+func (e *Engine) connectLocked(p *Peer) {
+	p.h.Sent(TCPConnect)
+	if p.connecting >= maxConnectsInFlight || e.ctx.Err() != nil {
+		p.h.Lost(TCPConnect, DirUnknown)
+		return
+	}
+	p.connecting++
+	addr, timeout := p.tcp, p.set.Timeout
+	e.done.Add(1)
+	go func() {
+		defer e.done.Done()
+		d := net.Dialer{Timeout: timeout}
+		start := time.Now()
+		c, err := d.DialContext(e.ctx, "tcp", addr.String())
+		took := time.Since(start)
+		if err == nil {
+			c.Close()
+		}
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		p.connecting--
+		if p.removed {
+			return
+		}
+		if err != nil || took > timeout {
+			p.h.Lost(TCPConnect, DirUnknown)
+			return
+		}
+		p.h.Reply(TCPConnect, took, nil)
+	}()
+}
+
+func (e *Engine) expireLocked(x expiry, now int64) {
+	pr, ok := e.inflight[x.key]
+	if !ok || pr.deadline != x.deadline {
+		return // answered in time
+	}
+	delete(e.inflight, x.key)
+	p := pr.p
+	e.free = append(e.free, pr)
+	if p.removed {
+		return
+	}
+	switch pr.proto {
+	case UDP:
+		if x.key.session == p.session {
+			p.pending = append(p.pending, pendingLoss{seq: x.key.seq, at: x.deadline})
+			e.agePendingLocked(p, now)
+		}
+	case TCP:
+		p.h.Lost(TCP, DirUnknown)
+		if x.key.session == p.tcpc.session && p.tcpc.conn != nil {
+			p.tcpc.lost++
+			if p.tcpc.lost >= max(p.set.ReconnectAfter, 1) {
+				e.closeTCPLocked(p)
+				e.dialLocked(p)
+			}
+		}
+	}
+}
+
+// agePendingLocked gives up on losses no future reply can attribute.
+func (e *Engine) agePendingLocked(p *Peer, now int64) {
+	n := 0
+	for _, pl := range p.pending {
+		if now-pl.at > int64(attributeWait) || p.seq-pl.seq >= 64 {
+			p.h.Lost(UDP, DirUnknown)
+			continue
+		}
+		p.pending[n] = pl
+		n++
+	}
+	p.pending = p.pending[:n]
+}
+
+// resolvePendingLocked settles the direction of earlier losses with what the
+// reply h says the responder saw.
+func (e *Engine) resolvePendingLocked(p *Peer, h *Header) {
+	n := 0
+	for _, pl := range p.pending {
+		switch h.About(pl.seq) {
+		case Pending:
+			p.pending[n] = pl
+			n++
+		case Seen:
+			p.h.Lost(UDP, Return)
+		case Missed:
+			p.h.Lost(UDP, Forward)
+		case Unknown:
+			p.h.Lost(UDP, DirUnknown)
+		}
+	}
+	p.pending = p.pending[:n]
+}
+
+func (e *Engine) receive() {
+	defer e.done.Done()
+	buf := make([]byte, MaxLen+1)
+	oob := make([]byte, 128)
+	for {
+		n, oobn, _, _, err := e.conn.ReadMsgUDPAddrPort(buf, oob)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || e.ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		now := time.Now()
+		kern := rxTimestamp(oob[:oobn])
+		h, err := ParseReply(buf[:n])
+		if err != nil {
+			e.Counters.Malformed.Add(1)
+			continue
+		}
+		e.mu.Lock()
+		if p := e.sessions[h.Session]; p == nil || p.session != h.Session {
+			e.Counters.Foreign.Add(1)
+		} else {
+			e.matchLocked(p, UDP, &h, now, kern)
+		}
+		e.mu.Unlock()
+	}
+}
+
+// matchLocked ties a reply to its probe. RTT excludes the responder's
+// turnaround (t3-t2); for UDP the receive time is the kernel's when it has one.
+func (e *Engine) matchLocked(p *Peer, proto Proto, h *Header, now time.Time, kern int64) {
+	k := probeKey{h.Session, h.Seq}
+	pr, ok := e.inflight[k]
+	if proto == UDP {
+		defer e.resolvePendingLocked(p, h) // late replies inform too
+	}
+	if !ok || pr.p != p || pr.proto != proto {
+		e.Counters.Late.Add(1)
+		return
+	}
+	elapsed := time.Duration(now.Sub(e.start).Nanoseconds() - pr.sentMono)
+	t4 := now.UnixNano()
+	if kern != 0 {
+		// The kernel's stamp is exact unless the wall clock stepped in
+		// between; then keep the monotonic figure.
+		if d := time.Duration(kern - pr.sentWall); d > 0 && d <= elapsed {
+			elapsed, t4 = d, kern
+		}
+	}
+	if elapsed > p.set.Timeout {
+		e.Counters.Late.Add(1) // expiry counts it lost
+		return
+	}
+	delete(e.inflight, k)
+	e.free = append(e.free, pr)
+	turn := time.Duration(h.T3 - h.T2)
+	rtt := elapsed
+	if turn > 0 && turn < elapsed {
+		rtt -= turn
+	}
+	if proto == TCP {
+		p.tcpc.lost = 0
+		p.h.Reply(TCP, rtt, nil)
+		return
+	}
+	if h.Reordered {
+		p.h.Reordered(Forward)
+	}
+	if h.Rx < p.maxRx {
+		p.h.Reordered(Return) // the responder sent it before one we already have
+	} else {
+		p.maxRx = h.Rx
+	}
+	s := Sample{T1: pr.sentWall, T2: h.T2, T3: h.T3, T4: t4}
+	p.h.Reply(UDP, rtt, &s)
+}
+
+func (e *Engine) newProbe() *probe {
+	if n := len(e.free); n > 0 {
+		pr := e.free[n-1]
+		e.free = e.free[:n-1]
+		return pr
+	}
+	return new(probe)
+}
+
+func unmapAP(a netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+}
+
+// itemHeap orders scheduled probes by their next send time.
+type itemHeap []*item
+
+func (h itemHeap) Len() int           { return len(h) }
+func (h itemHeap) Less(i, j int) bool { return h[i].next < h[j].next }
+func (h itemHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].hidx, h[j].hidx = i, j
+}
+func (h *itemHeap) Push(x any) { it := x.(*item); it.hidx = len(*h); *h = append(*h, it) }
+func (h *itemHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	it.hidx = -1
+	*h = old[:len(old)-1]
+	return it
+}
+
+type expiry struct {
+	deadline int64
+	key      probeKey
+}
+
+// expHeap orders probes in flight by deadline.
+type expHeap = deadline.Heap[expiry]
+
+func (x expiry) Due() int64 { return x.deadline }
