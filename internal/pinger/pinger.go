@@ -168,7 +168,7 @@ func New(logger *slog.Logger, opts Options) (*Engine, error) {
 		s, why, err := openSocket(fam, opts.Socket, id)
 		if err != nil {
 			e.status[fam] = FamilyStatus{Kind: KindNone, Err: err}
-			logger.Error("ICMP prober is down for this family; other collectors are not affected", "family", fam.String(), "err", err)
+			logger.Warn("ICMP prober is down for this family; other collectors are not affected", "family", fam.String(), "err", err)
 			errs = append(errs, fmt.Errorf("%s: %w", fam, err))
 			continue
 		}
