@@ -53,21 +53,19 @@ type dnsSeries struct {
 	byResolver map[string]*dnsStats
 }
 
+// dnsStats are guarded by their dnsSeries' mutex.
 type dnsStats struct {
-	hist prometheus.Histogram
-
-	probes       uint64
-	failures     map[string]uint64
+	probeStats
 	responses    map[string]uint64
 	tcpFallbacks uint64
-	probed       bool
-	success      bool
 	rcode        int
 	answers      int
 }
 
 type dnsDescs struct {
-	probes, failures, responses, fallbacks, success, rcode, answers, info, resolvConf *prometheus.Desc
+	probe probeDescs
+
+	responses, fallbacks, rcode, answers, info, resolvConf *prometheus.Desc
 }
 
 func newDNSCollector(logger *slog.Logger, cfg *config.Config) (Collector, error) {
@@ -157,15 +155,14 @@ func (c *dnsCollector) record(t *dnsTarget, labelNames []string, results []dnsRe
 		keep[res.resolver] = true
 		s, ok := se.byResolver[res.resolver]
 		if !ok {
-			s = &dnsStats{failures: map[string]uint64{}, responses: map[string]uint64{}}
-			s.hist = newSvcHistogram("dns", "lookup_duration_seconds",
-				"Time from sending a query to its answer (any rcode), including the TCP retry of a truncated UDP answer. Unanswered queries are not observed.",
-				labelMap(labelNames, t.labels, "target", t.cfg.Name, "resolver", res.resolver))
+			s = &dnsStats{
+				probeStats: newProbeStats(newSvcHistogram("dns", "lookup_duration_seconds",
+					"Time from sending a query to its answer (any rcode), including the TCP retry of a truncated UDP answer. Unanswered queries are not observed.",
+					labelMap(labelNames, t.labels, "target", t.cfg.Name, "resolver", res.resolver))),
+				responses: map[string]uint64{},
+			}
 			se.byResolver[res.resolver] = s
 		}
-		wasOK := !s.probed || s.success
-		s.probed = true
-		s.probes++
 		reason := ""
 		if res.err != nil {
 			s.rcode, s.answers = -1, 0
@@ -191,12 +188,9 @@ func (c *dnsCollector) record(t *dnsTarget, labelNames []string, results []dnsRe
 				reason = "answers"
 			}
 		}
-		s.success = reason == ""
-		if reason != "" {
-			s.failures[reason]++
-			if wasOK {
-				c.logger.Warn("dns probe failed", "target", t.cfg.Name, "resolver", res.resolver, "reason", reason, "rcode", s.rcode, "err", res.err)
-			}
+		wasOK := s.record(reason)
+		if reason != "" && wasOK {
+			c.logger.Warn("dns probe failed", "target", t.cfg.Name, "resolver", res.resolver, "reason", reason, "rcode", s.rcode, "err", res.err)
 		}
 	}
 	for r := range se.byResolver {
@@ -227,19 +221,13 @@ func (c *dnsCollector) Update(ch chan<- prometheus.Metric) error {
 		for _, r := range resolvers {
 			s := se.byResolver[r]
 			lv := append([]string{t.cfg.Name, r}, t.labels...)
-			with := func(v string) []string { return append(slices.Clone(lv), v) }
-			ch <- prometheus.MustNewConstMetric(d.probes, prometheus.CounterValue, float64(s.probes), lv...)
+			s.collect(ch, d.probe, lv)
 			ch <- prometheus.MustNewConstMetric(d.fallbacks, prometheus.CounterValue, float64(s.tcpFallbacks), lv...)
-			for _, reason := range dnsReasons {
-				ch <- prometheus.MustNewConstMetric(d.failures, prometheus.CounterValue, float64(s.failures[reason]), with(reason)...)
-			}
 			for rc, n := range s.responses {
-				ch <- prometheus.MustNewConstMetric(d.responses, prometheus.CounterValue, float64(n), with(rc)...)
+				ch <- prometheus.MustNewConstMetric(d.responses, prometheus.CounterValue, float64(n), append(slices.Clone(lv), rc)...)
 			}
-			ch <- prometheus.MustNewConstMetric(d.success, prometheus.GaugeValue, svcBool(s.success), lv...)
 			ch <- prometheus.MustNewConstMetric(d.rcode, prometheus.GaugeValue, float64(s.rcode), lv...)
 			ch <- prometheus.MustNewConstMetric(d.answers, prometheus.GaugeValue, float64(s.answers), lv...)
-			s.hist.Collect(ch)
 		}
 		se.mu.Unlock()
 	}
@@ -254,14 +242,15 @@ func (c *dnsCollector) Close() error {
 
 func newDNSDescs(custom []string) dnsDescs {
 	tl := append([]string{"target", "resolver"}, custom...)
-	with := func(extra string) []string { return append(slices.Clone(tl), extra) }
 	name := func(n string) string { return prometheus.BuildFQName(Namespace, "dns", n) }
 	return dnsDescs{
-		probes:     prometheus.NewDesc(name("probes_total"), "DNS queries sent to this resolver for this target.", tl, nil),
-		failures:   prometheus.NewDesc(name("failures_total"), "Failed DNS probes by reason: timeout (no answer in time), network (send or receive error), rcode (answer with an rcode not in valid_rcodes), answers (fewer answer records than min_answers).", with("reason"), nil),
-		responses:  prometheus.NewDesc(name("responses_total"), "DNS answers by response code.", with("rcode"), nil),
+		probe: newProbeDescs("dns", "", tl, dnsReasons, probeHelp{
+			probes:   "DNS queries sent to this resolver for this target.",
+			failures: "Failed DNS probes by reason: timeout (no answer in time), network (send or receive error), rcode (answer with an rcode not in valid_rcodes), answers (fewer answer records than min_answers).",
+			success:  "1 if the latest DNS probe succeeded.",
+		}),
+		responses:  prometheus.NewDesc(name("responses_total"), "DNS answers by response code.", append(slices.Clone(tl), "rcode"), nil),
 		fallbacks:  prometheus.NewDesc(name("tcp_fallbacks_total"), "Truncated UDP answers retried over TCP.", tl, nil),
-		success:    prometheus.NewDesc(name("success"), "1 if the latest DNS probe succeeded.", tl, nil),
 		rcode:      prometheus.NewDesc(name("rcode"), "Response code of the latest answer (0 NOERROR, 2 SERVFAIL, 3 NXDOMAIN, …; -1 when none came).", tl, nil),
 		answers:    prometheus.NewDesc(name("answers"), "Answer records in the latest answer.", tl, nil),
 		info:       prometheus.NewDesc(name("target_info"), "The name and record type a DNS target looks up.", append([]string{"target", "query", "type"}, custom...), nil),

@@ -70,13 +70,9 @@ type httpTarget struct {
 // httpStats are one target's results; the probe goroutine writes, Update reads.
 type httpStats struct {
 	phase [nPhases]prometheus.Histogram
-	total prometheus.Histogram
 
 	mu         sync.Mutex
-	probes     uint64
-	failures   map[string]uint64
-	probed     bool
-	success    bool
+	probeStats // hist: the whole duration
 	status     int
 	bodyBytes  int64
 	ip         string
@@ -86,7 +82,9 @@ type httpStats struct {
 }
 
 type httpDescs struct {
-	probes, failures, success, status, body, certExpiry, tlsInfo, info *prometheus.Desc
+	probe probeDescs
+
+	status, body, certExpiry, tlsInfo, info *prometheus.Desc
 }
 
 func newHTTPCollector(logger *slog.Logger, cfg *config.Config) (Collector, error) {
@@ -155,15 +153,15 @@ func clientTLS(s config.TLSSettings) (*tls.Config, error) {
 }
 
 func newHTTPStats(name string, labelNames, values []string) *httpStats {
-	s := &httpStats{failures: map[string]uint64{}}
+	s := &httpStats{}
 	for i := range s.phase {
 		s.phase[i] = newSvcHistogram("http", "phase_duration_seconds",
 			"Time spent in each phase of an HTTP probe that got a response: resolve (DNS), connect (TCP handshake), tls (handshake), processing (request written to first response byte), transfer (first byte to end of body). Summed over redirects, except transfer (final response). resolve and tls are observed only when they happen.",
 			labelMap(labelNames, values, "target", name, "phase", phaseNames[i]))
 	}
-	s.total = newSvcHistogram("http", "duration_seconds",
+	s.probeStats = newProbeStats(newSvcHistogram("http", "duration_seconds",
 		"Whole duration of an HTTP probe that got a response, from the lookup to the end of the body.",
-		labelMap(labelNames, values, "target", name))
+		labelMap(labelNames, values, "target", name)))
 	return s
 }
 
@@ -199,20 +197,15 @@ func (c *httpCollector) record(t *httpTarget, r httpResult) {
 			}
 			s.phase[i].Observe(d.Seconds())
 		}
-		s.total.Observe(r.total.Seconds())
+		s.hist.Observe(r.total.Seconds())
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	prevOK := !s.probed || s.success
-	s.probed = true
-	s.probes++
-	s.success = r.reason == ""
-	if !s.success {
-		s.failures[r.reason]++
-		if prevOK {
-			c.logger.Warn("http probe failed", "target", t.cfg.Name, "reason", r.reason, "err", r.err)
-		}
-	} else if !prevOK {
+	wasOK := s.record(r.reason)
+	switch {
+	case !s.success && wasOK:
+		c.logger.Warn("http probe failed", "target", t.cfg.Name, "reason", r.reason, "err", r.err)
+	case s.success && !wasOK:
 		c.logger.Info("http probe succeeds again", "target", t.cfg.Name)
 	}
 	s.status, s.bodyBytes = r.status, r.bodyBytes
@@ -248,13 +241,9 @@ func (c *httpCollector) Update(ch chan<- prometheus.Metric) error {
 		s := t.stats
 		lv := append([]string{t.cfg.Name}, t.labels...)
 		s.mu.Lock()
-		ch <- prometheus.MustNewConstMetric(d.probes, prometheus.CounterValue, float64(s.probes), lv...)
-		for _, r := range httpReasons {
-			ch <- prometheus.MustNewConstMetric(d.failures, prometheus.CounterValue, float64(s.failures[r]), append(slices.Clone(lv), r)...)
-		}
+		s.collect(ch, d.probe, lv)
 		ch <- prometheus.MustNewConstMetric(d.info, prometheus.GaugeValue, 1, append(slices.Clone(lv), t.cfg.URL, s.ip)...)
 		if s.probed {
-			ch <- prometheus.MustNewConstMetric(d.success, prometheus.GaugeValue, svcBool(s.success), lv...)
 			ch <- prometheus.MustNewConstMetric(d.status, prometheus.GaugeValue, float64(s.status), lv...)
 			ch <- prometheus.MustNewConstMetric(d.body, prometheus.GaugeValue, float64(s.bodyBytes), lv...)
 		}
@@ -266,7 +255,6 @@ func (c *httpCollector) Update(ch chan<- prometheus.Metric) error {
 		for _, h := range s.phase {
 			h.Collect(ch)
 		}
-		s.total.Collect(ch)
 	}
 	return nil
 }
@@ -282,9 +270,11 @@ func newHTTPDescs(custom []string) httpDescs {
 	with := func(extra ...string) []string { return append(slices.Clone(tl), extra...) }
 	name := func(n string) string { return prometheus.BuildFQName(Namespace, "http", n) }
 	return httpDescs{
-		probes:     prometheus.NewDesc(name("probes_total"), "HTTP probes finished (succeeded or failed).", tl, nil),
-		failures:   prometheus.NewDesc(name("failures_total"), "Failed HTTP probes by reason: dns, connect, tls, timeout (the probe's timeout ran out), status (not a valid status code), other.", with("reason"), nil),
-		success:    prometheus.NewDesc(name("success"), "1 if the latest HTTP probe succeeded.", tl, nil),
+		probe: newProbeDescs("http", "", tl, httpReasons, probeHelp{
+			probes:   "HTTP probes finished (succeeded or failed).",
+			failures: "Failed HTTP probes by reason: dns, connect, tls, timeout (the probe's timeout ran out), status (not a valid status code), other.",
+			success:  "1 if the latest HTTP probe succeeded.",
+		}),
 		status:     prometheus.NewDesc(name("status_code"), "Status code of the latest response (0 when none came).", tl, nil),
 		body:       prometheus.NewDesc(name("response_body_bytes"), "Body bytes read in the latest probe (capped at max_body_bytes).", tl, nil),
 		certExpiry: prometheus.NewDesc(name("tls_cert_expiry_timestamp_seconds"), "NotAfter of the earliest-expiring certificate the server presented in the latest TLS handshake, as a Unix time.", tl, nil),

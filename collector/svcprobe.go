@@ -60,10 +60,78 @@ func labelMap(names, values []string, extra ...string) prometheus.Labels {
 	return l
 }
 
-// statsKey identifies a series set across reloads: same name and same label
+// seriesKey identifies a series set across reloads: same name and same label
 // names and values keep their counters and histograms.
 func seriesKey(name string, labelNames, values []string) string {
 	return name + "\x00" + strings.Join(labelNames, "\x01") + "\x00" + strings.Join(values, "\x01")
+}
+
+// probeDescs describe what every service probe exports per target: probes
+// run, failures by reason and whether the latest probe succeeded. reasons is
+// the fixed list failures are exported for, every one from the start so
+// rate() sees the first failure.
+type probeDescs struct {
+	probes, failures, success *prometheus.Desc
+	reasons                   []string
+}
+
+type probeHelp struct{ probes, failures, success string }
+
+// newProbeDescs names the metrics <subsystem>_<prefix>probes_total,
+// _failures_total (labels and then reason) and _success.
+func newProbeDescs(subsystem, prefix string, labels, reasons []string, help probeHelp) probeDescs {
+	name := func(n string) string { return prometheus.BuildFQName(Namespace, subsystem, prefix+n) }
+	return probeDescs{
+		probes:   prometheus.NewDesc(name("probes_total"), help.probes, labels, nil),
+		failures: prometheus.NewDesc(name("failures_total"), help.failures, append(slices.Clone(labels), "reason"), nil),
+		success:  prometheus.NewDesc(name("success"), help.success, labels, nil),
+		reasons:  reasons,
+	}
+}
+
+// probeStats are the results every service probe keeps for a target. They
+// have no mutex of their own: the owner's guards them together with its own
+// fields, so a scrape never sees half of a probe's results.
+type probeStats struct {
+	// hist is observed by the owner, since what it times differs: some
+	// probes time failed answers too (an HTTP error status, an NXDOMAIN).
+	hist     prometheus.Histogram
+	probes   uint64
+	failures map[string]uint64
+	probed   bool
+	success  bool
+}
+
+func newProbeStats(hist prometheus.Histogram) probeStats {
+	return probeStats{hist: hist, failures: map[string]uint64{}}
+}
+
+// record counts a finished probe; reason is "" for a success. wasOK is
+// whether the probe before succeeded (or none ran), so that the owner logs
+// when a target starts failing rather than at every failed probe.
+func (s *probeStats) record(reason string) (wasOK bool) {
+	wasOK = !s.probed || s.success
+	s.probed = true
+	s.probes++
+	s.success = reason == ""
+	if reason != "" {
+		s.failures[reason]++
+	}
+	return wasOK
+}
+
+// collect exports the counters and the histogram; success only once a probe
+// has finished, so a target that was never probed does not read as down. lv
+// are the values of d's labels.
+func (s *probeStats) collect(ch chan<- prometheus.Metric, d probeDescs, lv []string) {
+	ch <- prometheus.MustNewConstMetric(d.probes, prometheus.CounterValue, float64(s.probes), lv...)
+	for _, r := range d.reasons {
+		ch <- prometheus.MustNewConstMetric(d.failures, prometheus.CounterValue, float64(s.failures[r]), append(slices.Clone(lv), r)...)
+	}
+	if s.probed {
+		ch <- prometheus.MustNewConstMetric(d.success, prometheus.GaugeValue, svcBool(s.success), lv...)
+	}
+	s.hist.Collect(ch)
 }
 
 // svcJob is one target's schedule. run does one probe within ctx (which ends

@@ -246,4 +246,54 @@ func svcPromtool(t *testing.T, mfs []*dto.MetricFamily) {
 	}
 }
 
+// probeStats exports every reason from the start and success only once a
+// probe has finished, and record tells the state before it, which callers
+// use to log a change of state once.
+func TestSvcProbeStats(t *testing.T) {
+	d := newProbeDescs("test", "x_", []string{"target"}, []string{"b", "a"}, probeHelp{"p", "f", "s"})
+	s := newProbeStats(newSvcHistogram("test", "x_duration_seconds", "h", prometheus.Labels{"target": "t"}))
+	gather := func() []*dto.MetricFamily {
+		return svcGather(t, fnCollector(func(ch chan<- prometheus.Metric) error {
+			s.collect(ch, d, []string{"t"})
+			return nil
+		}))
+	}
+	mfs := gather()
+	if v := svcValue(mfs, "smokemon_test_x_success", "target=t"); v != -1 {
+		t.Errorf("success before any probe: %v", v)
+	}
+	for _, r := range []string{"a", "b"} {
+		if v := svcValue(mfs, "smokemon_test_x_failures_total", "target=t", "reason="+r); v != 0 {
+			t.Errorf("failures{reason=%s} before any probe: %v, want 0", r, v)
+		}
+	}
+	if svcFind(mfs, "smokemon_test_x_duration_seconds", "target=t") == nil {
+		t.Error("histogram not collected")
+	}
+
+	for i, st := range []struct {
+		reason string
+		wasOK  bool
+	}{{"a", true}, {"b", false}, {"", false}, {"", true}, {"a", true}} {
+		if got := s.record(st.reason); got != st.wasOK {
+			t.Errorf("probe %d (reason %q): wasOK %v, want %v", i, st.reason, got, st.wasOK)
+		}
+	}
+	mfs = gather()
+	for _, c := range []struct {
+		name string
+		sel  []string
+		want float64
+	}{
+		{"smokemon_test_x_probes_total", nil, 5},
+		{"smokemon_test_x_failures_total", []string{"reason=a"}, 2},
+		{"smokemon_test_x_failures_total", []string{"reason=b"}, 1},
+		{"smokemon_test_x_success", nil, 0},
+	} {
+		if v := svcValue(mfs, c.name, append([]string{"target=t"}, c.sel...)...); v != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.sel, v, c.want)
+		}
+	}
+}
+
 var _ = config.FamilyAuto

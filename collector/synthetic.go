@@ -56,13 +56,10 @@ type portalCheck struct {
 }
 
 type portalStats struct {
-	hist prometheus.Histogram
-
-	mu       sync.Mutex
-	checks   uint64
-	errors   map[string]uint64
-	probed   bool
-	answered bool // the latest check got an HTTP response
+	mu sync.Mutex
+	// A check succeeds when it gets an HTTP response, whatever it says;
+	// whether that shows a portal is detected.
+	probeStats
 	decided  bool // some check got one, so detected means something
 	detected bool
 	status   int
@@ -76,20 +73,17 @@ type dohCheck struct {
 }
 
 type dohStats struct {
-	hist prometheus.Histogram
-
-	mu       sync.Mutex
-	probes   uint64
-	failures map[string]uint64
-	probed   bool
-	success  bool
-	rcode    int
-	answers  int
+	mu sync.Mutex
+	probeStats
+	rcode   int
+	answers int
 }
 
 type syntheticDescs struct {
-	portalDetected, portalChecks, portalErrors, portalSuccess, portalStatus *prometheus.Desc
-	dohProbes, dohFailures, dohSuccess, dohRcode, dohAnswers                *prometheus.Desc
+	portal                       probeDescs
+	portalDetected, portalStatus *prometheus.Desc
+	doh                          probeDescs
+	dohRcode, dohAnswers         *prometheus.Desc
 }
 
 func newSyntheticCollector(logger *slog.Logger, cfg *config.Config) (Collector, error) {
@@ -143,9 +137,9 @@ func (c *syntheticCollector) Reload(cfg *config.Config) error {
 		if s, ok := oldP[key]; ok {
 			p.stats = s
 		} else {
-			p.stats = &portalStats{errors: map[string]uint64{}, hist: newSvcHistogram("synthetic", "captive_portal_check_duration_seconds",
+			p.stats = &portalStats{probeStats: newProbeStats(newSvcHistogram("synthetic", "captive_portal_check_duration_seconds",
 				"Duration of captive-portal checks that got an HTTP response (fresh connection: lookup, connect, TLS, request, body).",
-				labelMap(names, p.labels, "target", p.cfg.Name))}
+				labelMap(names, p.labels, "target", p.cfg.Name)))}
 		}
 		jobs = append(jobs, svcJob{key: "portal/" + key, spec: p.cfg, interval: p.cfg.IntervalD(), timeout: p.cfg.TimeoutD(), run: c.portalFunc(p)})
 	}
@@ -154,9 +148,9 @@ func (c *syntheticCollector) Reload(cfg *config.Config) error {
 		if s, ok := oldD[key]; ok {
 			d.stats = s
 		} else {
-			d.stats = &dohStats{failures: map[string]uint64{}, hist: newSvcHistogram("synthetic", "doh_lookup_duration_seconds",
+			d.stats = &dohStats{probeStats: newProbeStats(newSvcHistogram("synthetic", "doh_lookup_duration_seconds",
 				"Duration of DNS-over-HTTPS lookups that got a DNS answer, on a fresh connection each (lookup of the server's name, connect, TLS, query, answer).",
-				labelMap(names, d.labels, "target", d.cfg.Name))}
+				labelMap(names, d.labels, "target", d.cfg.Name)))}
 		}
 		jobs = append(jobs, svcJob{key: "doh/" + key, spec: d.cfg, interval: d.cfg.IntervalD(), timeout: d.cfg.TimeoutD(), run: c.dohFunc(d)})
 	}
@@ -183,11 +177,9 @@ func (c *syntheticCollector) portalFunc(p *portalCheck) func(ctx context.Context
 			}
 			s.mu.Lock()
 			defer s.mu.Unlock()
-			s.probed = true
-			s.checks++
-			s.answered = res.completed
+			// httpDo gives a reason exactly when no response was read.
+			s.record(res.reason)
 			if !res.completed {
-				s.errors[res.reason]++
 				return
 			}
 			detected := res.status != cfg.ExpectedStatus ||
@@ -257,19 +249,13 @@ func (d *dohCheck) record(logger *slog.Logger, reason string, r *dns.Msg, res ht
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	wasOK := !s.probed || s.success
-	s.probed = true
-	s.probes++
-	s.success = reason == ""
 	s.rcode, s.answers = -1, 0
 	if r != nil {
 		s.rcode, s.answers = r.Rcode, len(r.Answer)
 	}
-	if reason != "" {
-		s.failures[reason]++
-		if wasOK {
-			logger.Warn("DoH lookup failed", "target", d.cfg.Name, "reason", reason, "err", err)
-		}
+	wasOK := s.record(reason)
+	if reason != "" && wasOK {
+		logger.Warn("DoH lookup failed", "target", d.cfg.Name, "reason", reason, "err", err)
 	}
 }
 
@@ -285,35 +271,23 @@ func (c *syntheticCollector) Update(ch chan<- prometheus.Metric) error {
 		s := p.stats
 		lv := append([]string{p.cfg.Name}, p.labels...)
 		s.mu.Lock()
-		ch <- prometheus.MustNewConstMetric(d.portalChecks, prometheus.CounterValue, float64(s.checks), lv...)
-		for _, r := range portalReasons {
-			ch <- prometheus.MustNewConstMetric(d.portalErrors, prometheus.CounterValue, float64(s.errors[r]), append(slices.Clone(lv), r)...)
-		}
-		if s.probed {
-			ch <- prometheus.MustNewConstMetric(d.portalSuccess, prometheus.GaugeValue, svcBool(s.answered), lv...)
-		}
+		s.collect(ch, d.portal, lv)
 		if s.decided {
 			ch <- prometheus.MustNewConstMetric(d.portalDetected, prometheus.GaugeValue, svcBool(s.detected), lv...)
 			ch <- prometheus.MustNewConstMetric(d.portalStatus, prometheus.GaugeValue, float64(s.status), lv...)
 		}
 		s.mu.Unlock()
-		s.hist.Collect(ch)
 	}
 	for _, k := range c.dohs {
 		s := k.stats
 		lv := append([]string{k.cfg.Name}, k.labels...)
 		s.mu.Lock()
-		ch <- prometheus.MustNewConstMetric(d.dohProbes, prometheus.CounterValue, float64(s.probes), lv...)
-		for _, r := range dohReasons {
-			ch <- prometheus.MustNewConstMetric(d.dohFailures, prometheus.CounterValue, float64(s.failures[r]), append(slices.Clone(lv), r)...)
-		}
+		s.collect(ch, d.doh, lv)
 		if s.probed {
-			ch <- prometheus.MustNewConstMetric(d.dohSuccess, prometheus.GaugeValue, svcBool(s.success), lv...)
 			ch <- prometheus.MustNewConstMetric(d.dohRcode, prometheus.GaugeValue, float64(s.rcode), lv...)
 			ch <- prometheus.MustNewConstMetric(d.dohAnswers, prometheus.GaugeValue, float64(s.answers), lv...)
 		}
 		s.mu.Unlock()
-		s.hist.Collect(ch)
 	}
 	return nil
 }
@@ -329,15 +303,22 @@ func newSyntheticDescs(custom []string) syntheticDescs {
 	with := func(v string) []string { return append(slices.Clone(tl), v) }
 	name := func(n string) string { return prometheus.BuildFQName(Namespace, "synthetic", n) }
 	return syntheticDescs{
+		// The portal's metrics speak of checks and errors, not probes and
+		// failures, so they do not follow newProbeDescs' names.
+		portal: probeDescs{
+			probes:   prometheus.NewDesc(name("captive_portal_checks_total"), "Captive-portal checks made.", tl, nil),
+			failures: prometheus.NewDesc(name("captive_portal_errors_total"), "Captive-portal checks that got no HTTP response, by reason: dns, connect, tls, timeout, other.", with("reason"), nil),
+			success:  prometheus.NewDesc(name("captive_portal_check_success"), "1 if the latest captive-portal check got an HTTP response (whatever it said).", tl, nil),
+			reasons:  portalReasons,
+		},
 		portalDetected: prometheus.NewDesc(name("captive_portal_detected"), "1 if the latest answered check did not get the expected answer (a redirect, another status or other content): a captive portal is in the way.", tl, nil),
-		portalChecks:   prometheus.NewDesc(name("captive_portal_checks_total"), "Captive-portal checks made.", tl, nil),
-		portalErrors:   prometheus.NewDesc(name("captive_portal_errors_total"), "Captive-portal checks that got no HTTP response, by reason: dns, connect, tls, timeout, other.", with("reason"), nil),
-		portalSuccess:  prometheus.NewDesc(name("captive_portal_check_success"), "1 if the latest captive-portal check got an HTTP response (whatever it said).", tl, nil),
 		portalStatus:   prometheus.NewDesc(name("captive_portal_status_code"), "Status code of the latest answered captive-portal check.", tl, nil),
-		dohProbes:      prometheus.NewDesc(name("doh_probes_total"), "DNS-over-HTTPS lookups made.", tl, nil),
-		dohFailures:    prometheus.NewDesc(name("doh_failures_total"), "Failed DNS-over-HTTPS lookups by reason: dns (of the server's name), connect, tls, timeout, status (HTTP status not 200), malformed (not a DNS answer to the question), rcode (not NOERROR), other.", with("reason"), nil),
-		dohSuccess:     prometheus.NewDesc(name("doh_success"), "1 if the latest DNS-over-HTTPS lookup got a NOERROR answer.", tl, nil),
-		dohRcode:       prometheus.NewDesc(name("doh_rcode"), "Response code of the latest DNS-over-HTTPS answer (-1 when none came).", tl, nil),
-		dohAnswers:     prometheus.NewDesc(name("doh_answers"), "Answer records in the latest DNS-over-HTTPS answer.", tl, nil),
+		doh: newProbeDescs("synthetic", "doh_", tl, dohReasons, probeHelp{
+			probes:   "DNS-over-HTTPS lookups made.",
+			failures: "Failed DNS-over-HTTPS lookups by reason: dns (of the server's name), connect, tls, timeout, status (HTTP status not 200), malformed (not a DNS answer to the question), rcode (not NOERROR), other.",
+			success:  "1 if the latest DNS-over-HTTPS lookup got a NOERROR answer.",
+		}),
+		dohRcode:   prometheus.NewDesc(name("doh_rcode"), "Response code of the latest DNS-over-HTTPS answer (-1 when none came).", tl, nil),
+		dohAnswers: prometheus.NewDesc(name("doh_answers"), "Answer records in the latest DNS-over-HTTPS answer.", tl, nil),
 	}
 }

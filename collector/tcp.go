@@ -41,18 +41,14 @@ type tcpTarget struct {
 }
 
 type tcpStats struct {
-	hist prometheus.Histogram
-
-	mu       sync.Mutex
-	probes   uint64
-	failures map[string]uint64
-	probed   bool
-	success  bool
-	ip       string
+	mu sync.Mutex
+	probeStats
+	ip string
 }
 
 type tcpDescs struct {
-	probes, failures, success, info *prometheus.Desc
+	probe probeDescs
+	info  *prometheus.Desc
 }
 
 func newTCPCollector(logger *slog.Logger, cfg *config.Config) (Collector, error) {
@@ -83,9 +79,9 @@ func (c *tcpCollector) Reload(cfg *config.Config) error {
 		if s, ok := old[key]; ok {
 			t.stats = s
 		} else {
-			t.stats = &tcpStats{failures: map[string]uint64{}, hist: newSvcHistogram("tcp", "connect_duration_seconds",
+			t.stats = &tcpStats{probeStats: newProbeStats(newSvcHistogram("tcp", "connect_duration_seconds",
 				"Time to complete the TCP handshake (SYN to SYN-ACK as the client sees it). Failed connects are not observed.",
-				labelMap(names, t.labels, "target", tc.Name))}
+				labelMap(names, t.labels, "target", tc.Name)))}
 		}
 		targets = append(targets, t)
 		jobs = append(jobs, svcJob{key: key, spec: tc, interval: tc.IntervalD(), timeout: tc.TimeoutD(), run: c.probeFunc(t)})
@@ -128,18 +124,12 @@ func (c *tcpCollector) record(t *tcpTarget, reason string, seconds float64, ip n
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	wasOK := !s.probed || s.success
-	s.probed = true
-	s.probes++
-	s.success = reason == ""
 	if ip.IsValid() {
 		s.ip = ip.String()
 	}
-	if reason != "" {
-		s.failures[reason]++
-		if wasOK {
-			c.logger.Warn("tcp probe failed", "target", t.cfg.Name, "reason", reason, "err", err)
-		}
+	wasOK := s.record(reason)
+	if reason != "" && wasOK {
+		c.logger.Warn("tcp probe failed", "target", t.cfg.Name, "reason", reason, "err", err)
 	}
 }
 
@@ -155,16 +145,9 @@ func (c *tcpCollector) Update(ch chan<- prometheus.Metric) error {
 		s := t.stats
 		lv := append([]string{t.cfg.Name}, t.labels...)
 		s.mu.Lock()
-		ch <- prometheus.MustNewConstMetric(d.probes, prometheus.CounterValue, float64(s.probes), lv...)
-		for _, r := range tcpReasons {
-			ch <- prometheus.MustNewConstMetric(d.failures, prometheus.CounterValue, float64(s.failures[r]), append(slices.Clone(lv), r)...)
-		}
-		if s.probed {
-			ch <- prometheus.MustNewConstMetric(d.success, prometheus.GaugeValue, svcBool(s.success), lv...)
-		}
+		s.collect(ch, d.probe, lv)
 		ch <- prometheus.MustNewConstMetric(d.info, prometheus.GaugeValue, 1, append(slices.Clone(lv), t.cfg.Address, s.ip)...)
 		s.mu.Unlock()
-		s.hist.Collect(ch)
 	}
 	return nil
 }
@@ -177,11 +160,12 @@ func (c *tcpCollector) Close() error {
 
 func newTCPDescs(custom []string) tcpDescs {
 	tl := append([]string{"target"}, custom...)
-	name := func(n string) string { return prometheus.BuildFQName(Namespace, "tcp", n) }
 	return tcpDescs{
-		probes:   prometheus.NewDesc(name("probes_total"), "TCP connect attempts.", tl, nil),
-		failures: prometheus.NewDesc(name("failures_total"), "Failed TCP connects by reason: refused (RST), timeout (no answer within the timeout), unreachable (ICMP unreachable or no route), dns (host name lookup failed), other.", append(slices.Clone(tl), "reason"), nil),
-		success:  prometheus.NewDesc(name("success"), "1 if the latest TCP connect succeeded.", tl, nil),
-		info:     prometheus.NewDesc(name("target_info"), "The configured address of a target and the IP of its latest attempt (empty before one).", append(slices.Clone(tl), "address", "ip"), nil),
+		probe: newProbeDescs("tcp", "", tl, tcpReasons, probeHelp{
+			probes:   "TCP connect attempts.",
+			failures: "Failed TCP connects by reason: refused (RST), timeout (no answer within the timeout), unreachable (ICMP unreachable or no route), dns (host name lookup failed), other.",
+			success:  "1 if the latest TCP connect succeeded.",
+		}),
+		info: prometheus.NewDesc(prometheus.BuildFQName(Namespace, "tcp", "target_info"), "The configured address of a target and the IP of its latest attempt (empty before one).", append(slices.Clone(tl), "address", "ip"), nil),
 	}
 }
