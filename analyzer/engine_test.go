@@ -1,0 +1,174 @@
+package analyzer
+
+import (
+	"bytes"
+	"context"
+	"math"
+	"net"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/config"
+	"github.com/prometheus/common/expfmt"
+)
+
+func promEngine(t *testing.T) *Engine {
+	t.Helper()
+	srv := suiteOf["prometheus"]
+	if srv == nil {
+		t.Skip("no prometheus binary (or -short)")
+	}
+	src, err := NewSource(srv.URL, config.HTTPClientConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NewEngine(DefaultConfig(), src, nil)
+}
+
+func activeKeys(s *Snapshot) map[string]time.Time {
+	m := map[string]time.Time{}
+	for _, in := range s.Incidents {
+		if in.Active {
+			m[in.key()] = in.Start
+		}
+	}
+	return m
+}
+
+// With Prometheus gone the analyzer says it is blind and holds every
+// incident as it was: nothing invented, nothing resolved.
+func TestBlindHoldsState(t *testing.T) {
+	e := promEngine(t)
+	before := e.Evaluate(context.Background(), evalAt)
+	want := activeKeys(before)
+	if len(want) == 0 {
+		t.Fatal("no incidents to hold")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + l.Addr().String()
+	l.Close() // nothing listens here now
+	e.src, _ = NewSource(dead, config.HTTPClientConfig{})
+	s := e.Evaluate(context.Background(), evalAt.Add(time.Minute))
+	if s.Up || !s.Blind || s.Error == "" {
+		t.Fatalf("unreachable Prometheus: up=%v blind=%v err=%q, want down and blind", s.Up, s.Blind, s.Error)
+	}
+	got := activeKeys(s)
+	if len(got) != len(want) {
+		t.Fatalf("blind cycle has %d active incidents, want the %d held", len(got), len(want))
+	}
+	for k, st := range want {
+		if !got[k].Equal(st) {
+			t.Errorf("incident %q start %v, held %v", k, got[k], st)
+		}
+	}
+	errs := e.QueryErrors()
+	if errs[qSent] != 1 || errs[qLost] != 1 {
+		t.Errorf("query error counts %v, want 1 for the ping queries", errs)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(NewCollector(e))
+	if err := testutil.GatherAndCompare(reg, strings.NewReader("# HELP smokemon_analyzer_up 1 if the last cycle could query the ping data; 0 means the analyzer is blind and holds its previous state.\n# TYPE smokemon_analyzer_up gauge\nsmokemon_analyzer_up 0\n"), "smokemon_analyzer_up"); err != nil {
+		t.Error(err)
+	}
+	// A node whose data stops entirely keeps its incidents, marked blind.
+	e.src = before2src(t)
+	s = e.EvaluateWindow(context.Background(), evalAt.Add(3*time.Hour), time.Hour, 30*time.Second, true)
+	if got := activeKeys(s); len(got) != len(want) {
+		t.Errorf("after the data ends: %d active incidents, want the %d held", len(got), len(want))
+	}
+	for _, n := range s.Nodes {
+		if !n.Blind {
+			t.Errorf("node %s not blind an hour after its data ended", n.Node)
+		}
+	}
+}
+
+func before2src(t *testing.T) Source {
+	src, err := NewSource(suiteOf["prometheus"].URL, config.HTTPClientConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
+// The exposition of a full snapshot passes promtool, and a later snapshot
+// without incidents leaves no incident series behind.
+func TestCollector(t *testing.T) {
+	e := promEngine(t)
+	reg := prometheus.NewPedanticRegistry() // checks every collected metric was described
+	reg.MustRegister(NewCollector(e))
+	if _, err := reg.Gather(); err != nil {
+		t.Fatalf("before the first cycle: %v", err)
+	}
+	e.Evaluate(context.Background(), evalAt)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
+	names := map[string]bool{}
+	for _, mf := range mfs {
+		names[mf.GetName()] = true
+		if err := enc.Encode(mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range []string{"smokemon_analyzer_incident_active", "smokemon_analyzer_blame_score", "smokemon_analyzer_anomaly_score",
+		"smokemon_analyzer_change_point_timestamp_seconds", "smokemon_analyzer_path_origin_hop", "smokemon_analyzer_path_rate_limited_hop_info",
+		"smokemon_analyzer_bufferbloat_grade", "smokemon_analyzer_seconds_until", "smokemon_analyzer_mos", "smokemon_analyzer_r_factor",
+		"smokemon_analyzer_up", "smokemon_analyzer_cycle_duration_seconds", "smokemon_analyzer_series_analysed"} {
+		if !names[n] {
+			t.Errorf("%s missing from the exposition", n)
+		}
+	}
+	if promtool, err := exec.LookPath("promtool"); err == nil {
+		cmd := exec.Command(promtool, "check", "metrics")
+		cmd.Stdin = bytes.NewReader(buf.Bytes())
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool check metrics: %v\n%s", err, out)
+		}
+	}
+	if !strings.Contains(buf.String(), `smokemon_analyzer_path_origin_hop{node="loss",problem="loss",target="1.1.1.1"} 2`) {
+		t.Error("loss origin hop 2 not exported")
+	}
+	// Before any fault: the same engine, a clean cycle, no incident series at all.
+	e.Evaluate(context.Background(), fault.Add(-10*time.Minute))
+	n, err := testutil.GatherAndCount(reg, "smokemon_analyzer_incident_active", "smokemon_analyzer_blame_score")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d incident series after a clean cycle, want 0 (no stale series)", n)
+	}
+}
+
+// Cycles that fetch only the end of the window and keep the rest must see
+// exactly what one full fetch sees.
+func TestIncrementalMatchesFull(t *testing.T) {
+	inc := promEngine(t)
+	var s *Snapshot
+	for at := evalAt.Add(-10 * time.Minute); !at.After(evalAt); at = at.Add(30 * time.Second) {
+		s = inc.Evaluate(context.Background(), at)
+	}
+	full := promEngine(t).EvaluateWindow(context.Background(), evalAt, time.Hour, 30*time.Second, false)
+	if d := describe(s.Incidents); d != describe(full.Incidents) {
+		t.Errorf("incremental %s\nfull        %s", d, describe(full.Incidents))
+	}
+	if s.Series != full.Series || len(s.Anomalies) != len(full.Anomalies) || len(s.Changes) != len(full.Changes) {
+		t.Errorf("incremental: %d series %d anomalies %d changes; full: %d %d %d", s.Series, len(s.Anomalies), len(s.Changes),
+			full.Series, len(full.Anomalies), len(full.Changes))
+	}
+	for i := range s.Anomalies {
+		if a, b := s.Anomalies[i], full.Anomalies[i]; a.Node != b.Node || math.Abs(a.Score-b.Score) > 1e-9 {
+			t.Errorf("anomaly %d: incremental %+v full %+v", i, a, b)
+		}
+	}
+}
