@@ -331,12 +331,7 @@ func (e *Engine) spread(now int64) {
 		})
 		ivn := int64(iv)
 		for k, it := range its {
-			phase := ivn * int64(k) / int64(len(its))
-			next := phase + ((now-phase)/ivn+1)*ivn
-			for it.lastSent != 0 && next-it.lastSent < ivn/2 {
-				next += ivn
-			}
-			it.next = next
+			it.next = deadline.Slot(now, ivn, k, len(its), it.lastSent)
 			it.hidx = len(e.sendQ)
 			e.sendQ = append(e.sendQ, it)
 		}

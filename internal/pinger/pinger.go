@@ -282,13 +282,7 @@ func (e *Engine) spread(now int64) {
 		sort.Slice(ts, func(i, j int) bool { return ts[i].order < ts[j].order })
 		ivn := int64(iv)
 		for k, t := range ts {
-			phase := ivn * int64(k) / int64(len(ts))
-			next := phase + ((now-phase)/ivn+1)*ivn
-			// Never probe a target again sooner than half an interval.
-			for t.lastSent != 0 && next-t.lastSent < ivn/2 {
-				next += ivn
-			}
-			t.next = next
+			t.next = deadline.Slot(now, ivn, k, len(ts), t.lastSent)
 			t.hidx = len(e.sendQ)
 			e.sendQ = append(e.sendQ, t)
 		}
