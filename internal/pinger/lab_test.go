@@ -1,0 +1,122 @@
+package pinger
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smokemon/smokemon/internal/lab"
+)
+
+// RTT accuracy against the lab's delay element: the engine in the client
+// namespace pings the destination through a router that holds every
+// client→destination packet for a programmed time. The error is the measured
+// RTT minus (programmed delay + the same path's RTT without delay).
+func TestRTTAccuracyThroughDelayElement(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short mode")
+	}
+	lab.Require(t)
+	tp := lab.Topology(t)
+	d := tp.Delay(t)
+	dst := tp.Addr(tp.Dst[0], false)
+	var e *Engine
+	err := tp.Client.Do(func() (err error) {
+		e, err = New(quietLogger(), Options{Families: []Family{IPv4}, Socket: KindRaw})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+
+	// collect pings dst every 10ms until n replies are in, and returns them sorted.
+	collect := func(n int, timeout time.Duration) []time.Duration {
+		r := &recorder{}
+		tg := e.Add(dst, Settings{Interval: 10 * time.Millisecond, Timeout: timeout, Size: 56}, r)
+		defer e.Remove(tg)
+		for deadline := time.Now().Add(time.Duration(n)*15*time.Millisecond + 5*time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if r.snapshot().replies >= n {
+				break
+			}
+		}
+		s := r.snapshot()
+		if len(s.rtts) < n {
+			t.Fatalf("only %d of %d replies (lost %d)", len(s.rtts), n, s.lost)
+		}
+		rtts := s.rtts[:n]
+		slices.Sort(rtts)
+		return rtts
+	}
+	q := func(xs []time.Duration, p float64) time.Duration { return xs[int(p*float64(len(xs)-1))] }
+
+
+	for _, tc := range []struct {
+		delay, jitter time.Duration
+	}{
+		{20 * time.Millisecond, 0},
+		{150 * time.Millisecond, 0},
+		{20 * time.Millisecond, 5 * time.Millisecond},
+		{150 * time.Millisecond, 20 * time.Millisecond},
+	} {
+		t.Run(fmt.Sprintf("delay=%v,jitter=%v", tc.delay, tc.jitter), func(t *testing.T) {
+			// A busy machine can stall any one measurement; a real error fails all three.
+			var msgs []string
+			for try := 1; try <= 3; try++ {
+				// The undelayed path right before, so both see the same machine.
+				d.Up.Set(lab.DelayParams{})
+				baseRTTs := collect(200, time.Second)
+				base := q(baseRTTs, 0.5)
+				before := d.Up.Stats()
+				d.Up.Set(lab.DelayParams{Delay: tc.delay, Jitter: tc.jitter})
+				rtts := collect(300, time.Second)
+				d.Up.Set(lab.DelayParams{})
+				own := lateDiff(before, d.Up.Stats())
+				want := tc.delay + base
+				med, p99 := q(rtts, 0.5)-want, q(rtts, 0.99)-want
+				msg := fmt.Sprintf("try %d: path without delay median %v p99 %v; median error %v, p99 error %v (delay element's own lateness: median ≤ %v, p99 ≤ %v)",
+					try, base, q(baseRTTs, 0.99), med, p99, own.LateQuantile(0.5), own.LateQuantile(0.99))
+				t.Log(msg)
+				var ok bool
+				if tc.jitter == 0 {
+					// The p99 bound allows for what is not ours, measured in the
+					// same run: the element's own p99 lateness (an off-scale
+					// one makes the try inconclusive) and the undelayed path's
+					// own tail above its median.
+					ownP99 := own.LateQuantile(0.99)
+					pathTail := q(baseRTTs, 0.99) - base
+					ok = med.Abs() <= 100*time.Microsecond && ownP99 >= 0 && p99.Abs() <= time.Millisecond+ownP99+pathTail
+					msg += fmt.Sprintf("; p99 bound 1ms + %v (element) + %v (path tail)", ownP99, pathTail)
+				} else {
+					// Each packet's delay is drawn uniformly from delay±jitter and
+					// only the element knows which: the median of n such delays
+					// itself wanders by jitter/√n, so the median may be off by
+					// 4.5 of those beside our 100µs; the spread must stay within
+					// the programmed edges.
+					sampling := time.Duration(4.5 * float64(tc.jitter) / math.Sqrt(float64(len(rtts))))
+					lo := rtts[0] - base
+					ok = med.Abs() <= 100*time.Microsecond+sampling &&
+						lo >= tc.delay-tc.jitter-time.Millisecond && q(rtts, 0.99)-base <= tc.delay+tc.jitter+time.Millisecond
+					msg += fmt.Sprintf("; sampling tolerance of the median ±%v, spread from %v", sampling, lo)
+				}
+				if ok {
+					return
+				}
+				msgs = append(msgs, msg)
+			}
+			t.Errorf("RTT error out of bounds in every try:\n%s", strings.Join(msgs, "\n"))
+		})
+	}
+}
+
+// lateDiff is the element's lateness histogram for the packets between two snapshots.
+func lateDiff(a, b lab.DelayStats) lab.DelayStats {
+	var d lab.DelayStats
+	for i := range b.Late {
+		d.Late[i] = b.Late[i] - a.Late[i]
+	}
+	return d
+}
