@@ -53,7 +53,6 @@ func TestRTTAccuracyThroughDelayElement(t *testing.T) {
 	}
 	q := func(xs []time.Duration, p float64) time.Duration { return xs[int(p*float64(len(xs)-1))] }
 
-
 	for _, tc := range []struct {
 		delay, jitter time.Duration
 	}{
