@@ -51,21 +51,7 @@ func (c *DNSConfig) validate(g *Global, add adder) {
 	for i := range c.Targets {
 		t := &c.Targets[i]
 		p := fmt.Sprintf("dns.targets[%d]", i)
-		switch {
-		case t.Query == "":
-			add(p+".query", "missing: every target needs a name to look up")
-		case t.Query != "." && !validHost(t.Query):
-			add(p+".query", "%q is not a valid domain name", t.Query)
-		}
-		if t.Type == "" {
-			t.Type = "A"
-		}
-		t.Type = strings.ToUpper(t.Type)
-		if qt, ok := dns.StringToType[t.Type]; ok && qt != dns.TypeNone {
-			t.QType = qt
-		} else {
-			add(p+".type", "%q is not a DNS record type (A, AAAA, MX, TXT, NS, …)", t.Type)
-		}
+		t.QType = checkQuestion(p, "every target needs a name to look up", t.Query, &t.Type, add)
 		if t.Name == "" {
 			t.Name = t.Query + "/" + t.Type
 		}
@@ -116,4 +102,24 @@ func (c *DNSConfig) validate(g *Global, add adder) {
 			add(p+".min_answers", "%d is negative", t.MinAnswers)
 		}
 	}
+}
+
+// checkQuestion validates a DNS question (name and record type, A unless
+// set), upper-cases the type and returns it as a number.
+func checkQuestion(p, missing, query string, typ *string, add adder) uint16 {
+	switch {
+	case query == "":
+		add(p+".query", "missing: %s", missing)
+	case query != "." && !validHost(query):
+		add(p+".query", "%q is not a valid domain name", query)
+	}
+	if *typ == "" {
+		*typ = "A"
+	}
+	*typ = strings.ToUpper(*typ)
+	if qt, ok := dns.StringToType[*typ]; ok && qt != dns.TypeNone {
+		return qt
+	}
+	add(p+".type", "%q is not a DNS record type (A, AAAA, MX, TXT, NS, …)", *typ)
+	return 0
 }

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-
-	"github.com/miekg/dns"
 )
 
 // SyntheticConfig is the synthetic section: captive-portal and DNS-over-HTTPS checks. Off (no targets) unless configured.
@@ -76,21 +74,7 @@ func (c *SyntheticConfig) validate(g *Global, add adder) {
 		uniqueName("synthetic.doh", p, t.Name, names, i, add)
 		checkLabels(p+".labels", t.Labels, add)
 		t.ServiceProbe.fill(p, g, c.Interval, c.Timeout, add)
-		switch {
-		case t.Query == "":
-			add(p+".query", "missing: a DoH check needs a name to look up")
-		case t.Query != "." && !validHost(t.Query):
-			add(p+".query", "%q is not a valid domain name", t.Query)
-		}
-		if t.Type == "" {
-			t.Type = "A"
-		}
-		t.Type = strings.ToUpper(t.Type)
-		if qt, ok := dns.StringToType[t.Type]; ok && qt != dns.TypeNone {
-			t.QType = qt
-		} else {
-			add(p+".type", "%q is not a DNS record type (A, AAAA, MX, TXT, NS, …)", t.Type)
-		}
+		t.QType = checkQuestion(p, "a DoH check needs a name to look up", t.Query, &t.Type, add)
 		switch strings.ToUpper(t.Method) {
 		case "":
 			t.Method = http.MethodPost

@@ -206,6 +206,11 @@ func attachFilter(fd int, fam Family, id uint16) error {
 			bpf.RetConstant{Val: 0},
 		}
 	}
+	return attachProgram(fd, prog)
+}
+
+// attachProgram assembles a classic BPF program and attaches it to fd.
+func attachProgram(fd int, prog []bpf.Instruction) error {
 	raw, err := bpf.Assemble(prog)
 	if err != nil {
 		return err

@@ -235,15 +235,7 @@ func attachTraceFilter(fd int, fam Family, id uint16) error {
 			/* 12 */ bpf.RetConstant{Val: 0},
 		}
 	}
-	raw, err := bpf.Assemble(prog)
-	if err != nil {
-		return err
-	}
-	f := make([]unix.SockFilter, len(raw))
-	for i, r := range raw {
-		f[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
-	}
-	return unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: uint16(len(f)), Filter: &f[0]})
+	return attachProgram(fd, prog)
 }
 
 // Status reports a family's socket.
