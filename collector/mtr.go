@@ -114,11 +114,7 @@ func (c *mtrCollector) Reload(cfg *config.Config) error {
 	labelNames := unionLabelNames(cfg.Global.Labels, own...)
 	var entries []*mtrEntry
 	for _, t := range cfg.MTR.Targets {
-		fams := []config.Family{t.Family}
-		if t.Family == config.FamilyBoth {
-			fams = []config.Family{config.FamilyIP4, config.FamilyIP6}
-		}
-		for _, f := range fams {
+		for _, f := range t.Family.Each() {
 			entries = append(entries, &mtrEntry{cfg: t, famChoice: f, labels: labelValues(labelNames, cfg.Global.Labels, t.Labels)})
 		}
 	}

@@ -169,11 +169,7 @@ func (c *pingCollector) Reload(cfg *config.Config) error {
 	labelNames := unionLabelNames(cfg.Global.Labels, own...)
 	var entries []*pingEntry
 	for _, t := range cfg.Ping.Targets {
-		fams := []config.Family{t.Family}
-		if t.Family == config.FamilyBoth {
-			fams = []config.Family{config.FamilyIP4, config.FamilyIP6}
-		}
-		for _, f := range fams {
+		for _, f := range t.Family.Each() {
 			entries = append(entries, &pingEntry{cfg: t, famChoice: f, labels: labelValues(labelNames, cfg.Global.Labels, t.Labels)})
 		}
 	}

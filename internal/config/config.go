@@ -41,6 +41,15 @@ const (
 	FamilyBoth Family = "both" // one series per family
 )
 
+// Each is the families a target of this setting is probed in: "both" is one
+// series per family, every other setting one series.
+func (f Family) Each() []Family {
+	if f == FamilyBoth {
+		return []Family{FamilyIP4, FamilyIP6}
+	}
+	return []Family{f}
+}
+
 // Config is a whole, validated configuration.
 type Config struct {
 	Global    Global          `yaml:"global"`
@@ -248,12 +257,7 @@ func (c *Config) validate() []fieldError {
 		checkLabels(p+".labels", t.Labels, add)
 		inherit(&t.ProbeDefaults, &g.ProbeDefaults)
 		checkProbe(p, &t.ProbeDefaults, add)
-		if ip := net.ParseIP(t.Host); ip != nil {
-			is4 := ip.To4() != nil
-			if (t.Family == FamilyIP6 && is4) || (t.Family == FamilyIP4 && !is4) || t.Family == FamilyBoth {
-				add(p+".family", "%q cannot be used with the literal address %s", t.Family, t.Host)
-			}
-		}
+		checkLiteralFamily(p, t.Host, t.Family, add)
 	}
 	// Each probe section validates itself and fills in its defaults.
 	c.MTR.validate(&c.Global, add)
@@ -321,13 +325,27 @@ func checkProbe(path string, p *ProbeDefaults, add adder) {
 			add(path+".dscp", "%v", err)
 		}
 	}
-	switch p.Family {
+	checkFamilySource(path, p.Family, p.Source, add)
+}
+
+func checkFamilySource(path string, fam Family, src string, add adder) {
+	switch fam {
 	case FamilyAuto, FamilyIP4, FamilyIP6, FamilyBoth:
 	default:
-		add(path+".family", "%q is not one of auto, ip4, ip6, both", p.Family)
+		add(path+".family", "%q is not one of auto, ip4, ip6, both", fam)
 	}
-	if p.Source != "" && net.ParseIP(p.Source) == nil && !validInterfaceName(p.Source) {
-		add(path+".source", "%q is neither an IP address nor an interface name", p.Source)
+	if src != "" && net.ParseIP(src) == nil && !validInterfaceName(src) {
+		add(path+".source", "%q is neither an IP address nor an interface name", src)
+	}
+}
+
+// checkLiteralFamily refuses a family a literal address cannot have.
+func checkLiteralFamily(path, host string, fam Family, add adder) {
+	if ip := net.ParseIP(host); ip != nil {
+		is4 := ip.To4() != nil
+		if (fam == FamilyIP6 && is4) || (fam == FamilyIP4 && !is4) || fam == FamilyBoth {
+			add(path+".family", "%q cannot be used with the literal address %s", fam, host)
+		}
 	}
 }
 

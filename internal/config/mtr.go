@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"net"
 	"time"
 )
 
@@ -125,12 +124,7 @@ func (c *MTRConfig) validate(g *Global, add adder) {
 			t.Source = c.Source
 		}
 		mtrCheck(p, t.Interval, &t.Timeout, t.MaxHops, t.Probes, t.PacketSize, t.Family, t.Source, add)
-		if ip := net.ParseIP(t.Host); ip != nil {
-			is4 := ip.To4() != nil
-			if (t.Family == FamilyIP6 && is4) || (t.Family == FamilyIP4 && !is4) || t.Family == FamilyBoth {
-				add(p+".family", "%q cannot be used with the literal address %s", t.Family, t.Host)
-			}
-		}
+		checkLiteralFamily(p, t.Host, t.Family, add)
 	}
 }
 
@@ -161,14 +155,7 @@ func mtrCheck(path string, iv Duration, to *Duration, maxHops, probes int, size 
 	if size != nil && (*size < MinPacketSize || *size > MaxPacketSize) {
 		add(path+".packet_size", "%d is out of range (%d to %d payload bytes)", *size, MinPacketSize, MaxPacketSize)
 	}
-	switch fam {
-	case FamilyAuto, FamilyIP4, FamilyIP6, FamilyBoth:
-	default:
-		add(path+".family", "%q is not one of auto, ip4, ip6, both", fam)
-	}
-	if src != "" && net.ParseIP(src) == nil && !validInterfaceName(src) {
-		add(path+".source", "%q is neither an IP address nor an interface name", src)
-	}
+	checkFamilySource(path, fam, src, add)
 }
 
 func mtrReserved(path string, labels map[string]string, add adder) {
