@@ -2,7 +2,6 @@ package collector
 
 import (
 	"path/filepath"
-	"strings"
 
 	"github.com/alecthomas/kingpin/v2"
 )
@@ -24,17 +23,4 @@ func devFilePath(name ...string) string { return filepath.Join(append([]string{*
 
 func rootfsFilePath(name ...string) string {
 	return filepath.Join(append([]string{*rootfsPath}, name...)...)
-}
-
-// rootfsStripPrefix turns a path seen under --path.rootfs back into the path
-// the host sees, for labels such as a mount point.
-func rootfsStripPrefix(path string) string {
-	if *rootfsPath == "/" {
-		return path
-	}
-	stripped := strings.TrimPrefix(path, *rootfsPath)
-	if stripped == "" {
-		return "/"
-	}
-	return stripped
 }
