@@ -131,22 +131,6 @@ type Series struct {
 	V      []float64
 }
 
-func toSeries(m model.Matrix, g Grid) []Series {
-	out := make([]Series, 0, len(m))
-	for _, ss := range m {
-		s := Series{Labels: labelMap(ss.Metric), V: nanSlice(g.N)}
-		for _, p := range ss.Values {
-			off := p.Timestamp.Time().Sub(g.Start)
-			i := int((off + g.Step/2) / g.Step)
-			if i >= 0 && i < g.N {
-				s.V[i] = float64(p.Value)
-			}
-		}
-		out = append(out, s)
-	}
-	return out
-}
-
 func vecSeries(v model.Vector) []Series {
 	out := make([]Series, 0, len(v))
 	for _, s := range v {
