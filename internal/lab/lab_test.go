@@ -46,21 +46,6 @@ func binomialTolerance(n int, p float64) float64 {
 	return 5 * math.Sqrt(p*(1-p)/float64(n))
 }
 
-// tries runs a timing check up to three times: other processes on a small shared VM
-// stall any thread for milliseconds now and then, which fails one try, while an error of
-// the lab's own fails all three.
-func tries(t *testing.T, what string, check func() error) {
-	t.Helper()
-	var err error
-	for i := 1; i <= 3; i++ {
-		if err = check(); err == nil {
-			return
-		}
-		t.Logf("%s: try %d: %v", what, i, err)
-	}
-	t.Errorf("%s: %v", what, err)
-}
-
 func TestLinkPingAndDo(t *testing.T) {
 	t.Parallel()
 	l := New(t)
@@ -334,7 +319,7 @@ func TestDelayElement(t *testing.T) {
 		{d.Up, c, dst, dst4, 150 * time.Millisecond},
 		{d.Down, dst, c, c4, 20 * time.Millisecond},
 	} {
-		tries(t, fmt.Sprintf("%s %v", tc.dir.name, tc.delay), func() error {
+		Tries(t, fmt.Sprintf("%s %v", tc.dir.name, tc.delay), func() error {
 			before := tc.dir.Stats()
 			tc.dir.Set(DelayParams{Delay: tc.delay})
 			ds := oneWay(t, tc.from, tc.to, tc.toAddr, n, tc.delay)
@@ -361,7 +346,7 @@ func TestDelayElement(t *testing.T) {
 
 	t.Run("jitter", func(t *testing.T) {
 		const delay, jitter = 20 * time.Millisecond, 5 * time.Millisecond
-		tries(t, "jitter", func() error {
+		Tries(t, "jitter", func() error {
 			d.Up.Set(DelayParams{Delay: delay, Jitter: jitter})
 			ds := oneWay(t, c, dst, dst4, n, delay+jitter)
 			d.Up.Set(DelayParams{})
@@ -404,7 +389,7 @@ func TestDelayElement(t *testing.T) {
 	t.Run("ping and hops", func(t *testing.T) {
 		defer d.Up.Set(DelayParams{})
 		defer d.Down.Set(DelayParams{})
-		tries(t, "ping", func() error {
+		Tries(t, "ping", func() error {
 			d.Up.Set(DelayParams{})
 			d.Down.Set(DelayParams{})
 			idle := medianRTT(t, c, dst4, 10)
@@ -461,7 +446,7 @@ func TestDNSServer(t *testing.T) {
 		qtype   uint16
 		want    string
 	}{{"udp", dns.TypeA, "198.18.10.2"}, {"tcp", dns.TypeAAAA, "2001:2:0:a::2"}} {
-		tries(t, q.network, func() error {
+		Tries(t, q.network, func() error {
 			r, took := query(q.network, "www.smokemon.lab", q.qtype)
 			t.Logf("%s %s: %v after %v", q.network, dns.TypeToString[q.qtype], r.Answer, took)
 			if len(r.Answer) != 1 || !strings.HasSuffix(r.Answer[0].String(), "\t"+q.want) {
@@ -522,7 +507,7 @@ func TestHTTPServerPhases(t *testing.T) {
 	} {
 		srv.SetPhases(HTTPPhases{})
 		get(tc.url) // warm up: first use of the TLS code and of the neighbour entries
-		tries(t, tc.url, func() error {
+		Tries(t, tc.url, func() error {
 			srv.SetPhases(HTTPPhases{})
 			tls0, fb0, tr0 := get(tc.url)
 			srv.SetPhases(p)
@@ -580,7 +565,7 @@ func TestShapeAndIperf3(t *testing.T) {
 		{5 * time.Millisecond, func(ms float64) bool { return ms < 30 }, "< 30 ms"},
 	} {
 		undo := tp.Uplink.Shape(t, SideA, Shaping{Rate: rate, Buffer: tc.buffer})
-		tries(t, fmt.Sprintf("buffer %v", tc.buffer), func() error {
+		Tries(t, fmt.Sprintf("buffer %v", tc.buffer), func() error {
 			type result struct {
 				out string
 				err error
