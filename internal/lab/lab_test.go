@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
@@ -325,7 +326,7 @@ func TestDelayElement(t *testing.T) {
 			ds := oneWay(t, tc.from, tc.to, tc.toAddr, n, tc.delay)
 			tc.dir.Set(DelayParams{})
 			if len(ds) != n {
-				t.Fatalf("%s %v: %d/%d datagrams arrived", tc.dir.name, tc.delay, len(ds), n)
+				return fmt.Errorf("%d/%d datagrams arrived", len(ds), n)
 			}
 			e := addedError(ds, tc.delay)
 			st := tc.dir.Stats().Sub(before)
@@ -580,7 +581,7 @@ func TestShapeAndIperf3(t *testing.T) {
 				out string
 				err error
 			}
-			res := make(chan result)
+			res := make(chan result, 1)
 			go func() {
 				// Reno, because CUBIC's HyStart leaves slow start early and on a lab path
 				// then takes many seconds to fill a deep buffer; Reno fills it in a second.
@@ -590,9 +591,15 @@ func TestShapeAndIperf3(t *testing.T) {
 			// Ping once the queue has filled, while the upload still runs.
 			time.Sleep(1500 * time.Millisecond)
 			loaded, perr := tryMedianRTT(tp.Client, host, 10)
-			r := <-res
+			var r result
+			select {
+			case r = <-res:
+			case <-time.After(20 * time.Second):
+				// A client left hanging by a stalled path is killed at cleanup.
+				return errors.New("iperf3 -t 3 did not finish within 20s")
+			}
 			if r.err != nil {
-				t.Fatal(r.err)
+				return r.err
 			}
 			if perr != nil {
 				return perr

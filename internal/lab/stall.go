@@ -66,9 +66,7 @@ func Tries(t testing.TB, what string, check func() error) {
 	var failed error
 	var worst time.Duration
 	for i := 1; i <= 5; i++ {
-		w := WatchStalls()
-		err := check()
-		stall := w.Stop()
+		stall, err := watched(check)
 		if err == nil {
 			return
 		}
@@ -85,4 +83,11 @@ func Tries(t testing.TB, what string, check func() error) {
 		return
 	}
 	t.Skip(fmt.Sprintf("%s: the machine stalled (up to %v) during every try; sub-millisecond timing cannot be judged here", what, worst))
+}
+
+// watched runs check under a watchdog that stops even if check ends the test.
+func watched(check func() error) (stall time.Duration, err error) {
+	w := WatchStalls()
+	defer func() { stall = w.Stop() }()
+	return 0, check()
 }

@@ -34,7 +34,7 @@ func TestRTTAccuracyThroughDelayElement(t *testing.T) {
 	defer e.Close()
 
 	// collect pings dst every 10ms until n replies are in, and returns them sorted.
-	collect := func(n int, timeout time.Duration) []time.Duration {
+	collect := func(n int, timeout time.Duration) ([]time.Duration, error) {
 		r := &recorder{}
 		tg := e.Add(dst, Settings{Interval: 10 * time.Millisecond, Timeout: timeout, Size: 56}, r)
 		defer e.Remove(tg)
@@ -45,11 +45,11 @@ func TestRTTAccuracyThroughDelayElement(t *testing.T) {
 		}
 		s := r.snapshot()
 		if len(s.rtts) < n {
-			t.Fatalf("only %d of %d replies (lost %d)", len(s.rtts), n, s.lost)
+			return nil, fmt.Errorf("only %d of %d replies (lost %d)", len(s.rtts), n, s.lost)
 		}
 		rtts := s.rtts[:n]
 		slices.Sort(rtts)
-		return rtts
+		return rtts, nil
 	}
 	q := func(xs []time.Duration, p float64) time.Duration { return xs[int(p*float64(len(xs)-1))] }
 
@@ -66,12 +66,18 @@ func TestRTTAccuracyThroughDelayElement(t *testing.T) {
 			lab.Tries(t, "rtt", func() error {
 				// The undelayed path right before, so both see the same machine.
 				d.Up.Set(lab.DelayParams{})
-				baseRTTs := collect(200, time.Second)
+				baseRTTs, err := collect(200, time.Second)
+				if err != nil {
+					return err
+				}
 				base := q(baseRTTs, 0.5)
 				before := d.Up.Stats()
 				d.Up.Set(lab.DelayParams{Delay: tc.delay, Jitter: tc.jitter})
-				rtts := collect(300, time.Second)
+				rtts, err := collect(300, time.Second)
 				d.Up.Set(lab.DelayParams{})
+				if err != nil {
+					return err
+				}
 				own := lateDiff(before, d.Up.Stats())
 				want := tc.delay + base
 				med, p99 := q(rtts, 0.5)-want, q(rtts, 0.99)-want
