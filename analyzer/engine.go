@@ -241,7 +241,10 @@ func (e *Engine) run(ctx context.Context, g Grid, qs []Query, incremental bool) 
 		}
 		if q.Ahead && incremental {
 			if b := e.buf(q.Name); b != nil && b.covers(g, e.cfg.Ahead/2) {
+				// Queries issued above are already writing res.
+				mu.Lock()
 				res[q.Name] = &result{series: b.slice(g)}
+				mu.Unlock()
 				continue
 			}
 		}
