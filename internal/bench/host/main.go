@@ -7,6 +7,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -17,6 +18,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/smokemon/smokemon/internal/bench/artifact"
 )
 
 var hostCollectors = []string{"cpu", "disk", "gpu", "memory", "netstat", "nodeinfo", "power", "pressure", "thermal", "wifi"}
@@ -132,7 +135,7 @@ func run(n int, nodeExporter string) error {
 	}
 	defer os.RemoveAll(dir)
 	bin := filepath.Join(dir, "smokemon_exporter")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/smokemon_exporter")
+	build := artifact.BuildExporter(context.Background(), "", bin)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("build: %w", err)

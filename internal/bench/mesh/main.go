@@ -10,6 +10,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -22,6 +23,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/smokemon/smokemon/internal/bench/artifact"
 )
 
 func main() { os.Exit(run()) }
@@ -50,7 +53,7 @@ func run() int {
 	defer os.RemoveAll(tmp)
 	if *bin == "" {
 		*bin = filepath.Join(tmp, "smokemon_exporter")
-		if out, err := exec.Command("go", "build", "-o", *bin, "./cmd/smokemon_exporter").CombinedOutput(); err != nil {
+		if out, err := artifact.BuildExporter(context.Background(), "", *bin).CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "bench-mesh: build: %v\n%s", err, out)
 			return 1
 		}

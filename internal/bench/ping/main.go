@@ -24,6 +24,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/smokemon/smokemon/internal/bench/artifact"
 )
 
 const (
@@ -70,7 +72,8 @@ type result struct {
 	err        error
 	cpuStat    float64
 	cpuSched   float64
-	hwm, rss   uint64
+	hwm, rss   uint64 // VmHWM after the window, VmRSS at the end
+	hwmBurst   uint64 // VmHWM after the timed back-to-back scrapes too
 	scrapeTime time.Duration
 	scrapeSize int
 	rttMedian  float64 // seconds; NaN when unknown
@@ -237,8 +240,7 @@ func build(ctx context.Context, o *options) error {
 	}
 	o.modRoot = filepath.Dir(gomod)
 	o.smokemonBin = filepath.Join(o.tmp, "smokemon_exporter")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", o.smokemonBin, "./cmd/smokemon_exporter")
-	cmd.Dir = o.modRoot
+	cmd := artifact.BuildExporter(ctx, o.modRoot, o.smokemonBin)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	return cmd.Run()
 }
@@ -386,6 +388,19 @@ func runRound(ctx context.Context, o *options, n, round int, kinds []kind, missi
 			r.fping.setWindow(winStart, winEnd)
 		}
 	}
+	// Peak memory over the window, scraped as Prometheus would; the timed
+	// back-to-back scrapes below are a burst no server sends, reported apart.
+	for _, r := range rs {
+		if r.res.err != nil {
+			continue
+		}
+		hwm, _, err := readRSS(r.p.pid())
+		if err != nil {
+			fail(r.res, err)
+			continue
+		}
+		r.res.hwm = hwm
+	}
 	for _, r := range rs {
 		if r.res.err != nil || r.url == "" {
 			continue
@@ -433,7 +448,7 @@ func runRound(ctx context.Context, o *options, n, round int, kinds []kind, missi
 			fail(r.res, err)
 			continue
 		}
-		r.res.hwm, r.res.rss = hwm, rss
+		r.res.hwmBurst, r.res.rss = hwm, rss
 	}
 	// Stop now (fping prints what it still buffers on SIGINT) and read fping.
 	for _, r := range rs {
