@@ -76,6 +76,8 @@ type pingEntry struct {
 	cfg       config.Target
 	famChoice config.Family // ip4, ip6 or auto ("both" is split into two entries)
 	labels    []string      // values for the collector's labelNames
+	// resolvePairs label resolve_errors_total, built at the first scrape.
+	resolvePairs []*dto.LabelPair
 
 	// Guarded by pingCollector.mu.
 	addr        netip.Addr
@@ -90,14 +92,14 @@ type pingStats struct {
 	key      statsKey
 	labels   []string
 	pairs    []*dto.LabelPair // target, family and custom labels, built once
-	infoIP   string
-	info     []*dto.LabelPair // pairs of target_info for infoIP
+	infoAddr netip.Addr
+	info     []*dto.LabelPair // pairs of target_info for infoAddr
 	sent     atomic.Uint64
 	received atomic.Uint64
 	lost     atomic.Uint64
 	dups     atomic.Uint64
 	ttl      atomic.Int64 // -1 until a reply carried one
-	hist     prometheus.Histogram
+	hist     *rttHistogram
 
 	errMu      sync.Mutex
 	sendErrors map[string]uint64
@@ -120,8 +122,8 @@ func (s *pingStats) SendError(reason string) {
 }
 
 type pingDescs struct {
-	sent, received, lost, dups, sendErrors, ttl, info, up, resolveErrors *prometheus.Desc
-	proberUp, proberInfo, unmatched                                      *prometheus.Desc
+	sent, received, lost, dups, sendErrors, ttl, info, up, resolveErrors, rtt *prometheus.Desc
+	proberUp, proberInfo, unmatched                                           *prometheus.Desc
 }
 
 func newPingCollector(logger *slog.Logger, cfg *config.Config) (Collector, error) {
@@ -287,24 +289,8 @@ func (c *pingCollector) newStats(key statsKey, labels []string) *pingStats {
 	s := &pingStats{key: key, labels: labels, sendErrors: map[string]uint64{}}
 	s.pairs = prometheus.MakeLabelPairs(c.descs.sent, append([]string{key.name, key.fam.String()}, labels...))
 	s.ttl.Store(-1)
-	s.hist = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Namespace: Namespace, Subsystem: "ping", Name: "rtt_seconds",
-		Help:                            "Round-trip time of answered echo requests. Lost probes are never observed here.",
-		Buckets:                         pingBuckets,
-		NativeHistogramBucketFactor:     1.05,
-		NativeHistogramMaxBucketNumber:  100,
-		NativeHistogramMinResetDuration: time.Hour,
-		ConstLabels:                     c.constLabels(key, labels),
-	})
+	s.hist = newRTTHistogram(c.descs.rtt, s.pairs, pingBuckets, time.Now)
 	return s
-}
-
-func (c *pingCollector) constLabels(key statsKey, labels []string) prometheus.Labels {
-	l := prometheus.Labels{"target": key.name, "family": key.fam.String()}
-	for i, n := range c.labelNames {
-		l[n] = labels[i]
-	}
-	return l
 }
 
 // resolveLoop looks host names up again every resolve interval (sooner after
@@ -453,11 +439,14 @@ func (c *pingCollector) Update(ch chan<- prometheus.Metric) error {
 	ch <- prometheus.MustNewConstMetric(d.unmatched, prometheus.CounterValue, float64(c.engine.Counters.Foreign.Load()), "foreign")
 	ch <- prometheus.MustNewConstMetric(d.unmatched, prometheus.CounterValue, float64(c.engine.Counters.Mismatch.Load()), "address_mismatch")
 
-	seen := map[string]bool{}
+	seen := make(map[string]bool, len(c.entries))
 	for _, e := range c.entries {
 		if !seen[e.cfg.Name] {
 			seen[e.cfg.Name] = true
-			ch <- prometheus.MustNewConstMetric(d.resolveErrors, prometheus.CounterValue, float64(c.resolveErr[e.cfg.Name].Load()), append([]string{e.cfg.Name}, e.labels...)...)
+			if e.resolvePairs == nil {
+				e.resolvePairs = prometheus.MakeLabelPairs(d.resolveErrors, append([]string{e.cfg.Name}, e.labels...))
+			}
+			ch <- &pairsMetric{d.resolveErrors, e.resolvePairs, dto.MetricType_COUNTER, float64(c.resolveErr[e.cfg.Name].Load())}
 		}
 		fam := pinger.IPv4
 		switch {
@@ -472,19 +461,23 @@ func (c *pingCollector) Update(ch chan<- prometheus.Metric) error {
 		if e.handle != nil && c.engine.Status(fam).Up {
 			up = 1
 		}
-		ip := ""
-		if e.addr.IsValid() {
-			ip = e.addr.String()
-		}
 		s := e.stats
 		if s == nil { // never resolved: no counters yet, just say so
+			ip := ""
+			if e.addr.IsValid() {
+				ip = e.addr.String()
+			}
 			lv := append([]string{e.cfg.Name, fam.String()}, e.labels...)
 			ch <- prometheus.MustNewConstMetric(d.up, prometheus.GaugeValue, up, lv...)
 			ch <- prometheus.MustNewConstMetric(d.info, prometheus.GaugeValue, 1, append(lv, e.cfg.Host, ip)...)
 			continue
 		}
-		if s.info == nil || s.infoIP != ip {
-			s.infoIP = ip
+		if s.info == nil || s.infoAddr != e.addr {
+			ip := ""
+			if e.addr.IsValid() {
+				ip = e.addr.String()
+			}
+			s.infoAddr = e.addr
 			s.info = prometheus.MakeLabelPairs(d.info, append([]string{s.key.name, s.key.fam.String()}, append(slices.Clone(s.labels), e.cfg.Host, ip)...))
 		}
 		ch <- &pairsMetric{d.up, s.pairs, dto.MetricType_GAUGE, up}
@@ -502,7 +495,7 @@ func (c *pingCollector) Update(ch chan<- prometheus.Metric) error {
 			ch <- prometheus.MustNewConstMetric(d.sendErrors, prometheus.CounterValue, float64(n), lv...)
 		}
 		s.errMu.Unlock()
-		s.hist.Collect(ch)
+		ch <- s.hist
 	}
 	return nil
 }
@@ -523,6 +516,7 @@ func newPingDescs(custom []string) pingDescs {
 		lost:          prometheus.NewDesc(name("lost_total"), "Echo requests with no reply within the timeout, or that could not be sent. Loss ratio: increase(lost) / increase(sent).", tl, nil),
 		dups:          prometheus.NewDesc(name("duplicates_total"), "Extra replies to an already answered request.", tl, nil),
 		sendErrors:    prometheus.NewDesc(name("send_errors_total"), "Echo requests the kernel refused to send, by reason.", append(slices.Clone(tl), "reason"), nil),
+		rtt:           prometheus.NewDesc(name("rtt_seconds"), "Round-trip time of answered echo requests. Lost probes are never observed here.", tl, nil),
 		ttl:           prometheus.NewDesc(name("reply_ttl"), "IP TTL (IPv6 hop limit) of the latest reply.", tl, nil),
 		info:          prometheus.NewDesc(name("target_info"), "The configured host of a target and the address it currently resolves to (empty while unresolved).", append(slices.Clone(tl), "host", "ip"), nil),
 		up:            prometheus.NewDesc(name("target_up"), "1 if the target has an address and is being probed; 0 while unresolved or while its family's prober is down.", tl, nil),

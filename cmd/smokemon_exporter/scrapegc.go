@@ -12,8 +12,8 @@ import (
 // collector sets its next goal from that peak, and the process then holds
 // twice the peak until after the next scrape. Collecting once the last
 // scrape in flight has ended sets the goal from the real live heap again:
-// at 1000 targets peak RSS fell from 46 to 32 MB, for a few milliseconds of
-// CPU per scrape. Small scrapes (a few ping targets and the host
+// at 1000 targets scraped every 5 s, peak RSS fell from 46 to 34 MB, for a
+// few milliseconds of CPU per scrape. Small scrapes (a few ping targets and the host
 // collectors) allocate far less than the threshold and never force a cycle.
 const scrapeGCThreshold = 4 << 20 // bytes allocated by the scrapes in flight
 

@@ -1,0 +1,140 @@
+package collector
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/proto"
+)
+
+// nativeCounts expands spans and deltas into bucket key → count.
+func nativeCounts(h *dto.Histogram) map[int]uint64 {
+	m := map[int]uint64{}
+	key, count, d := 0, int64(0), 0
+	for i, s := range h.PositiveSpan {
+		if i == 0 {
+			key = int(s.GetOffset())
+		} else {
+			key += int(s.GetOffset())
+		}
+		for range s.GetLength() {
+			count += h.PositiveDelta[d]
+			d++
+			if count != 0 {
+				m[key] = uint64(count)
+			}
+			key++
+		}
+	}
+	return m
+}
+
+// The histogram must expose exactly what client_golang's does with the
+// options the ping collector used before: same classic buckets, count, sum,
+// schema, zero bucket and native buckets, encoded the same way, including
+// after too many buckets halve the resolution.
+func TestRTTHistogramMatchesClientGolang(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	logUniform := func(lo, hi float64) float64 {
+		return math.Exp(math.Log(lo) + rng.Float64()*(math.Log(hi)-math.Log(lo)))
+	}
+	for _, tc := range []struct {
+		name       string
+		lo, hi     float64
+		extremes   bool // zero, exact bounds, beyond the last bucket
+		wantSchema int32
+	}{
+		{"loopback", 20e-6, 600e-6, false, 4},
+		{"a path's range and extremes", 100e-6, 300e-3, true, 3},
+		{"everything", 1e-7, 100, true, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ref := prometheus.NewHistogram(prometheus.HistogramOpts{
+				Name: "rtt_seconds", Help: "h", Buckets: pingBuckets,
+				NativeHistogramBucketFactor: 1.05, NativeHistogramMaxBucketNumber: 100,
+				NativeHistogramMinResetDuration: time.Hour,
+			})
+			desc := prometheus.NewDesc("rtt_seconds", "h", nil, nil)
+			ours := newRTTHistogram(desc, nil, pingBuckets, time.Now)
+			var values []float64
+			if tc.extremes {
+				values = []float64{0, 20e-6, 1e-3, 1, 20, 25, math.Exp2(-10)}
+			}
+			for range 20000 {
+				values = append(values, logUniform(tc.lo, tc.hi))
+			}
+			for _, v := range values {
+				ref.Observe(v)
+				ours.Observe(v)
+			}
+			var want, got dto.Metric
+			if err := ref.Write(&want); err != nil {
+				t.Fatal(err)
+			}
+			if err := ours.Write(&got); err != nil {
+				t.Fatal(err)
+			}
+			w, g := want.Histogram, got.Histogram
+			if g.GetSchema() != tc.wantSchema {
+				t.Errorf("schema %d, want %d", g.GetSchema(), tc.wantSchema)
+			}
+			if len(nativeCounts(g)) == 0 || len(g.Bucket) != len(pingBuckets) {
+				t.Fatalf("nothing recorded: %v", g)
+			}
+			w.CreatedTimestamp, g.CreatedTimestamp = nil, nil
+			if !proto.Equal(w, g) {
+				t.Errorf("differs from client_golang:\n got %v\nwant %v", g, w)
+			}
+			if !mapsEqual(nativeCounts(w), nativeCounts(g)) {
+				t.Errorf("native buckets differ")
+			}
+		})
+	}
+}
+
+func mapsEqual(a, b map[int]uint64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Past the minimum reset duration, too many buckets start the histogram over
+// (a counter reset with a new created timestamp) instead of coarsening it.
+func TestRTTHistogramReset(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	h := newRTTHistogram(prometheus.NewDesc("rtt_seconds", "h", nil, nil), nil, pingBuckets, func() time.Time { return now })
+	v := 1e-6
+	for range 99 {
+		h.Observe(v)
+		v *= 1.1 // one bucket apart or more at schema 4
+	}
+	now = now.Add(2 * time.Hour)
+	for range 10 {
+		h.Observe(v)
+		v *= 1.1
+	}
+	var m dto.Metric
+	h.Write(&m)
+	if c := m.Histogram.GetSampleCount(); c >= 10 || c == 0 {
+		t.Errorf("count %d after the reset, want the few observations since", c)
+	}
+	if m.Histogram.GetSchema() != rttNativeSchema {
+		t.Errorf("schema %d after the reset, want %d", m.Histogram.GetSchema(), rttNativeSchema)
+	}
+	if got := m.Histogram.CreatedTimestamp.AsTime(); !got.Equal(now) {
+		t.Errorf("created %v, want the reset time %v", got, now)
+	}
+	if n := len(nativeCounts(m.Histogram)); n == 0 || n > rttNativeMaxBuckets {
+		t.Errorf("%d native buckets after the reset", n)
+	}
+}
