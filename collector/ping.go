@@ -76,15 +76,14 @@ type pingEntry struct {
 	cfg       config.Target
 	famChoice config.Family // ip4, ip6 or auto ("both" is split into two entries)
 	labels    []string      // values for the collector's labelNames
-	// resolvePairs label resolve_errors_total, built at the first scrape.
-	resolvePairs []*dto.LabelPair
 
 	// Guarded by pingCollector.mu.
-	addr        netip.Addr
-	stats       *pingStats
-	handle      *pinger.Target
-	nextResolve time.Time
-	lastErr     string
+	resolvePairs []*dto.LabelPair // of resolve_errors_total, built at the first scrape
+	addr         netip.Addr
+	stats        *pingStats
+	handle       *pinger.Target
+	nextResolve  time.Time
+	lastErr      string
 }
 
 // pingStats are a target's counters; the engine calls its Handler methods.
