@@ -46,12 +46,13 @@ const (
 	rttNativeSchema     = 4 // the largest schema whose growth factor 2^(2^-4) ≈ 1.044 is ≤ 1.05
 	rttNativeMaxBuckets = 100
 	rttNativeMinReset   = time.Hour
-	// client_golang's default: only exact zeros (and denormals) land in the zero bucket.
+	// client_golang's default, 2^-128: of RTTs only exact zeros land in the zero bucket.
 	nativeZeroThreshold = 2.938735877055719e-39
 )
 
-// nativeBounds[s] are the fractions (math.Frexp's, in [0.5, 1)) at which the
-// buckets of schema s start: 2^(i/2^s - 1).
+// nativeBounds[s] are the upper bounds, as fractions of a power of two
+// (math.Frexp's, in [0.5, 1)), of the 2^s buckets per power of two at
+// schema s: 2^(i/2^s - 1).
 var nativeBounds = func() [rttNativeSchema + 1][]float64 {
 	var b [rttNativeSchema + 1][]float64
 	for s := 1; s <= rttNativeSchema; s++ {
@@ -92,6 +93,18 @@ func nativeKey(v float64, s int32) int {
 func (h *rttHistogram) Observe(v float64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.observe(v)
+	for h.populated > rttNativeMaxBuckets && h.schema > -4 {
+		if now := h.now(); now.Sub(h.lastReset) >= rttNativeMinReset {
+			h.reset(now)
+			h.observe(v) // the observation that overflowed opens the new histogram
+			return
+		}
+		h.halveResolution()
+	}
+}
+
+func (h *rttHistogram) observe(v float64) {
 	h.classic[sort.SearchFloat64s(h.bounds, v)]++
 	h.count++
 	h.sum += v
@@ -100,13 +113,6 @@ func (h *rttHistogram) Observe(v float64) {
 		return
 	}
 	h.addNative(nativeKey(v, h.schema), 1)
-	for h.populated > rttNativeMaxBuckets && h.schema > -4 {
-		if now := h.now(); now.Sub(h.lastReset) >= rttNativeMinReset {
-			h.reset(now)
-			return
-		}
-		h.halveResolution()
-	}
 }
 
 func (h *rttHistogram) addNative(key int, n uint64) {
