@@ -1,0 +1,60 @@
+package lab
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// recordingTB captures what Tries reports instead of failing the real test.
+type recordingTB struct {
+	testing.TB
+	errors, skips []string
+}
+
+func (r *recordingTB) Helper()                   {}
+func (r *recordingTB) Logf(string, ...any)       {}
+func (r *recordingTB) Errorf(f string, a ...any) { r.errors = append(r.errors, fmt.Sprintf(f, a...)) }
+func (r *recordingTB) Skip(a ...any)             { r.skips = append(r.skips, fmt.Sprint(a...)) }
+
+// A fault marked NotTiming fails at once, stall or not; a plain error is
+// retried and fails on a quiet machine.
+func TestTriesNotTiming(t *testing.T) {
+	r := &recordingTB{TB: t}
+	calls := 0
+	Tries(r, "silent", func() error { calls++; return NotTiming(errors.New("0 of 200 replies")) })
+	if calls != 1 || len(r.errors) != 1 || len(r.skips) != 0 || !strings.Contains(r.errors[0], "0 of 200 replies") {
+		t.Errorf("NotTiming: %d calls, errors %q, skips %q; want one call and one error", calls, r.errors, r.skips)
+	}
+	r = &recordingTB{TB: t}
+	calls = 0
+	Tries(r, "flaky", func() error {
+		calls++
+		if calls < 3 {
+			return errors.New("off by a little")
+		}
+		return nil
+	})
+	if calls != 3 || len(r.errors) != 0 || len(r.skips) != 0 {
+		t.Errorf("a check passing on its third try: %d calls, errors %q, skips %q", calls, r.errors, r.skips)
+	}
+}
+
+// The watchdog gives its thread back: a thread that exits would kill every
+// lab process forked from it earlier (Pdeathsig).
+// Several rounds: a watchdog that happens to run on the main thread would
+// not lose it either way (the runtime never ends that one).
+func TestWatchdogKeepsItsThread(t *testing.T) {
+	for range 4 {
+		w := WatchStalls()
+		time.Sleep(10 * time.Millisecond)
+		w.Stop()
+		time.Sleep(20 * time.Millisecond)
+		if _, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", w.tid.Load())); err != nil {
+			t.Fatalf("the watchdog's thread %d is gone: %v", w.tid.Load(), err)
+		}
+	}
+}
