@@ -278,15 +278,18 @@ func (h *Host) Do(fn func() error) error {
 	go func() {
 		// A fresh goroutine, so the caller's thread state is never touched; if switching
 		// back fails the goroutine exits still locked, and the runtime then kills the
-		// thread rather than reuse it in the wrong namespace.
+		// thread rather than reuse it in the wrong namespace. Only then: a thread
+		// that ends kills the lab processes forked from it (Pdeathsig).
 		runtime.LockOSThread()
 		orig, err := os.Open("/proc/thread-self/ns/net")
 		if err != nil {
+			runtime.UnlockOSThread()
 			errc <- err
 			return
 		}
 		defer orig.Close()
 		if err := unix.Setns(int(h.fd.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread() // still in its own namespace
 			errc <- fmt.Errorf("setns %s: %w", h.short, err)
 			return
 		}
