@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"maps"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -89,23 +90,11 @@ func TestRTTHistogramMatchesClientGolang(t *testing.T) {
 			if !proto.Equal(w, g) {
 				t.Errorf("differs from client_golang:\n got %v\nwant %v", g, w)
 			}
-			if !mapsEqual(nativeCounts(w), nativeCounts(g)) {
+			if !maps.Equal(nativeCounts(w), nativeCounts(g)) {
 				t.Errorf("native buckets differ")
 			}
 		})
 	}
-}
-
-func mapsEqual(a, b map[int]uint64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // Past the minimum reset duration, too many buckets start the histogram over

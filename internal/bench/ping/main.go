@@ -390,17 +390,20 @@ func runRound(ctx context.Context, o *options, n, round int, kinds []kind, missi
 	}
 	// Peak memory over the window, scraped as Prometheus would; the timed
 	// back-to-back scrapes below are a burst no server sends, reported apart.
-	for _, r := range rs {
-		if r.res.err != nil {
-			continue
+	memory := func(keep func(res *result, hwm, rss uint64)) {
+		for _, r := range rs {
+			if r.res.err != nil {
+				continue
+			}
+			hwm, rss, err := readRSS(r.p.pid())
+			if err != nil {
+				fail(r.res, err)
+				continue
+			}
+			keep(r.res, hwm, rss)
 		}
-		hwm, _, err := readRSS(r.p.pid())
-		if err != nil {
-			fail(r.res, err)
-			continue
-		}
-		r.res.hwm = hwm
 	}
+	memory(func(res *result, hwm, _ uint64) { res.hwm = hwm })
 	for _, r := range rs {
 		if r.res.err != nil || r.url == "" {
 			continue
@@ -439,17 +442,7 @@ func runRound(ctx context.Context, o *options, n, round int, kinds []kind, missi
 			r.res.scrapeTime = times[len(times)/2]
 		}
 	}
-	for _, r := range rs {
-		if r.res.err != nil {
-			continue
-		}
-		hwm, rss, err := readRSS(r.p.pid())
-		if err != nil {
-			fail(r.res, err)
-			continue
-		}
-		r.res.hwmBurst, r.res.rss = hwm, rss
-	}
+	memory(func(res *result, hwm, rss uint64) { res.hwmBurst, res.rss = hwm, rss })
 	// Stop now (fping prints what it still buffers on SIGINT) and read fping.
 	for _, r := range rs {
 		if r.fping == nil {
