@@ -520,9 +520,14 @@ func launch(o *options, k kind, addrs []string, round int) (*running, error) {
 		r.p, err = start(kindName[k], io.Discard, argv...)
 		return r, err
 	case kFping:
-		// -i is the gap between any two sends; at N targets and a 1000 ms
-		// period it must stay below 1000/N ms or fping falls under 1 Hz.
-		iv := min(10, 500/float64(len(addrs)))
+		// -i is the gap between any two sends. smokemon spreads its targets
+		// evenly over the period, so fping gets nearly the same spacing: a
+		// burst (fping's default 10 ms apart, then idle) would send most
+		// probes from a CPU still warm from the last one and make fping's
+		// RTTs look shorter than the same loopback path measured evenly.
+		// 90 % of 1000/N keeps each target at 1 Hz: at exactly 1000/N a
+		// slow send would push a round past the 1000 ms period.
+		iv := 900 / float64(len(addrs))
 		argv := append([]string{o.fpingBin, "-l", "-D", "-p", "1000", "-i", strconv.FormatFloat(iv, 'f', -1, 64), "-b", "56"}, addrs...)
 		pr, pw, err := os.Pipe()
 		if err != nil {
