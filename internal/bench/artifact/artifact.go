@@ -13,7 +13,12 @@ import (
 // BuildExporter compiles ./cmd/smokemon_exporter of the module in dir ("" is
 // the working directory) to out.
 func BuildExporter(ctx context.Context, dir, out string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "./cmd/smokemon_exporter")
+	return Build(ctx, dir, "./cmd/smokemon_exporter", out)
+}
+
+// Build compiles the command pkg of the module in dir the same way.
+func Build(ctx context.Context, dir, pkg, out string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	return cmd

@@ -1,6 +1,7 @@
 // Command host compares the cost of a full host scrape of smokemon_exporter
 // (host collectors only) with Debian's node_exporter (default collectors), on
-// loopback, in one run, and reports smokemon's RSS with 10 ping targets added.
+// loopback, in one run, and reports smokemon's RSS with 10 ping targets added
+// beside that of internal/bench/floor (the libraries smokemon must use, alone).
 //
 //	go run ./internal/bench/host [-n 60]
 package main
@@ -140,6 +141,12 @@ func run(n int, nodeExporter string) error {
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("build: %w", err)
 	}
+	floorBin := filepath.Join(dir, "floor")
+	build = artifact.Build(context.Background(), "", "./internal/bench/floor", floorBin)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("build floor: %w", err)
+	}
 
 	hostFlags := []string{"--collector.disable-defaults"}
 	for _, c := range hostCollectors {
@@ -201,6 +208,25 @@ func run(n int, nodeExporter string) error {
 	rss, hwm, anon := memory(sp.cmd.Process.Pid)
 	res[sp] = result{median(spTimes), spSize, rss, hwm, anon}
 
+	// The libraries smokemon must use, with nothing of its own, scraped the same way.
+	fl, err := start("floor", floorBin)
+	if err != nil {
+		return err
+	}
+	defer fl.stop()
+	var flTimes []time.Duration
+	var flSize int
+	for i := 0; i < 20; i++ {
+		time.Sleep(time.Second)
+		d, size, err := scrape(fl.url)
+		if err != nil {
+			return err
+		}
+		flTimes, flSize = append(flTimes, d), size
+	}
+	rss, hwm, anon = memory(fl.cmd.Process.Pid)
+	res[fl] = result{median(flTimes), flSize, rss, hwm, anon}
+
 	fmt.Printf("host scrape, %d scrapes each, alternating, loopback\n\n", n)
 	fmt.Printf("%-34s %12s %12s %10s %10s %10s\n", "exporter", "median", "size", "VmRSS", "VmHWM", "RssAnon")
 	row := func(label string, r result) {
@@ -210,10 +236,13 @@ func run(n int, nodeExporter string) error {
 	row("smokemon (host collectors)", res[sm])
 	row("node_exporter (default collectors)", res[ne])
 	row("smokemon (host + 10 ping targets)", res[sp])
+	row("floor (required libraries alone)", res[fl])
 	s, ne2 := res[sm], res[ne]
 	fmt.Printf("\nratio smokemon/node_exporter: scrape time %.2f (target <= 0.50), size %.2f, RSS %.2f\n",
 		float64(s.median)/float64(ne2.median), float64(s.size)/float64(ne2.size), float64(s.rss)/float64(ne2.rss))
 	fmt.Printf("smokemon host + 10 ping targets: VmRSS %.1f MB, VmHWM %.1f MB (target <= 15 MB), of which anonymous %.1f MB\n",
 		float64(res[sp].rss)/1024, float64(res[sp].hwm)/1024, float64(res[sp].anon)/1024)
+	fmt.Printf("floor (kingpin, promslog, exporter-toolkit, client_golang; internal/bench/floor): VmHWM %.1f MB; smokemon/floor %.2f\n",
+		float64(res[fl].hwm)/1024, float64(res[sp].hwm)/float64(res[fl].hwm))
 	return nil
 }

@@ -41,6 +41,7 @@ const (
 	kSmokemonAll             // every default collector, for the RSS figure
 	kSmokeping
 	kFping
+	kFloor // internal/bench/floor: the required libraries and nothing else
 )
 
 var kindName = map[kind]string{
@@ -48,6 +49,7 @@ var kindName = map[kind]string{
 	kSmokemonAll: "smokemon (all defaults)",
 	kSmokeping:   "smokeping_prober",
 	kFping:       "fping",
+	kFloor:       "floor (libraries alone)",
 }
 
 type options struct {
@@ -60,6 +62,7 @@ type options struct {
 	smokemonBin    string
 	smokepingBin   string
 	fpingBin       string
+	floorBin       string
 	modRoot        string
 	tmp            string
 }
@@ -129,7 +132,7 @@ func run() int {
 	// every round is bounded, and so is the whole run.
 	rounds := len(o.ns)
 	if o.alone {
-		rounds *= 4
+		rounds *= 5
 	}
 	budget := time.Duration(rounds)*(o.duration+2*time.Minute) + 5*time.Minute
 	ctx, cancel := context.WithTimeout(context.Background(), budget)
@@ -145,11 +148,9 @@ func run() int {
 	defer os.RemoveAll(tmp)
 	o.tmp = tmp
 
-	if o.smokemonBin == "" {
-		if err := build(ctx, o); err != nil {
-			fmt.Fprintln(os.Stderr, "bench-ping: building smokemon_exporter:", err)
-			return 1
-		}
+	if err := build(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-ping: building:", err)
+		return 1
 	}
 	missing := map[kind]string{}
 	for k, p := range map[kind]string{kSmokeping: o.smokepingBin, kFping: o.fpingBin} {
@@ -172,7 +173,7 @@ func run() int {
 	for ri, n := range o.ns {
 		kinds := []kind{kSmokemon, kSmokeping, kFping}
 		if n == 10 {
-			kinds = append(kinds, kSmokemonAll)
+			kinds = append(kinds, kSmokemonAll, kFloor)
 		}
 		groups := [][]kind{kinds}
 		if o.alone {
@@ -227,8 +228,9 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// build compiles the exporter from this checkout, so the figures are for the
-// code in front of you, not for an installed binary.
+// build compiles the exporter (unless -smokemon names one) and the floor
+// from this checkout, so the figures are for the code in front of you, not
+// for an installed binary.
 func build(ctx context.Context, o *options) error {
 	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
 	if err != nil {
@@ -239,10 +241,19 @@ func build(ctx context.Context, o *options) error {
 		return errors.New("not inside the smokemon module (run from the repository)")
 	}
 	o.modRoot = filepath.Dir(gomod)
-	o.smokemonBin = filepath.Join(o.tmp, "smokemon_exporter")
-	cmd := artifact.BuildExporter(ctx, o.modRoot, o.smokemonBin)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	return cmd.Run()
+	o.floorBin = filepath.Join(o.tmp, "floor")
+	cmds := []*exec.Cmd{artifact.Build(ctx, o.modRoot, "./internal/bench/floor", o.floorBin)}
+	if o.smokemonBin == "" {
+		o.smokemonBin = filepath.Join(o.tmp, "smokemon_exporter")
+		cmds = append(cmds, artifact.BuildExporter(ctx, o.modRoot, o.smokemonBin))
+	}
+	for _, cmd := range cmds {
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("%s: %w", strings.Join(cmd.Args, " "), err)
+		}
+	}
+	return nil
 }
 
 // targets returns n loopback addresses, distinct per round so one round's
@@ -408,24 +419,26 @@ func runRound(ctx context.Context, o *options, n, round int, kinds []kind, missi
 		if r.res.err != nil || r.url == "" {
 			continue
 		}
-		h1, err := scrapeHist(client, r.url, r.family)
-		if err != nil {
-			fail(r.res, err)
-			continue
-		}
-		d := h1.sub(r.hist0)
-		r.res.replyRate = d.count / window
-		if d.count > 0 {
-			r.res.rttMean = d.sum / d.count
-		}
-		if d.native != nil {
-			if v, lo, hi, ok := d.native.quantile(0.5); ok {
-				r.res.rttMedian, r.res.rttLo, r.res.rttHi = v, lo, hi
-				r.res.rttHow = fmt.Sprintf("native, schema %d", d.native.schema)
+		if r.family != "" {
+			h1, err := scrapeHist(client, r.url, r.family)
+			if err != nil {
+				fail(r.res, err)
+				continue
 			}
-		} else if v, lo, hi, ok := d.classicQuantile(0.5); ok {
-			r.res.rttMedian, r.res.rttLo, r.res.rttHi = v, lo, hi
-			r.res.rttHow = "classic buckets (coarse)"
+			d := h1.sub(r.hist0)
+			r.res.replyRate = d.count / window
+			if d.count > 0 {
+				r.res.rttMean = d.sum / d.count
+			}
+			if d.native != nil {
+				if v, lo, hi, ok := d.native.quantile(0.5); ok {
+					r.res.rttMedian, r.res.rttLo, r.res.rttHi = v, lo, hi
+					r.res.rttHow = fmt.Sprintf("native, schema %d", d.native.schema)
+				}
+			} else if v, lo, hi, ok := d.classicQuantile(0.5); ok {
+				r.res.rttMedian, r.res.rttLo, r.res.rttHi = v, lo, hi
+				r.res.rttHow = "classic buckets (coarse)"
+			}
 		}
 		var times []time.Duration
 		for range o.scrapes {
@@ -501,6 +514,14 @@ func launch(o *options, k kind, addrs []string, round int) (*running, error) {
 		r.url = fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
 		r.family = smokemonFamily
 		r.p, err = start(kindName[k], io.Discard, argv...)
+		return r, err
+	case kFloor:
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		r.url = fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
+		r.p, err = start(kindName[k], io.Discard, o.floorBin, "--web.listen-address", fmt.Sprintf("127.0.0.1:%d", port))
 		return r, err
 	case kSmokeping:
 		port, err := freePort()

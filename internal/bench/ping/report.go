@@ -55,6 +55,10 @@ func report(w io.Writer, o *options, all []*result) {
 			scrT = fmt.Sprintf("%.2f", r.scrapeTime.Seconds()*1e3)
 			scrS = fmt.Sprintf("%.1f", float64(r.scrapeSize)/1024)
 		}
+		replies := fmt.Sprintf("%.0f", r.replyRate)
+		if r.kind == kFloor {
+			replies = "-"
+		}
 		med := us(r.rttMedian)
 		if r.rttHi > 0 && !math.IsInf(r.rttHi, 1) {
 			med += fmt.Sprintf(" [%s–%s]", us(r.rttLo), us(r.rttHi))
@@ -62,7 +66,7 @@ func report(w io.Writer, o *options, all []*result) {
 		rows = append(rows, append(row,
 			fmt.Sprintf("%.2f", r.cpuStat), fmt.Sprintf("%.2f", r.cpuSched),
 			fmt.Sprintf("%.1f", float64(r.hwm)/mb), fmt.Sprintf("%.1f", float64(r.hwmBurst)/mb), fmt.Sprintf("%.1f", float64(r.rss)/mb),
-			scrT, scrS, fmt.Sprintf("%.0f", r.replyRate), med, us(r.rttMean), r.rttHow))
+			scrT, scrS, replies, med, us(r.rttMean), r.rttHow))
 	}
 	width := make([]int, len(cols))
 	for i, c := range cols {
@@ -119,7 +123,9 @@ CPU % is of one core: utime+stime from /proc/PID/stat (10 ms ticks), and the sch
 over threads (/proc/PID/task/*/schedstat). Peak RSS is VmHWM over the window (scraped every
 -scrape-interval, as Prometheus would); burst peak is VmHWM after the timed back-to-back scrapes too; RSS
 is VmRSS at the end. Scrape: median of timed text-format scrapes, uncompressed. [a–b] is the histogram
-bucket holding the median. smokemon is built as it ships: CGO_ENABLED=0, -trimpath, -ldflags "-s -w".`)
+bucket holding the median. smokemon is built as it ships: CGO_ENABLED=0, -trimpath, -ldflags "-s -w".
+floor is internal/bench/floor, built the same way: kingpin, promslog, exporter-toolkit and client_golang
+with its process, Go and build-info collectors, no target and no collector of its own.`)
 
 	fmt.Fprintln(w, "\nmachine load during each window (all processes, not just the tools; other work skews the figures)")
 	seen := map[string]bool{}
@@ -137,7 +143,7 @@ bucket holding the median. smokemon is built as it ships: CGO_ENABLED=0, -trimpa
 	// Loopback never loses echoes; a tool far below N replies/s means the
 	// machine (or another test fiddling with lo) disturbed the round.
 	for _, r := range all {
-		if ok, _ := usable(r); ok && r.replyRate < 0.95*float64(r.n) {
+		if ok, _ := usable(r); ok && r.kind != kFloor && r.replyRate < 0.95*float64(r.n) {
 			fmt.Fprintf(w, "  WARNING: N=%d %s got %.0f replies/s, not %d: the round was disturbed or the tool fell behind; treat its figures with care\n",
 				r.n, kindName[r.kind], r.replyRate, r.n)
 		}
@@ -155,6 +161,12 @@ bucket holding the median. smokemon is built as it ships: CGO_ENABLED=0, -trimpa
 			if ok, _ := usable(sp); ok {
 				parts = append(parts, "CPU smokemon/smokeping_prober "+ratio(sm.cpuStat, sp.cpuStat),
 					"RSS smokemon/smokeping_prober "+ratio(float64(sm.hwm), float64(sp.hwm)))
+			}
+		}
+		sa, fl := find(all, n, kSmokemonAll), find(all, n, kFloor)
+		if ok, _ := usable(sa); ok {
+			if ok, _ := usable(fl); ok {
+				parts = append(parts, "RSS smokemon (all defaults)/floor "+ratio(float64(sa.hwm), float64(fl.hwm)))
 			}
 		}
 		if len(parts) > 0 {
@@ -196,9 +208,13 @@ bucket holding the median. smokemon is built as it ships: CGO_ENABLED=0, -trimpa
 		})
 	}
 	{
-		sa := find(all, 10, kSmokemonAll)
+		sa, fl := find(all, 10, kSmokemonAll), find(all, 10, kFloor)
 		check("10 targets, every default collector, RSS ≤ 15 MB", []*result{sa}, func() (bool, string) {
-			return sa.hwm <= 15*mb, fmt.Sprintf("peak %.1f MB, burst peak %.1f MB, now %.1f MB", float64(sa.hwm)/mb, float64(sa.hwmBurst)/mb, float64(sa.rss)/mb)
+			detail := fmt.Sprintf("peak %.1f MB, burst peak %.1f MB, now %.1f MB", float64(sa.hwm)/mb, float64(sa.hwmBurst)/mb, float64(sa.rss)/mb)
+			if ok, _ := usable(fl); ok {
+				detail += fmt.Sprintf(" (the required libraries alone, floor: peak %.1f MB)", float64(fl.hwm)/mb)
+			}
+			return sa.hwm <= 15*mb, detail
 		})
 	}
 	for _, n := range o.ns {
