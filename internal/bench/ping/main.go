@@ -420,24 +420,9 @@ func runRound(ctx context.Context, o *options, n, round int, kinds []kind, missi
 			continue
 		}
 		if r.family != "" {
-			h1, err := scrapeHist(client, r.url, r.family)
-			if err != nil {
+			if err := r.readRTT(client, window); err != nil {
 				fail(r.res, err)
 				continue
-			}
-			d := h1.sub(r.hist0)
-			r.res.replyRate = d.count / window
-			if d.count > 0 {
-				r.res.rttMean = d.sum / d.count
-			}
-			if d.native != nil {
-				if v, lo, hi, ok := d.native.quantile(0.5); ok {
-					r.res.rttMedian, r.res.rttLo, r.res.rttHi = v, lo, hi
-					r.res.rttHow = fmt.Sprintf("native, schema %d", d.native.schema)
-				}
-			} else if v, lo, hi, ok := d.classicQuantile(0.5); ok {
-				r.res.rttMedian, r.res.rttLo, r.res.rttHi = v, lo, hi
-				r.res.rttHow = "classic buckets (coarse)"
 			}
 		}
 		var times []time.Duration
@@ -476,6 +461,30 @@ func runRound(ctx context.Context, o *options, n, round int, kinds []kind, missi
 		}
 	}
 	return out
+}
+
+// readRTT takes the window's replies and RTT from the RTT histogram's growth
+// since the window began.
+func (r *running) readRTT(client *http.Client, window float64) error {
+	h1, err := scrapeHist(client, r.url, r.family)
+	if err != nil {
+		return err
+	}
+	d := h1.sub(r.hist0)
+	r.res.replyRate = d.count / window
+	if d.count > 0 {
+		r.res.rttMean = d.sum / d.count
+	}
+	if d.native != nil {
+		if v, lo, hi, ok := d.native.quantile(0.5); ok {
+			r.res.rttMedian, r.res.rttLo, r.res.rttHi = v, lo, hi
+			r.res.rttHow = fmt.Sprintf("native, schema %d", d.native.schema)
+		}
+	} else if v, lo, hi, ok := d.classicQuantile(0.5); ok {
+		r.res.rttMedian, r.res.rttLo, r.res.rttHi = v, lo, hi
+		r.res.rttHow = "classic buckets (coarse)"
+	}
+	return nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
