@@ -150,7 +150,9 @@ mesh:
 	var body string
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
 		body = e.scrape(t)
-		if strings.Contains(body, "smokemon_bandwidth_bytes_per_second{") && strings.Contains(body, "smokemon_mtr_hop_rtt_avg_seconds{") &&
+		// The bufferbloat grade comes last: after both directions of the
+		// bandwidth test, seconds after the first direction's throughput.
+		if strings.Contains(body, "smokemon_bandwidth_bufferbloat_grade_info{") && strings.Contains(body, "smokemon_mtr_hop_rtt_avg_seconds{") &&
 			strings.Contains(body, "smokemon_synthetic_doh_lookup_duration_seconds_count{") &&
 			strings.Contains(body, "smokemon_mesh_one_way_delay_seconds_count{") {
 			return body

@@ -123,6 +123,23 @@ func median(d []time.Duration) time.Duration {
 	return s[len(s)/2]
 }
 
+// everySecond scrapes p once a second for 20 s (every ping target probed 20
+// times) and then reads its memory.
+func everySecond(p *proc) (result, error) {
+	var times []time.Duration
+	var size int
+	for range 20 {
+		time.Sleep(time.Second)
+		d, n, err := scrape(p.url)
+		if err != nil {
+			return result{}, err
+		}
+		times, size = append(times, d), n
+	}
+	rss, hwm, anon := memory(p.cmd.Process.Pid)
+	return result{median(times), size, rss, hwm, anon}, nil
+}
+
 type result struct {
 	median         time.Duration
 	size           int
@@ -195,18 +212,9 @@ func run(n int, nodeExporter string) error {
 		return err
 	}
 	defer sp.stop()
-	var spTimes []time.Duration
-	var spSize int
-	for i := 0; i < 20; i++ { // 20 s: every target probed 20 times, scraped every second
-		time.Sleep(time.Second)
-		d, size, err := scrape(sp.url)
-		if err != nil {
-			return err
-		}
-		spTimes, spSize = append(spTimes, d), size
+	if res[sp], err = everySecond(sp); err != nil {
+		return err
 	}
-	rss, hwm, anon := memory(sp.cmd.Process.Pid)
-	res[sp] = result{median(spTimes), spSize, rss, hwm, anon}
 
 	// The libraries smokemon must use, with nothing of its own, scraped the same way.
 	fl, err := start("floor", floorBin)
@@ -214,18 +222,9 @@ func run(n int, nodeExporter string) error {
 		return err
 	}
 	defer fl.stop()
-	var flTimes []time.Duration
-	var flSize int
-	for i := 0; i < 20; i++ {
-		time.Sleep(time.Second)
-		d, size, err := scrape(fl.url)
-		if err != nil {
-			return err
-		}
-		flTimes, flSize = append(flTimes, d), size
+	if res[fl], err = everySecond(fl); err != nil {
+		return err
 	}
-	rss, hwm, anon = memory(fl.cmd.Process.Pid)
-	res[fl] = result{median(flTimes), flSize, rss, hwm, anon}
 
 	fmt.Printf("host scrape, %d scrapes each, alternating, loopback\n\n", n)
 	fmt.Printf("%-34s %12s %12s %10s %10s %10s\n", "exporter", "median", "size", "VmRSS", "VmHWM", "RssAnon")
