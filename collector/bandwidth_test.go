@@ -247,47 +247,56 @@ func TestBandwidthLabShapedLink(t *testing.T) {
 		{"deep", 500 * time.Millisecond, "6s", true, func(s float64) bool { return s > 0.100 }, "> 100 ms"},
 		{"shallow", 5 * time.Millisecond, "4s", false, func(s float64) bool { return s < 0.030 }, "< 30 ms"},
 	} {
-		undoUp := tp.Uplink.Shape(t, lab.SideA, lab.Shaping{Rate: rate, Buffer: tc.buffer})
-		undoDown := tp.Uplink.Shape(t, lab.SideB, lab.Shaping{Rate: rate, Buffer: tc.buffer})
-		c := labBandwidth(t, tp.Client, fmt.Sprintf(`
+		// iperf3 and tbf run on the machine's own CPUs: a machine stalled
+		// for milliseconds at a time cannot fill the link. Tries retries a
+		// try its stall watchdog caught.
+		var body string
+		lab.Tries(t, tc.name+" shaped link", func() error {
+			undoUp := tp.Uplink.Shape(t, lab.SideA, lab.Shaping{Rate: rate, Buffer: tc.buffer})
+			undoDown := tp.Uplink.Shape(t, lab.SideB, lab.Shaping{Rate: rate, Buffer: tc.buffer})
+			c := labBandwidth(t, tp.Client, fmt.Sprintf(`
 bandwidth:
   targets:
     - {server: %q, name: %s, splay: 0s, duration: %s, warmup: 2s, idle_duration: 1s, ping_interval: 20ms, congestion: reno}
 `, srv, tc.name, tc.duration))
-		body := waitRuns(t, c, 60*time.Second,
-			fmt.Sprintf(`smokemon_bandwidth_runs_total{direction="upload",target="%s"}`, tc.name))
-		c.Close()
-		undoUp()
-		undoDown()
-		get := func(metric, labels string) float64 {
-			return bwSample(body, fmt.Sprintf(`%s{%starget="%s"}`, metric, labels, tc.name))
-		}
-		idle := get("smokemon_bandwidth_idle_rtt_seconds", `percentile="50",`)
-		for _, dir := range []string{"download", "upload"} {
-			dl := fmt.Sprintf(`direction="%s",`, dir)
-			bps := get("smokemon_bandwidth_bytes_per_second", dl) * 8
-			inc := get("smokemon_bandwidth_latency_increase_seconds", dl+`percentile="50",`)
-			inc90 := get("smokemon_bandwidth_latency_increase_seconds", dl+`percentile="90",`)
-			t.Logf("tbf %d bit/s, buffer %v, %s: %.2f Mbit/s (%.1f%% of rate), retransmits %v, RTT idle %.1f ms, loaded %.1f ms (p90 %.1f), increase %.1f ms (p90 %.1f), loaded ping loss %.3f",
-				rate, tc.buffer, dir, bps/1e6, 100*bps/rate, get("smokemon_bandwidth_retransmits", dl),
-				idle*1e3, get("smokemon_bandwidth_loaded_rtt_seconds", dl+`percentile="50",`)*1e3,
-				get("smokemon_bandwidth_loaded_rtt_seconds", dl+`percentile="90",`)*1e3, inc*1e3, inc90*1e3,
-				get("smokemon_bandwidth_loaded_ping_loss_ratio", dl))
-			if get("smokemon_bandwidth_last_run_success", dl) != 1 {
-				t.Errorf("%s %s: run failed:\n%s", tc.name, dir, body)
-				continue
+			body = waitRuns(t, c, 60*time.Second,
+				fmt.Sprintf(`smokemon_bandwidth_runs_total{direction="upload",target="%s"}`, tc.name))
+			c.Close()
+			undoUp()
+			undoDown()
+			get := func(metric, labels string) float64 {
+				return bwSample(body, fmt.Sprintf(`%s{%starget="%s"}`, metric, labels, tc.name))
 			}
-			if tc.saturates && !(math.Abs(bps-rate) <= 0.1*rate) {
-				t.Errorf("%s %s: throughput %.2f Mbit/s, want %d ± 10%%", tc.name, dir, bps/1e6, rate/1_000_000)
+			idle := get("smokemon_bandwidth_idle_rtt_seconds", `percentile="50",`)
+			var errs []error
+			for _, dir := range []string{"download", "upload"} {
+				dl := fmt.Sprintf(`direction="%s",`, dir)
+				bps := get("smokemon_bandwidth_bytes_per_second", dl) * 8
+				inc := get("smokemon_bandwidth_latency_increase_seconds", dl+`percentile="50",`)
+				inc90 := get("smokemon_bandwidth_latency_increase_seconds", dl+`percentile="90",`)
+				t.Logf("tbf %d bit/s, buffer %v, %s: %.2f Mbit/s (%.1f%% of rate), retransmits %v, RTT idle %.1f ms, loaded %.1f ms (p90 %.1f), increase %.1f ms (p90 %.1f), loaded ping loss %.3f",
+					rate, tc.buffer, dir, bps/1e6, 100*bps/rate, get("smokemon_bandwidth_retransmits", dl),
+					idle*1e3, get("smokemon_bandwidth_loaded_rtt_seconds", dl+`percentile="50",`)*1e3,
+					get("smokemon_bandwidth_loaded_rtt_seconds", dl+`percentile="90",`)*1e3, inc*1e3, inc90*1e3,
+					get("smokemon_bandwidth_loaded_ping_loss_ratio", dl))
+				if get("smokemon_bandwidth_last_run_success", dl) != 1 {
+					errs = append(errs, fmt.Errorf("%s %s: run failed:\n%s", tc.name, dir, body))
+					continue
+				}
+				if tc.saturates && !(math.Abs(bps-rate) <= 0.1*rate) {
+					errs = append(errs, fmt.Errorf("%s %s: throughput %.2f Mbit/s, want %d ± 10%%", tc.name, dir, bps/1e6, rate/1_000_000))
+				}
+				// Payload cannot pass a tbf faster than its rate (plus one
+				// 25 kB burst): no stall explains more.
+				if !(bps > 0 && bps <= 1.01*rate) {
+					errs = append(errs, lab.NotTiming(fmt.Errorf("%s %s: throughput %.2f Mbit/s, more than the link carries", tc.name, dir, bps/1e6)))
+				}
+				if !tc.ok(inc) {
+					errs = append(errs, fmt.Errorf("%s %s: median latency increase %.1f ms, want %s", tc.name, dir, inc*1e3, tc.want))
+				}
 			}
-			// Payload cannot pass a tbf faster than its rate (plus one 25 kB burst).
-			if !(bps > 0 && bps <= 1.01*rate) {
-				t.Errorf("%s %s: throughput %.2f Mbit/s, more than the link carries", tc.name, dir, bps/1e6)
-			}
-			if !tc.ok(inc) {
-				t.Errorf("%s %s: median latency increase %.1f ms, want %s", tc.name, dir, inc*1e3, tc.want)
-			}
-		}
+			return errors.Join(errs...)
+		})
 		t.Logf("%s: %s", tc.name, firstLine(body, "smokemon_bandwidth_bufferbloat_grade_info"))
 		if i == 0 {
 			promtoolCheck(t, []byte(body))
@@ -439,20 +448,26 @@ func TestRTTSamplerDrainsPromptly(t *testing.T) {
 		t.Skipf("no ICMP socket: %v", err)
 	}
 	defer eng.Close()
-	now := time.Now()
-	s := newRTTSampler(now, now.Add(500*time.Millisecond), 10*time.Millisecond, 2*time.Second)
-	h := eng.Add(netip.MustParseAddr("127.0.0.1"), pinger.Settings{Interval: 10 * time.Millisecond, Timeout: 2 * time.Second, Size: 56}, s)
-	time.Sleep(500 * time.Millisecond)
-	begin := time.Now()
-	s.drain(t.Context())
-	waited := time.Since(begin)
-	eng.Remove(h)
-	sum := s.summary()
-	t.Logf("drain waited %v; %d probes, %d lost, median %v", waited, sum.sent, sum.lost, sum.q[0])
-	if waited > 200*time.Millisecond {
-		t.Errorf("drain waited %v for loopback replies", waited)
-	}
-	if !sum.ok || sum.sent < 40 || sum.sent > 52 || sum.lost != 0 {
-		t.Errorf("summary %+v, want about 50 answered probes", sum)
-	}
+	// A stalled machine sends fewer probes in the window and answers late;
+	// Tries retries a try its stall watchdog caught.
+	lab.Tries(t, "rtt sampler drain", func() error {
+		now := time.Now()
+		s := newRTTSampler(now, now.Add(500*time.Millisecond), 10*time.Millisecond, 2*time.Second)
+		h := eng.Add(netip.MustParseAddr("127.0.0.1"), pinger.Settings{Interval: 10 * time.Millisecond, Timeout: 2 * time.Second, Size: 56}, s)
+		time.Sleep(500 * time.Millisecond)
+		begin := time.Now()
+		s.drain(t.Context())
+		waited := time.Since(begin)
+		eng.Remove(h)
+		sum := s.summary()
+		t.Logf("drain waited %v; %d probes, %d lost, median %v", waited, sum.sent, sum.lost, sum.q[0])
+		var errs []error
+		if waited > 200*time.Millisecond {
+			errs = append(errs, fmt.Errorf("drain waited %v for loopback replies", waited))
+		}
+		if !sum.ok || sum.sent < 40 || sum.sent > 52 || sum.lost != 0 {
+			errs = append(errs, fmt.Errorf("summary %+v, want about 50 answered probes", sum))
+		}
+		return errors.Join(errs...)
+	})
 }
