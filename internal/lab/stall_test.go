@@ -43,6 +43,17 @@ func TestTriesNotTiming(t *testing.T) {
 	}
 }
 
+// Most packets missing is no stall's doing; a few missing may be.
+func TestShortfall(t *testing.T) {
+	nt := notTiming{}
+	if err := Shortfall(10, 200, errors.New("10 of 200")); !errors.As(err, &nt) {
+		t.Errorf("10 of 200: %v not marked NotTiming", err)
+	}
+	if err := Shortfall(150, 200, errors.New("150 of 200")); errors.As(err, &nt) {
+		t.Errorf("150 of 200: %v marked NotTiming", err)
+	}
+}
+
 // The watchdog gives its thread back: a thread that exits would kill every
 // lab process forked from it earlier (Pdeathsig).
 // Several rounds: a watchdog that happens to run on the main thread would

@@ -45,11 +45,7 @@ func TestRTTAccuracyThroughDelayElement(t *testing.T) {
 		}
 		s := r.snapshot()
 		if len(s.rtts) < n {
-			err := fmt.Errorf("only %d of %d replies (lost %d)", len(s.rtts), n, s.lost)
-			if len(s.rtts) < n/2 {
-				err = lab.NotTiming(err)
-			}
-			return nil, err
+			return nil, lab.Shortfall(len(s.rtts), n, fmt.Errorf("only %d of %d replies (lost %d)", len(s.rtts), n, s.lost))
 		}
 		rtts := s.rtts[:n]
 		slices.Sort(rtts)
