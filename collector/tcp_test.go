@@ -40,8 +40,8 @@ func TestTCPInLab(t *testing.T) {
 	svcInNamespace(t, tp.Client)
 	c := svcCollector(t, newTCPCollector, fmt.Sprintf(`
 tcp:
-  interval: 150ms
-  timeout: 120ms
+  interval: 250ms
+  timeout: 240ms
   targets:
     - {address: "%[1]s:7000", name: open}
     - {address: "%[1]s:7001", name: closed}
@@ -73,7 +73,11 @@ tcp:
 	for _, tc := range []struct{ name, reason string }{{"closed", "refused"}, {"closed6", "refused"}, {"noroute", "unreachable"}} {
 		p := svcValue(mfs, "smokemon_tcp_probes_total", "target="+tc.name)
 		if f := svcValue(mfs, "smokemon_tcp_failures_total", "target="+tc.name, "reason="+tc.reason); f != p {
-			t.Errorf("%s: %v probes, %v failures with reason %s", tc.name, p, f, tc.reason)
+			byReason := map[string]float64{}
+			for _, r := range tcpReasons {
+				byReason[r] = svcValue(mfs, "smokemon_tcp_failures_total", "target="+tc.name, "reason="+r)
+			}
+			t.Errorf("%s: %v probes, %v failures with reason %s (failures by reason %v)", tc.name, p, f, tc.reason, byReason)
 		}
 		if v := svcValue(mfs, "smokemon_tcp_success", "target="+tc.name); v != 0 {
 			t.Errorf("%s: success %v", tc.name, v)
