@@ -373,7 +373,11 @@ mtr:
 	sort.Slice(scrapes, func(i, j int) bool { return scrapes[i] < scrapes[j] })
 	worst := scrapes[len(scrapes)-1]
 	t.Logf("%d scrapes while probing, median %v, worst %v", len(scrapes), scrapes[len(scrapes)/2], worst)
-	if worst > 50*time.Millisecond {
+	// A scrape that waited for the hung sweep would wait out its 200 ms
+	// timeout, and among some 130 scrapes one starts just after a sweep
+	// does; half the timeout leaves room for a machine stall (CI saw 91 ms
+	// ones) without excusing a wait.
+	if worst > 100*time.Millisecond {
 		t.Errorf("a scrape took %v while a target hung", worst)
 	}
 	// 3s at 400ms a round, the second target starting half an interval late.
