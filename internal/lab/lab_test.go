@@ -27,9 +27,14 @@ import (
 )
 
 // fpingLoss runs fping with the given options against target from h and returns
-// (sent, received).
+// (sent, received). Without -t a reply counts if it comes within a second:
+// fping's own default in count mode is the period, so at -p 5 a machine
+// stall of 5 ms turned a late reply into a lost one (a CI run lost 2 of 100).
 func fpingLoss(t *testing.T, h *Host, target string, opts ...string) (int, int) {
 	t.Helper()
+	if !slices.Contains(opts, "-t") {
+		opts = append(opts, "-t", "1000")
+	}
 	out, _ := h.Run(append(append([]string{"fping", "-q"}, opts...), target)...) // exit 1 on any loss
 	m := regexp.MustCompile(`xmt/rcv/%loss = (\d+)/(\d+)/`).FindStringSubmatch(out)
 	if m == nil {
