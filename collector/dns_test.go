@@ -1,9 +1,7 @@
 package collector
 
 import (
-	"errors"
 	"fmt"
-	"math"
 	"net"
 	"os"
 	"strings"
@@ -147,27 +145,10 @@ dns:
 		"sysB":     {"target=sys", "resolver=" + rB},
 	}
 	const n = 15
-	// The lab server's delay is a timer too: a machine stalling for
-	// milliseconds moves it by as much as the tolerance.
 	lab.Tries(t, "dns server delay", func() error {
-		dnsA.SetDelay(0)
-		base := svcPerProbe(t, c, "smokemon_dns_lookup_duration_seconds", n, 1, series)
-		dnsA.SetDelay(30 * time.Millisecond)
-		delayed := svcPerProbe(t, c, "smokemon_dns_lookup_duration_seconds", n, 1, series)
-		var errs []error
-		for _, k := range []string{"explicit", "sysA", "sysB"} {
-			b, d := svcMedian(base[k]), svcMedian(delayed[k])
-			want := 30e-3
-			if k == "sysB" {
-				want = 0
-			}
-			t.Logf("%-8s baseline median %6.3f ms, delayed median %6.3f ms, measured delay %6.3f ms, injected %4.1f ms, error %+6.3f ms",
-				k, b*1e3, d*1e3, (d-b)*1e3, want*1e3, (d-b-want)*1e3)
-			if math.Abs(d-b-want) > 2e-3 {
-				errs = append(errs, fmt.Errorf("%s: measured %.3f ms, injected %.1f ms", k, (d-b)*1e3, want*1e3))
-			}
-		}
-		return errors.Join(errs...)
+		return svcInjectedDelay(t, c, "smokemon_dns_lookup_duration_seconds", n, series,
+			func() { dnsA.SetDelay(0) }, func() { dnsA.SetDelay(30 * time.Millisecond) },
+			map[string]time.Duration{"explicit": 30 * time.Millisecond, "sysA": 30 * time.Millisecond}, 2*time.Millisecond)
 	})
 	c.(Closer).Close()
 	svcNoProbeGoroutines(t)

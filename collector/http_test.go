@@ -1,7 +1,6 @@
 package collector
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -47,27 +46,14 @@ http:
 	}
 	const n = 15
 	injected := map[string]time.Duration{"resolve": 30 * time.Millisecond, "tls": 20 * time.Millisecond, "processing": 40 * time.Millisecond, "transfer": 25 * time.Millisecond}
-	// The lab servers' delays are timers too: a machine stalling for
-	// milliseconds moves them by as much as the tolerance.
 	lab.Tries(t, "http phase delays", func() error {
-		dnsSrv.SetDelay(0)
-		srv.SetPhases(lab.HTTPPhases{})
-		base := svcPerProbe(t, c, "smokemon_http_phase_duration_seconds", n, 1, series)
-		dnsSrv.SetDelay(injected["resolve"])
-		srv.SetPhases(lab.HTTPPhases{TLS: injected["tls"], FirstByte: injected["processing"], Transfer: injected["transfer"]})
-		delayed := svcPerProbe(t, c, "smokemon_http_phase_duration_seconds", n, 1, series)
-		var errs []error
-		for _, p := range phaseNames {
-			b, d := svcMedian(base[p]), svcMedian(delayed[p])
-			got := d - b
-			want := injected[p].Seconds()
-			t.Logf("%-10s baseline median %7.3f ms, delayed median %7.3f ms, measured delay %7.3f ms, injected %5.1f ms, error %+6.3f ms",
-				p, b*1e3, d*1e3, got*1e3, want*1e3, (got-want)*1e3)
-			if math.Abs(got-want) > 2e-3 {
-				errs = append(errs, fmt.Errorf("%s: measured %.3f ms, injected %.1f ms (> 2 ms off)", p, got*1e3, want*1e3))
-			}
-		}
-		return errors.Join(errs...)
+		return svcInjectedDelay(t, c, "smokemon_http_phase_duration_seconds", n, series, func() {
+			dnsSrv.SetDelay(0)
+			srv.SetPhases(lab.HTTPPhases{})
+		}, func() {
+			dnsSrv.SetDelay(injected["resolve"])
+			srv.SetPhases(lab.HTTPPhases{TLS: injected["tls"], FirstByte: injected["processing"], Transfer: injected["transfer"]})
+		}, injected, 2*time.Millisecond)
 	})
 
 	mfs := svcGather(t, c)
@@ -204,11 +190,8 @@ http:
 	for _, n := range []string{"silent", "blackhole"} {
 		probes := svcValue(mfs, "smokemon_http_probes_total", "target="+n)
 		timeouts := svcValue(mfs, "smokemon_http_failures_total", "target="+n, "reason=timeout")
-		byReason := map[string]float64{}
-		for _, r := range httpReasons {
-			byReason[r] = svcValue(mfs, "smokemon_http_failures_total", "target="+n, "reason="+r)
-		}
-		t.Logf("%s: %v probes, %v timeouts in %.2fs (%.1f intervals); failures by reason %v", n, probes, timeouts, elapsed.Seconds(), rounds, byReason)
+		t.Logf("%s: %v probes, %v timeouts in %.2fs (%.1f intervals); failures by reason %v", n, probes, timeouts, elapsed.Seconds(), rounds,
+			svcFailuresByReason(mfs, "smokemon_http", n, httpReasons))
 		// A probe that ran past its timeout into the next would cut the count.
 		if probes < math.Floor(rounds)-1 || timeouts != probes {
 			t.Errorf("%s: %v probes, %v of them timeouts, in %.1f intervals", n, probes, timeouts, rounds)

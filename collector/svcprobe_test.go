@@ -3,8 +3,12 @@ package collector
 import (
 	"bytes"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -174,6 +178,41 @@ func svcPerProbe(t *testing.T, c Collector, name string, n, skip int, series map
 		prev = cur
 	}
 	return out
+}
+
+// svcInjectedDelay measures what a delay injected in the lab adds to each
+// series of the histogram name: the median of n probes after inject minus
+// the median of n probes after clear, each skipping the probe in flight when
+// the delays switched. It returns an error for every series more than tol
+// off its want (a series not in want: no delay). Run it under lab.Tries: the lab's delays are
+// timers, which a stalling machine moves by as much as the tolerance.
+func svcInjectedDelay(t *testing.T, c Collector, name string, n int, series map[string][]string, clear, inject func(), want map[string]time.Duration, tol time.Duration) error {
+	t.Helper()
+	clear()
+	base := svcPerProbe(t, c, name, n, 1, series)
+	inject()
+	delayed := svcPerProbe(t, c, name, n, 1, series)
+	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(series)) {
+		b, d := svcMedian(base[k]), svcMedian(delayed[k])
+		got, w := d-b, want[k].Seconds()
+		t.Logf("%-10s baseline median %7.3f ms, delayed median %7.3f ms, measured delay %7.3f ms, injected %5.1f ms, error %+6.3f ms",
+			k, b*1e3, d*1e3, got*1e3, w*1e3, (got-w)*1e3)
+		if math.Abs(got-w) > tol.Seconds() {
+			errs = append(errs, fmt.Errorf("%s: measured %.3f ms, injected %.1f ms (more than %v off; delayed values %v)", k, got*1e3, w*1e3, tol, delayed[k]))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// svcFailuresByReason is target's failures_total of the probe family prefix
+// (smokemon_tcp...) for every reason, for messages.
+func svcFailuresByReason(mfs []*dto.MetricFamily, prefix, target string, reasons []string) map[string]float64 {
+	by := map[string]float64{}
+	for _, r := range reasons {
+		by[r] = svcValue(mfs, prefix+"_failures_total", "target="+target, "reason="+r)
+	}
+	return by
 }
 
 func svcMedian(v []float64) float64 {
