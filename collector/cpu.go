@@ -7,7 +7,6 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/procfs"
 	"github.com/prometheus/procfs/sysfs"
 
 	"github.com/smokemon/smokemon/internal/config"
@@ -23,8 +22,6 @@ func init() {
 
 type cpuCollector struct {
 	logger *slog.Logger
-	proc   procfs.FS
-	sys    sysfs.FS
 
 	// CPU topology does not change while a CPU number exists, and reading
 	// it costs four files per CPU, so it is read once per CPU.
@@ -38,18 +35,14 @@ type cpuCollector struct {
 }
 
 func newCPUCollector(logger *slog.Logger, _ *config.Config) (Collector, error) {
-	proc, err := procfs.NewFS(*procPath)
-	if err != nil {
+	if _, err := procFS(); err != nil {
 		return nil, err
 	}
-	sys, err := sysfs.NewFS(*sysPath)
-	if err != nil {
+	if _, err := sysFS(); err != nil {
 		return nil, err
 	}
 	return &cpuCollector{
 		logger:        logger,
-		proc:          proc,
-		sys:           sys,
 		topo:          map[string]sysfs.CPUTopology{},
 		seconds:       hostDesc("cpu", "seconds_total", "CPU time spent in each mode, summed over all CPUs (divide a rate by smokemon_cpu_online for a 0-1 share).", "mode"),
 		count:         hostDesc("cpu", "online", "Number of online CPUs (the per-CPU lines of /proc/stat)."),
@@ -69,7 +62,11 @@ func newCPUCollector(logger *slog.Logger, _ *config.Config) (Collector, error) {
 }
 
 func (c *cpuCollector) Update(ch chan<- prometheus.Metric) error {
-	st, err := c.proc.Stat()
+	proc, err := procFS()
+	if err != nil {
+		return err
+	}
+	st, err := proc.Stat()
 	if err != nil {
 		return err // every Linux has /proc/stat: failing to read it is a real error
 	}
@@ -90,20 +87,24 @@ func (c *cpuCollector) Update(ch chan<- prometheus.Metric) error {
 	ch <- prometheus.MustNewConstMetric(c.running, prometheus.GaugeValue, float64(st.ProcessesRunning))
 	ch <- prometheus.MustNewConstMetric(c.blocked, prometheus.GaugeValue, float64(st.ProcessesBlocked))
 
-	if l, err := c.proc.LoadAvg(); err == nil {
+	if l, err := proc.LoadAvg(); err == nil {
 		ch <- prometheus.MustNewConstMetric(c.load1, prometheus.GaugeValue, l.Load1)
 		ch <- prometheus.MustNewConstMetric(c.load5, prometheus.GaugeValue, l.Load5)
 		ch <- prometheus.MustNewConstMetric(c.load15, prometheus.GaugeValue, l.Load15)
 	} else {
 		skipSeries(c.logger, "loadavg", err)
 	}
-	c.updateFrequency(ch)
-	c.updateThrottles(ch)
+	sys, err := sysFS()
+	if err != nil {
+		return err
+	}
+	c.updateFrequency(ch, sys)
+	c.updateThrottles(ch, sys)
 	return nil
 }
 
-func (c *cpuCollector) updateFrequency(ch chan<- prometheus.Metric) {
-	stats, err := c.sys.SystemCpufreq()
+func (c *cpuCollector) updateFrequency(ch chan<- prometheus.Metric, sys sysfs.FS) {
+	stats, err := sys.SystemCpufreq()
 	if err != nil {
 		skipSeries(c.logger, "cpufreq", err) // VMs and some boards have none
 		return
@@ -127,8 +128,8 @@ func (c *cpuCollector) updateFrequency(ch chan<- prometheus.Metric) {
 	}
 }
 
-func (c *cpuCollector) updateThrottles(ch chan<- prometheus.Metric) {
-	cpus, err := c.sys.CPUs()
+func (c *cpuCollector) updateThrottles(ch chan<- prometheus.Metric, sys sysfs.FS) {
+	cpus, err := sys.CPUs()
 	if err != nil {
 		skipSeries(c.logger, "cpu list", err)
 		return

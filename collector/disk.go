@@ -9,8 +9,6 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/procfs"
-	"github.com/prometheus/procfs/blockdevice"
 	"golang.org/x/sys/unix"
 
 	"github.com/smokemon/smokemon/internal/config"
@@ -41,27 +39,18 @@ var networkFilesystems = map[string]bool{
 
 type diskCollector struct {
 	logger *slog.Logger
-	proc   procfs.FS
-	block  blockdevice.FS
 	statfs func(path string, st *unix.Statfs_t) error // tests stub it: fixture mount points are not mounted
 
 	size, free, avail, readonly, written, read, lifeTime, preEOL *prometheus.Desc
 }
 
 func newDiskCollector(logger *slog.Logger, _ *config.Config) (Collector, error) {
-	proc, err := procfs.NewFS(*procPath)
-	if err != nil {
-		return nil, err
-	}
-	block, err := blockdevice.NewFS(*procPath, *sysPath)
-	if err != nil {
+	if _, err := blockFS(); err != nil {
 		return nil, err
 	}
 	fsLabels := []string{"mountpoint", "device", "fstype"}
 	return &diskCollector{
 		logger:   logger,
-		proc:     proc,
-		block:    block,
 		statfs:   unix.Statfs,
 		size:     hostDesc("disk", "filesystem_size_bytes", "Size of a mounted filesystem.", fsLabels...),
 		free:     hostDesc("disk", "filesystem_free_bytes", "Free space on a mounted filesystem, the root-reserved part included.", fsLabels...),
@@ -86,9 +75,14 @@ func (c *diskCollector) Update(ch chan<- prometheus.Metric) error {
 func (c *diskCollector) updateFilesystems(ch chan<- prometheus.Metric) int {
 	// PID 1's view is the host's when the exporter runs in a container with
 	// the host's /proc and / mounted in (--path.procfs, --path.rootfs).
-	mounts, err := c.proc.GetProcMounts(1)
+	proc, err := procFS()
 	if err != nil {
-		if mounts, err = c.proc.GetMounts(); err != nil {
+		skipSeries(c.logger, "mountinfo", err)
+		return 0
+	}
+	mounts, err := proc.GetProcMounts(1)
+	if err != nil {
+		if mounts, err = proc.GetMounts(); err != nil {
 			skipSeries(c.logger, "mountinfo", err)
 			return 0
 		}
@@ -134,7 +128,12 @@ func virtualBlockDevice(name string) bool {
 }
 
 func (c *diskCollector) updateBlockDevices(ch chan<- prometheus.Metric) int {
-	devs, err := c.block.SysBlockDevices()
+	block, err := blockFS()
+	if err != nil {
+		skipSeries(c.logger, "block devices", err)
+		return 0
+	}
+	devs, err := block.SysBlockDevices()
 	if err != nil {
 		skipSeries(c.logger, "block devices", err)
 		return 0
@@ -144,7 +143,7 @@ func (c *diskCollector) updateBlockDevices(ch chan<- prometheus.Metric) int {
 		if virtualBlockDevice(d) {
 			continue
 		}
-		st, _, err := c.block.SysBlockDeviceStat(d)
+		st, _, err := block.SysBlockDeviceStat(d)
 		if err != nil {
 			skipSeries(c.logger, "block/"+d+"/stat", err)
 		} else {

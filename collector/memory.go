@@ -7,7 +7,6 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/procfs"
 
 	"github.com/smokemon/smokemon/internal/config"
 )
@@ -21,19 +20,16 @@ func init() {
 
 type memoryCollector struct {
 	logger *slog.Logger
-	fs     procfs.FS
 
 	total, available, free, cached, swapTotal, swapUsed, oomKills *prometheus.Desc
 }
 
 func newMemoryCollector(logger *slog.Logger, _ *config.Config) (Collector, error) {
-	fs, err := procfs.NewFS(*procPath)
-	if err != nil {
+	if _, err := procFS(); err != nil {
 		return nil, err
 	}
 	return &memoryCollector{
 		logger:    logger,
-		fs:        fs,
 		total:     hostDesc("memory", "total_bytes", "Usable RAM (MemTotal)."),
 		available: hostDesc("memory", "available_bytes", "Memory available for new work without swapping (MemAvailable)."),
 		free:      hostDesc("memory", "free_bytes", "Memory not used for anything (MemFree)."),
@@ -45,7 +41,11 @@ func newMemoryCollector(logger *slog.Logger, _ *config.Config) (Collector, error
 }
 
 func (c *memoryCollector) Update(ch chan<- prometheus.Metric) error {
-	mi, err := c.fs.Meminfo()
+	fs, err := procFS()
+	if err != nil {
+		return err
+	}
+	mi, err := fs.Meminfo()
 	if err != nil {
 		return err
 	}

@@ -26,7 +26,6 @@ func init() {
 
 type netstatCollector struct {
 	logger  *slog.Logger
-	fs      procfs.FS
 	exclude *regexp.Regexp
 
 	tcp, udp                                             []counterField
@@ -46,13 +45,11 @@ type netdevField struct {
 }
 
 func newNetstatCollector(logger *slog.Logger, _ *config.Config) (Collector, error) {
-	fs, err := procfs.NewFS(*procPath)
-	if err != nil {
+	if _, err := procFS(); err != nil {
 		return nil, err
 	}
 	c := &netstatCollector{
 		logger:         logger,
-		fs:             fs,
 		exclude:        *netdevExclude,
 		ctEntries:      hostDesc("netstat", "conntrack_entries", "Connections in the netfilter conntrack table."),
 		ctLimit:        hostDesc("netstat", "conntrack_entries_limit", "Size of the conntrack table (nf_conntrack_max); new flows are dropped when it is full."),
@@ -100,17 +97,21 @@ func newNetstatCollector(logger *slog.Logger, _ *config.Config) (Collector, erro
 }
 
 func (c *netstatCollector) Update(ch chan<- prometheus.Metric) error {
-	n := c.updateProtocols(ch)
-	n += c.updateConntrack(ch)
-	n += c.updateNetDev(ch)
+	fs, err := procFS()
+	if err != nil {
+		return err
+	}
+	n := c.updateProtocols(ch, fs)
+	n += c.updateConntrack(ch, fs)
+	n += c.updateNetDev(ch, fs)
 	if n == 0 {
 		return ErrNoData
 	}
 	return nil
 }
 
-func (c *netstatCollector) updateProtocols(ch chan<- prometheus.Metric) int {
-	self, err := c.fs.Self()
+func (c *netstatCollector) updateProtocols(ch chan<- prometheus.Metric, fs procfs.FS) int {
+	self, err := fs.Self()
 	if err != nil {
 		skipSeries(c.logger, "proc self", err)
 		return 0
@@ -138,7 +139,7 @@ func (c *netstatCollector) updateProtocols(ch chan<- prometheus.Metric) int {
 	return n
 }
 
-func (c *netstatCollector) updateConntrack(ch chan<- prometheus.Metric) int {
+func (c *netstatCollector) updateConntrack(ch chan<- prometheus.Metric, fs procfs.FS) int {
 	n := 0
 	// Present only while the nf_conntrack module is loaded.
 	for _, f := range []struct {
@@ -153,7 +154,7 @@ func (c *netstatCollector) updateConntrack(ch chan<- prometheus.Metric) int {
 		ch <- prometheus.MustNewConstMetric(f.desc, prometheus.GaugeValue, float64(v))
 		n++
 	}
-	stats, err := c.fs.ConntrackStat()
+	stats, err := fs.ConntrackStat()
 	if err != nil {
 		skipSeries(c.logger, "net/stat/nf_conntrack", err)
 		return n
@@ -170,8 +171,8 @@ func (c *netstatCollector) updateConntrack(ch chan<- prometheus.Metric) int {
 	return n + 3
 }
 
-func (c *netstatCollector) updateNetDev(ch chan<- prometheus.Metric) int {
-	devs, err := c.fs.NetDev()
+func (c *netstatCollector) updateNetDev(ch chan<- prometheus.Metric, fs procfs.FS) int {
+	devs, err := fs.NetDev()
 	if err != nil {
 		skipSeries(c.logger, "net/dev", err)
 		return 0

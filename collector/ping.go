@@ -17,7 +17,6 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/procfs"
 
 	"github.com/smokemon/smokemon/internal/config"
 	"github.com/smokemon/smokemon/internal/pinger"
@@ -50,7 +49,6 @@ func init() {
 type pingCollector struct {
 	logger *slog.Logger
 	engine *pinger.Engine
-	procfs procfs.FS
 
 	mu         sync.Mutex
 	entries    []*pingEntry
@@ -126,8 +124,7 @@ type pingDescs struct {
 }
 
 func newPingCollector(logger *slog.Logger, cfg *config.Config) (Collector, error) {
-	fs, err := procfs.NewFS(*procPath)
-	if err != nil {
+	if _, err := procFS(); err != nil {
 		return nil, err
 	}
 	var kind pinger.SocketKind
@@ -146,7 +143,6 @@ func newPingCollector(logger *slog.Logger, cfg *config.Config) (Collector, error
 	c := &pingCollector{
 		logger:     logger,
 		engine:     eng,
-		procfs:     fs,
 		stats:      map[statsKey]*pingStats{},
 		resolveErr: map[string]*atomic.Uint64{},
 		kick:       make(chan struct{}, 1),
@@ -398,7 +394,11 @@ func familyPreference(f config.Family) []pinger.Family {
 func (c *pingCollector) gateway(f config.Family) (netip.Addr, error) {
 	for _, want := range familyPreference(f) {
 		if want == pinger.IPv4 {
-			routes, err := c.procfs.NetRoute()
+			fs, err := procFS()
+			if err != nil {
+				continue
+			}
+			routes, err := fs.NetRoute()
 			if err != nil {
 				continue
 			}

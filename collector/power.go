@@ -28,7 +28,6 @@ func init() {
 
 type powerCollector struct {
 	logger *slog.Logger
-	fs     sysfs.FS
 
 	railWatts, railVolts, railAmps                                         *prometheus.Desc
 	psOnline, psCapacity, psWatts, psVolts, psAmps, psEnergy, psEnergyFull *prometheus.Desc
@@ -38,13 +37,11 @@ type powerCollector struct {
 }
 
 func newPowerCollector(logger *slog.Logger, _ *config.Config) (Collector, error) {
-	fs, err := sysfs.NewFS(*sysPath)
-	if err != nil {
+	if _, err := sysFS(); err != nil {
 		return nil, err
 	}
 	return &powerCollector{
 		logger:       logger,
-		fs:           fs,
 		railWatts:    hostDesc("power", "rail_watts", "Power drawn through a board power rail (Jetson INA3221 monitor).", "rail"),
 		railVolts:    hostDesc("power", "rail_volts", "Bus voltage of a board power rail (Jetson INA3221 monitor).", "rail"),
 		railAmps:     hostDesc("power", "rail_amperes", "Current through a board power rail (Jetson INA3221 monitor).", "rail"),
@@ -64,9 +61,13 @@ func newPowerCollector(logger *slog.Logger, _ *config.Config) (Collector, error)
 }
 
 func (c *powerCollector) Update(ch chan<- prometheus.Metric) error {
+	sys, err := sysFS()
+	if err != nil {
+		return err
+	}
 	n := c.updateINA3221(ch)
-	n += c.updatePowerSupply(ch)
-	n += c.updateRAPL(ch)
+	n += c.updatePowerSupply(ch, sys)
+	n += c.updateRAPL(ch, sys)
 	n += c.updateRPi(ch)
 	if n == 0 {
 		return ErrNoData
@@ -194,8 +195,8 @@ func ina3221HwmonRails(sensors []hwmonSensor) []powerRail {
 
 var powerSupplyStatuses = []string{"Charging", "Discharging", "Not charging", "Full", "Unknown"}
 
-func (c *powerCollector) updatePowerSupply(ch chan<- prometheus.Metric) int {
-	supplies, err := c.fs.PowerSupplyClass()
+func (c *powerCollector) updatePowerSupply(ch chan<- prometheus.Metric, sys sysfs.FS) int {
+	supplies, err := sys.PowerSupplyClass()
 	if err != nil {
 		skipSeries(c.logger, "power_supply", err)
 		return 0
@@ -238,8 +239,8 @@ func (c *powerCollector) updatePowerSupply(ch chan<- prometheus.Metric) int {
 	return n
 }
 
-func (c *powerCollector) updateRAPL(ch chan<- prometheus.Metric) int {
-	zones, err := sysfs.GetRaplZones(c.fs)
+func (c *powerCollector) updateRAPL(ch chan<- prometheus.Metric, sys sysfs.FS) int {
+	zones, err := sysfs.GetRaplZones(sys)
 	if err != nil {
 		skipSeries(c.logger, "rapl", err)
 		return 0

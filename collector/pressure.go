@@ -4,7 +4,6 @@ import (
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/procfs"
 
 	"github.com/smokemon/smokemon/internal/config"
 )
@@ -19,7 +18,6 @@ func init() {
 
 type pressureCollector struct {
 	logger *slog.Logger
-	fs     procfs.FS
 	descs  []pressureDescs
 }
 
@@ -29,11 +27,10 @@ type pressureDescs struct {
 }
 
 func newPressureCollector(logger *slog.Logger, _ *config.Config) (Collector, error) {
-	fs, err := procfs.NewFS(*procPath)
-	if err != nil {
+	if _, err := procFS(); err != nil {
 		return nil, err
 	}
-	c := &pressureCollector{logger: logger, fs: fs}
+	c := &pressureCollector{logger: logger}
 	for _, r := range []string{"cpu", "memory", "io", "irq"} {
 		d := pressureDescs{resource: r}
 		// System-wide "full" CPU pressure is undefined (the kernel reports 0)
@@ -50,9 +47,13 @@ func newPressureCollector(logger *slog.Logger, _ *config.Config) (Collector, err
 }
 
 func (c *pressureCollector) Update(ch chan<- prometheus.Metric) error {
+	fs, err := procFS()
+	if err != nil {
+		return err
+	}
 	n := 0
 	for _, d := range c.descs {
-		st, err := c.fs.PSIStatsForResource(d.resource)
+		st, err := fs.PSIStatsForResource(d.resource)
 		if err != nil {
 			// No PSI (kernel without it, psi=0, irq before 6.1): skip.
 			skipSeries(c.logger, "pressure/"+d.resource, err)

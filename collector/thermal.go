@@ -25,7 +25,6 @@ func init() {
 
 type thermalCollector struct {
 	logger *slog.Logger
-	fs     sysfs.FS
 
 	zoneTemp, tripTemp, coolCur, coolMax *prometheus.Desc
 	hwmonTemp, hwmonTempMax, hwmonTempCrit,
@@ -33,13 +32,11 @@ type thermalCollector struct {
 }
 
 func newThermalCollector(logger *slog.Logger, _ *config.Config) (Collector, error) {
-	fs, err := sysfs.NewFS(*sysPath)
-	if err != nil {
+	if _, err := sysFS(); err != nil {
 		return nil, err
 	}
 	return &thermalCollector{
 		logger:        logger,
-		fs:            fs,
 		zoneTemp:      hostDesc("thermal", "zone_temperature_celsius", "Temperature of a thermal zone.", "zone", "type"),
 		tripTemp:      hostDesc("thermal", "zone_trip_point_celsius", "Temperature at which a thermal zone's trip point fires (trip_type passive, active, hot or critical).", "zone", "type", "trip", "trip_type"),
 		coolCur:       hostDesc("thermal", "cooling_device_state", "Current state of a cooling device (0 = no cooling; for a cpufreq device, how many frequency steps it takes away).", "device", "type"),
@@ -55,8 +52,12 @@ func newThermalCollector(logger *slog.Logger, _ *config.Config) (Collector, erro
 }
 
 func (c *thermalCollector) Update(ch chan<- prometheus.Metric) error {
-	n := c.updateZones(ch)
-	n += c.updateCooling(ch)
+	sys, err := sysFS()
+	if err != nil {
+		return err
+	}
+	n := c.updateZones(ch, sys)
+	n += c.updateCooling(ch, sys)
 	n += c.updateHwmon(ch)
 	if n == 0 {
 		return ErrNoData
@@ -64,8 +65,8 @@ func (c *thermalCollector) Update(ch chan<- prometheus.Metric) error {
 	return nil
 }
 
-func (c *thermalCollector) updateZones(ch chan<- prometheus.Metric) int {
-	zones, err := c.fs.ClassThermalZoneStats()
+func (c *thermalCollector) updateZones(ch chan<- prometheus.Metric, sys sysfs.FS) int {
+	zones, err := sys.ClassThermalZoneStats()
 	if err != nil {
 		skipSeries(c.logger, "thermal zones", err)
 		return 0
@@ -97,8 +98,8 @@ func (c *thermalCollector) updateZones(ch chan<- prometheus.Metric) int {
 	return n
 }
 
-func (c *thermalCollector) updateCooling(ch chan<- prometheus.Metric) int {
-	devs, err := c.fs.ClassCoolingDeviceStats()
+func (c *thermalCollector) updateCooling(ch chan<- prometheus.Metric, sys sysfs.FS) int {
+	devs, err := sys.ClassCoolingDeviceStats()
 	if err != nil {
 		skipSeries(c.logger, "cooling devices", err)
 		return 0

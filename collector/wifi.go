@@ -9,7 +9,6 @@ import (
 
 	"github.com/mdlayher/wifi"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/procfs"
 
 	"github.com/smokemon/smokemon/internal/config"
 )
@@ -40,7 +39,6 @@ var wifiDial = func() (wifiClient, error) { return wifi.New() }
 
 type wifiCollector struct {
 	logger *slog.Logger
-	proc   procfs.FS
 
 	mu     sync.Mutex // guards client use and the roam state
 	client wifiClient // nil: no nl80211, /proc/net/wireless only
@@ -55,13 +53,11 @@ type wifiCollector struct {
 }
 
 func newWifiCollector(logger *slog.Logger, _ *config.Config) (Collector, error) {
-	proc, err := procfs.NewFS(*procPath)
-	if err != nil {
+	if _, err := procFS(); err != nil {
 		return nil, err
 	}
 	c := &wifiCollector{
 		logger:     logger,
-		proc:       proc,
 		bssid:      map[string]string{},
 		roams:      map[string]uint64{},
 		freq:       hostDesc("wifi", "frequency_hertz", "Centre frequency of the channel the interface is on.", "interface"),
@@ -177,7 +173,11 @@ func (c *wifiCollector) Update(ch chan<- prometheus.Metric) error {
 }
 
 func (c *wifiCollector) updateProcWireless(ch chan<- prometheus.Metric) error {
-	ws, err := c.proc.Wireless()
+	proc, err := procFS()
+	if err != nil {
+		return err
+	}
+	ws, err := proc.Wireless()
 	if errors.Is(err, os.ErrNotExist) {
 		return ErrNoData // no wireless extensions: no wifi
 	}
