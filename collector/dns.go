@@ -3,7 +3,6 @@ package collector
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"slices"
 	"sort"
@@ -11,8 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/smokemon/smokemon/internal/dnsmsg"
 
 	"github.com/smokemon/smokemon/internal/config"
 )
@@ -110,7 +109,7 @@ func (c *dnsCollector) Reload(cfg *config.Config) error {
 type dnsResult struct {
 	resolver    string
 	d           time.Duration
-	r           *dns.Msg
+	r           *dnsmsg.Reply
 	tcpFallback bool
 	err         error
 }
@@ -133,11 +132,10 @@ func (c *dnsCollector) probeFunc(t *dnsTarget, labelNames []string) func(ctx con
 		var wg sync.WaitGroup
 		for i, srv := range servers {
 			wg.Go(func() {
-				m := new(dns.Msg)
-				m.SetQuestion(dns.Fqdn(cfg.Query), cfg.QType)
-				m.RecursionDesired = *cfg.RecursionDesired
+				q := dnsmsg.NewQuery(dnsID(), cfg.Query, cfg.QType)
+				q.RecursionDesired = *cfg.RecursionDesired
 				start := time.Now()
-				r, fb, err := dnsExchange(ctx, srv, m, cfg.Protocol)
+				r, fb, err := dnsExchange(ctx, srv, q, cfg.Protocol)
 				results[i] = dnsResult{resolver: srv, d: time.Since(start), r: r, tcpFallback: fb, err: err}
 			})
 		}
@@ -175,12 +173,9 @@ func (c *dnsCollector) record(t *dnsTarget, labelNames []string, results []dnsRe
 				s.tcpFallbacks++
 			}
 			s.hist.Observe(res.d.Seconds())
-			rc := dns.RcodeToString[res.r.Rcode]
-			if rc == "" {
-				rc = fmt.Sprint(res.r.Rcode)
-			}
+			rc := dnsmsg.RcodeString(res.r.Rcode)
 			s.responses[rc]++
-			s.rcode, s.answers = res.r.Rcode, len(res.r.Answer)
+			s.rcode, s.answers = res.r.Rcode, res.r.Answers
 			switch {
 			case !slices.Contains(t.cfg.ValidRcodes, rc):
 				reason = "rcode"

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -19,8 +20,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/smokemon/smokemon/internal/dnsmsg"
 
 	"github.com/smokemon/smokemon/internal/config"
 )
@@ -272,17 +273,22 @@ func netReason(ctx context.Context, err error) string {
 // should not quietly ask a server nobody configured.
 func systemResolvers() ([]string, error) {
 	path := rootfsFilePath("etc", "resolv.conf")
-	cc, err := dns.ClientConfigFromFile(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
 	var out []string
-	for _, s := range cc.Servers {
-		a, err := netip.ParseAddr(s)
-		if err != nil {
+	for line := range strings.Lines(string(b)) {
+		if i := strings.IndexAny(line, "#;"); i >= 0 {
+			line = line[:i]
+		}
+		fs := strings.Fields(line)
+		if len(fs) < 2 || fs[0] != "nameserver" {
 			continue
 		}
-		out = append(out, net.JoinHostPort(a.String(), cc.Port))
+		if a, err := netip.ParseAddr(fs[1]); err == nil {
+			out = append(out, net.JoinHostPort(a.String(), "53"))
+		}
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("no usable nameserver in %s", path)
@@ -351,11 +357,11 @@ func lookupHost(ctx context.Context, host string, fam config.Family, resolver st
 	var types []uint16
 	switch fam {
 	case config.FamilyIP4:
-		types = []uint16{dns.TypeA}
+		types = []uint16{typeA}
 	case config.FamilyIP6:
-		types = []uint16{dns.TypeAAAA}
+		types = []uint16{typeAAAA}
 	default:
-		types = []uint16{dns.TypeA, dns.TypeAAAA}
+		types = []uint16{typeA, typeAAAA}
 	}
 	var lastErr error
 	for i, srv := range servers {
@@ -369,25 +375,17 @@ func lookupHost(ctx context.Context, host string, fam config.Family, resolver st
 		var wg sync.WaitGroup
 		for k, qt := range types {
 			wg.Go(func() {
-				m := new(dns.Msg)
-				m.SetQuestion(dns.Fqdn(host), qt)
-				r, _, err := dnsExchange(sctx, srv, m, "udp")
+				r, _, err := dnsExchange(sctx, srv, dnsmsg.NewQuery(dnsID(), host, qt), "udp")
 				switch {
 				case err != nil:
 					errs[k] = err
-				case r.Rcode != dns.RcodeSuccess:
-					errs[k] = fmt.Errorf("%s %s: %s from %s", host, dns.TypeToString[qt], dns.RcodeToString[r.Rcode], srv)
+				case r.Rcode != dnsmsg.RcodeSuccess:
+					errs[k] = fmt.Errorf("%s %s: %s from %s", host, dnsmsg.TypeString(qt), dnsmsg.RcodeString(r.Rcode), srv)
 				default:
-					for _, rr := range r.Answer {
-						switch rr := rr.(type) {
-						case *dns.A:
-							if a, ok := netip.AddrFromSlice(rr.A.To4()); ok && !addrs[k].IsValid() {
-								addrs[k] = a
-							}
-						case *dns.AAAA:
-							if a, ok := netip.AddrFromSlice(rr.AAAA); ok && !addrs[k].IsValid() {
-								addrs[k] = a
-							}
+					for _, a := range r.Addrs {
+						if a.Is4() == (qt == typeA) {
+							addrs[k] = a
+							break
 						}
 					}
 				}
@@ -397,7 +395,7 @@ func lookupHost(ctx context.Context, host string, fam config.Family, resolver st
 		cancel()
 		var v4, v6 netip.Addr
 		for k, qt := range types {
-			if qt == dns.TypeA {
+			if qt == typeA {
 				v4 = addrs[k]
 			} else {
 				v6 = addrs[k]
@@ -429,32 +427,27 @@ func lookupHost(ctx context.Context, host string, fam config.Family, resolver st
 
 // dnsExchange asks server (ip:port) over proto; a truncated UDP answer is
 // asked again over TCP (tcpFallback true).
-func dnsExchange(ctx context.Context, server string, m *dns.Msg, proto string) (r *dns.Msg, tcpFallback bool, err error) {
+func dnsExchange(ctx context.Context, server string, q dnsmsg.Query, proto string) (r *dnsmsg.Reply, tcpFallback bool, err error) {
 	if proto != "tcp" {
-		if m.IsEdns0() == nil {
-			m.SetEdns0(1232, false) // the DNS flag day 2020 size: no IP fragmentation
-		}
-		r, err = dnsExchangeOnce(ctx, "udp", server, m)
+		q.EDNS = true // and for the TCP retry too, as a resolver would
+		r, err = dnsExchangeOnce(ctx, "udp", server, q)
 		if err != nil || !r.Truncated {
 			return r, false, err
 		}
 		tcpFallback = true
 	}
-	r, err = dnsExchangeOnce(ctx, "tcp", server, m)
+	r, err = dnsExchangeOnce(ctx, "tcp", server, q)
 	return r, tcpFallback, err
 }
 
-func dnsExchangeOnce(ctx context.Context, network, server string, m *dns.Msg) (*dns.Msg, error) {
+func dnsExchangeOnce(ctx context.Context, network, server string, q dnsmsg.Query) (*dnsmsg.Reply, error) {
 	conn, _, err := dialTimed(ctx, network, server)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
 	defer bindConn(ctx, conn)()
-	// The library's own 2s default read timeout would cut a configured longer
-	// one short; the context's deadline is the limit.
-	c := &dns.Client{Net: network, Timeout: config.MaxTimeout}
-	r, _, err := c.ExchangeWithConnContext(ctx, m, &dns.Conn{Conn: conn})
+	r, err := dnsmsg.Exchange(conn, network == "tcp", q)
 	if err != nil && ctx.Err() != nil {
 		return nil, fmt.Errorf("%w (%v)", ctx.Err(), err)
 	}
@@ -467,3 +460,8 @@ func svcBool(b bool) float64 {
 	}
 	return 0
 }
+
+const typeA, typeAAAA = 1, 28
+
+// dnsID is a query ID an off-path forger cannot guess.
+func dnsID() uint16 { return uint16(rand.Uint32()) }

@@ -12,8 +12,8 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/smokemon/smokemon/internal/dnsmsg"
 
 	"github.com/smokemon/smokemon/internal/config"
 )
@@ -198,10 +198,8 @@ func (c *syntheticCollector) portalFunc(p *portalCheck) func(ctx context.Context
 func (c *syntheticCollector) dohFunc(d *dohCheck) func(ctx context.Context) func() {
 	cfg := d.cfg
 	return func(ctx context.Context) func() {
-		m := new(dns.Msg)
-		m.SetQuestion(dns.Fqdn(cfg.Query), cfg.QType)
-		m.Id = 0 // RFC 8484 §4.1: ID 0 keeps answers cacheable by HTTP caches
-		wire, err := m.Pack()
+		q := dnsmsg.NewQuery(0, cfg.Query, cfg.QType) // RFC 8484 §4.1: ID 0 keeps answers cacheable by HTTP caches
+		wire, err := q.Pack()
 		if err != nil {
 			return func() { d.record(c.logger, "other", nil, httpResult{}, err) }
 		}
@@ -226,23 +224,23 @@ func (c *syntheticCollector) dohFunc(d *dohCheck) func(ctx context.Context) func
 		if res.status != http.StatusOK {
 			return func() { d.record(c.logger, "status", nil, res, fmt.Errorf("HTTP status %d", res.status)) }
 		}
-		r := new(dns.Msg)
-		if err := r.Unpack(res.body); err != nil {
+		r, err := dnsmsg.Parse(res.body)
+		if err != nil {
 			return func() { d.record(c.logger, "malformed", nil, res, err) }
 		}
-		if len(r.Question) != 1 || r.Question[0].Qtype != cfg.QType || !dns.IsSubDomain(dns.Fqdn(cfg.Query), r.Question[0].Name) || !dns.IsSubDomain(r.Question[0].Name, dns.Fqdn(cfg.Query)) {
+		if len(r.Questions) != 1 || !r.Matches(q) {
 			return func() {
-				d.record(c.logger, "malformed", r, res, fmt.Errorf("answer is for another question: %v", r.Question))
+				d.record(c.logger, "malformed", r, res, fmt.Errorf("answer is for another question: %v", r.Questions))
 			}
 		}
-		if r.Rcode != dns.RcodeSuccess {
-			return func() { d.record(c.logger, "rcode", r, res, fmt.Errorf("rcode %s", dns.RcodeToString[r.Rcode])) }
+		if r.Rcode != dnsmsg.RcodeSuccess {
+			return func() { d.record(c.logger, "rcode", r, res, fmt.Errorf("rcode %s", dnsmsg.RcodeString(r.Rcode))) }
 		}
 		return func() { d.record(c.logger, "", r, res, nil) }
 	}
 }
 
-func (d *dohCheck) record(logger *slog.Logger, reason string, r *dns.Msg, res httpResult, err error) {
+func (d *dohCheck) record(logger *slog.Logger, reason string, r *dnsmsg.Reply, res httpResult, err error) {
 	s := d.stats
 	if r != nil {
 		s.hist.Observe(res.total.Seconds())
@@ -251,7 +249,7 @@ func (d *dohCheck) record(logger *slog.Logger, reason string, r *dns.Msg, res ht
 	defer s.mu.Unlock()
 	s.rcode, s.answers = -1, 0
 	if r != nil {
-		s.rcode, s.answers = r.Rcode, len(r.Answer)
+		s.rcode, s.answers = r.Rcode, r.Answers
 	}
 	wasOK := s.record(reason)
 	if reason != "" && wasOK {

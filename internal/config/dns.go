@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/miekg/dns"
+	"github.com/smokemon/smokemon/internal/dnsmsg"
 )
 
 // DNSConfig is the dns section: DNS lookup probes. Off (no targets) unless configured.
@@ -18,7 +18,7 @@ type DNSConfig struct {
 // DNSTarget is one name and type, asked of one or more resolvers.
 type DNSTarget struct {
 	Query  string            `yaml:"query"` // the name looked up
-	Type   string            `yaml:"type"`  // A unless set; any type miekg/dns knows (AAAA, MX, TXT, …)
+	Type   string            `yaml:"type"`  // A unless set; a type name (AAAA, MX, TXT, …) or TYPEn
 	Name   string            `yaml:"name"`  // series name; "query/type" when unset
 	Labels map[string]string `yaml:"labels"`
 	// Resolvers (ip or ip:port) are asked each round, each its own series;
@@ -93,10 +93,12 @@ func (c *DNSConfig) validate(g *Global, add adder) {
 			t.ValidRcodes = []string{"NOERROR"}
 		}
 		for j, rc := range t.ValidRcodes {
-			t.ValidRcodes[j] = strings.ToUpper(rc)
-			if _, ok := dns.StringToRcode[t.ValidRcodes[j]]; !ok {
+			n, ok := dnsmsg.ParseRcode(rc)
+			if !ok {
 				add(fmt.Sprintf("%s.valid_rcodes[%d]", p, j), "%q is not a DNS rcode (NOERROR, NXDOMAIN, SERVFAIL, …)", rc)
+				continue
 			}
+			t.ValidRcodes[j] = dnsmsg.RcodeString(n)
 		}
 		if t.MinAnswers < 0 {
 			add(p+".min_answers", "%d is negative", t.MinAnswers)
@@ -117,7 +119,7 @@ func checkQuestion(p, missing, query string, typ *string, add adder) uint16 {
 		*typ = "A"
 	}
 	*typ = strings.ToUpper(*typ)
-	if qt, ok := dns.StringToType[*typ]; ok && qt != dns.TypeNone {
+	if qt, ok := dnsmsg.ParseType(*typ); ok {
 		return qt
 	}
 	add(p+".type", "%q is not a DNS record type (A, AAAA, MX, TXT, NS, …)", *typ)
