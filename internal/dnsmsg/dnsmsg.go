@@ -166,7 +166,8 @@ func (r *Reply) Matches(q Query) bool {
 // Exchange sends q on conn and reads its answer; deadlines are the caller's,
 // set on conn. stream means TCP: two-byte length prefixes (RFC 1035 §4.2.2).
 // Over UDP a datagram that does not answer q (a late answer to an earlier
-// query, or a forgery) is skipped and the wait goes on.
+// query, or a forgery) is skipped and the wait goes on; one that carries q's
+// ID but cannot be read is the answer, malformed.
 func Exchange(conn net.Conn, stream bool, q Query) (*Reply, error) {
 	wire, err := q.Pack()
 	if err != nil {
@@ -202,8 +203,12 @@ func Exchange(conn net.Conn, stream bool, q Query) (*Reply, error) {
 		if err != nil {
 			return nil, err
 		}
-		if r, err := Parse(buf[:n]); err == nil && r.Matches(q) {
+		r, err := Parse(buf[:n])
+		switch {
+		case err == nil && r.Matches(q):
 			return r, nil
+		case err != nil && n >= 2 && binary.BigEndian.Uint16(buf) == q.ID:
+			return nil, fmt.Errorf("malformed answer: %w", err)
 		}
 	}
 }

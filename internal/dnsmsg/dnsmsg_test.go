@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -160,6 +161,18 @@ func TestExchange(t *testing.T) {
 	r, err := Exchange(conn, false, q)
 	if err != nil || len(r.Addrs) != 1 || r.Addrs[0].String() != "198.18.0.9" {
 		t.Fatalf("udp: %+v, %v", r, err)
+	}
+
+	// An answer with the query's ID that cannot be read ends the wait.
+	go func() {
+		buf := make([]byte, 2048)
+		if _, from, err := pc.ReadFrom(buf); err == nil {
+			pc.WriteTo(good[:len(good)-2], from)
+		}
+	}()
+	start := time.Now()
+	if r, err := Exchange(conn, false, q); err == nil || !strings.Contains(err.Error(), "malformed") || time.Since(start) > 4*time.Second {
+		t.Errorf("udp, a cut answer: %+v, %v after %v; want a malformed-answer error, not the deadline", r, err, time.Since(start))
 	}
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
