@@ -357,11 +357,11 @@ func lookupHost(ctx context.Context, host string, fam config.Family, resolver st
 	var types []uint16
 	switch fam {
 	case config.FamilyIP4:
-		types = []uint16{typeA}
+		types = []uint16{dnsmsg.TypeA}
 	case config.FamilyIP6:
-		types = []uint16{typeAAAA}
+		types = []uint16{dnsmsg.TypeAAAA}
 	default:
-		types = []uint16{typeA, typeAAAA}
+		types = []uint16{dnsmsg.TypeA, dnsmsg.TypeAAAA}
 	}
 	var lastErr error
 	for i, srv := range servers {
@@ -383,7 +383,7 @@ func lookupHost(ctx context.Context, host string, fam config.Family, resolver st
 					errs[k] = fmt.Errorf("%s %s: %s from %s", host, dnsmsg.TypeString(qt), dnsmsg.RcodeString(r.Rcode), srv)
 				default:
 					for _, a := range r.Addrs {
-						if a.Is4() == (qt == typeA) {
+						if a.Is4() == (qt == dnsmsg.TypeA) {
 							addrs[k] = a
 							break
 						}
@@ -395,7 +395,7 @@ func lookupHost(ctx context.Context, host string, fam config.Family, resolver st
 		cancel()
 		var v4, v6 netip.Addr
 		for k, qt := range types {
-			if qt == typeA {
+			if qt == dnsmsg.TypeA {
 				v4 = addrs[k]
 			} else {
 				v6 = addrs[k]
@@ -460,8 +460,6 @@ func svcBool(b bool) float64 {
 	}
 	return 0
 }
-
-const typeA, typeAAAA = 1, 28
 
 // dnsID is a query ID an off-path forger cannot guess.
 func dnsID() uint16 { return uint16(rand.Uint32()) }

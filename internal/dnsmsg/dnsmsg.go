@@ -22,8 +22,13 @@ import (
 // size, which keeps answers clear of IP fragmentation.
 const UDPSize = 1232
 
-// RcodeSuccess is NOERROR.
-const RcodeSuccess = 0
+// RcodeSuccess is NOERROR; TypeA and TypeAAAA are the address types.
+const (
+	RcodeSuccess = 0
+
+	TypeA    uint16 = 1
+	TypeAAAA uint16 = 28
+)
 
 // Question is a name (fully qualified, trailing dot) and a record type.
 type Question struct {
@@ -41,7 +46,7 @@ type Query struct {
 
 // NewQuery asks for name (made fully qualified) and type, recursion desired.
 func NewQuery(id uint16, name string, qtype uint16) Query {
-	return Query{ID: id, Question: Question{Name: Fqdn(name), Type: qtype}, RecursionDesired: true}
+	return Query{ID: id, Question: Question{Name: fqdn(name), Type: qtype}, RecursionDesired: true}
 }
 
 // Pack returns the query in wire format.
@@ -213,8 +218,8 @@ func Exchange(conn net.Conn, stream bool, q Query) (*Reply, error) {
 	}
 }
 
-// Fqdn adds the root's trailing dot when name lacks it.
-func Fqdn(name string) string {
+// fqdn adds the root's trailing dot when name lacks it.
+func fqdn(name string) string {
 	if strings.HasSuffix(name, ".") {
 		return name
 	}

@@ -280,18 +280,7 @@ func FuzzParse(f *testing.F) {
 		func(m *dns.Msg) { m.SetEdns0(4096, true); m.Rcode = dns.RcodeBadCookie },
 		func(m *dns.Msg) { m.Truncated = true },
 	} {
-		m := new(dns.Msg)
-		m.SetQuestion("example.com.", dns.TypeA)
-		r := new(dns.Msg)
-		r.SetReply(m)
-		if edit != nil {
-			edit(r)
-		}
-		b, err := r.Pack()
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
+		f.Add(reply(f, 1, "example.com.", dns.TypeA, edit))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := Parse(b)
