@@ -41,15 +41,17 @@ const (
 	kSmokemonAll             // every default collector, for the RSS figure
 	kSmokeping
 	kFping
-	kFloor // internal/bench/floor: the required libraries and nothing else
+	kFloor        // internal/bench/floor: the required libraries and nothing else
+	kFloorCollect // the same, collecting after every scrape as smokemon does
 )
 
 var kindName = map[kind]string{
-	kSmokemon:    "smokemon",
-	kSmokemonAll: "smokemon (all defaults)",
-	kSmokeping:   "smokeping_prober",
-	kFping:       "fping",
-	kFloor:       "floor (libraries alone)",
+	kSmokemon:     "smokemon",
+	kSmokemonAll:  "smokemon (all defaults)",
+	kSmokeping:    "smokeping_prober",
+	kFping:        "fping",
+	kFloor:        "floor (libraries alone)",
+	kFloorCollect: "floor, collected",
 }
 
 type options struct {
@@ -173,7 +175,7 @@ func run() int {
 	for ri, n := range o.ns {
 		kinds := []kind{kSmokemon, kSmokeping, kFping}
 		if n == 10 {
-			kinds = append(kinds, kSmokemonAll, kFloor)
+			kinds = append(kinds, kSmokemonAll, kFloor, kFloorCollect)
 		}
 		groups := [][]kind{kinds}
 		if o.alone {
@@ -524,13 +526,17 @@ func launch(o *options, k kind, addrs []string, round int) (*running, error) {
 		r.family = smokemonFamily
 		r.p, err = start(kindName[k], io.Discard, argv...)
 		return r, err
-	case kFloor:
+	case kFloor, kFloorCollect:
 		port, err := freePort()
 		if err != nil {
 			return nil, err
 		}
 		r.url = fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
-		r.p, err = start(kindName[k], io.Discard, o.floorBin, "--web.listen-address", fmt.Sprintf("127.0.0.1:%d", port))
+		argv := []string{o.floorBin, "--web.listen-address", fmt.Sprintf("127.0.0.1:%d", port)}
+		if k == kFloorCollect {
+			argv = append(argv, "--scrape.collect")
+		}
+		r.p, err = start(kindName[k], io.Discard, argv...)
 		return r, err
 	case kSmokeping:
 		port, err := freePort()

@@ -31,6 +31,14 @@ func usable(r *result) (bool, string) {
 	return true, ""
 }
 
+func bothUsable(a, b *result) bool {
+	okA, _ := usable(a)
+	okB, _ := usable(b)
+	return okA && okB
+}
+
+func isFloor(k kind) bool { return k == kFloor || k == kFloorCollect }
+
 func report(w io.Writer, o *options, all []*result) {
 	cols := []struct {
 		head  string
@@ -56,7 +64,7 @@ func report(w io.Writer, o *options, all []*result) {
 			scrS = fmt.Sprintf("%.1f", float64(r.scrapeSize)/1024)
 		}
 		replies := fmt.Sprintf("%.0f", r.replyRate)
-		if r.kind == kFloor {
+		if isFloor(r.kind) {
 			replies = "-"
 		}
 		med := us(r.rttMedian)
@@ -125,7 +133,9 @@ over threads (/proc/PID/task/*/schedstat). Peak RSS is VmHWM over the window (sc
 is VmRSS at the end. Scrape: median of timed text-format scrapes, uncompressed. [a–b] is the histogram
 bucket holding the median. smokemon is built as it ships: CGO_ENABLED=0, -trimpath, -ldflags "-s -w".
 floor is internal/bench/floor, built the same way: kingpin, promslog, exporter-toolkit and client_golang
-with its process, Go and build-info collectors, no target and no collector of its own.`)
+with its process, Go and build-info collectors, no target and no collector of its own; "floor, collected"
+is the same binary handing the freed heap back after every scrape, as smokemon does (the runtime's own
+bookkeeping grows with its first collections, which the plain floor's scrapes are too small to start).`)
 
 	fmt.Fprintln(w, "\nmachine load during each window (all processes, not just the tools; other work skews the figures)")
 	seen := map[string]bool{}
@@ -143,7 +153,7 @@ with its process, Go and build-info collectors, no target and no collector of it
 	// Loopback never loses echoes; a tool far below N replies/s means the
 	// machine (or another test fiddling with lo) disturbed the round.
 	for _, r := range all {
-		if ok, _ := usable(r); ok && r.kind != kFloor && r.replyRate < 0.95*float64(r.n) {
+		if ok, _ := usable(r); ok && !isFloor(r.kind) && r.replyRate < 0.95*float64(r.n) {
 			fmt.Fprintf(w, "  WARNING: N=%d %s got %.0f replies/s, not %d: the round was disturbed or the tool fell behind; treat its figures with care\n",
 				r.n, kindName[r.kind], r.replyRate, r.n)
 		}
@@ -163,10 +173,12 @@ with its process, Go and build-info collectors, no target and no collector of it
 					"RSS smokemon/smokeping_prober "+ratio(float64(sm.hwm), float64(sp.hwm)))
 			}
 		}
-		sa, fl := find(all, n, kSmokemonAll), find(all, n, kFloor)
-		if ok, _ := usable(sa); ok {
-			if ok, _ := usable(fl); ok {
-				parts = append(parts, "RSS smokemon (all defaults)/floor "+ratio(float64(sa.hwm), float64(fl.hwm)))
+		if sa := find(all, n, kSmokemonAll); sa != nil {
+			for _, k := range []kind{kFloor, kFloorCollect} {
+				if fl := find(all, n, k); bothUsable(sa, fl) {
+					parts = append(parts, fmt.Sprintf("RSS smokemon (all defaults)/%s %s (%+.1f MB)",
+						kindName[k], ratio(float64(sa.hwm), float64(fl.hwm)), (float64(sa.hwm)-float64(fl.hwm))/mb))
+				}
 			}
 		}
 		if len(parts) > 0 {
@@ -208,11 +220,17 @@ with its process, Go and build-info collectors, no target and no collector of it
 		})
 	}
 	{
-		sa, fl := find(all, 10, kSmokemonAll), find(all, 10, kFloor)
+		sa, fl, fc := find(all, 10, kSmokemonAll), find(all, 10, kFloor), find(all, 10, kFloorCollect)
 		check("10 targets, every default collector, RSS ≤ 15 MB", []*result{sa}, func() (bool, string) {
 			detail := fmt.Sprintf("peak %.1f MB, burst peak %.1f MB, now %.1f MB", float64(sa.hwm)/mb, float64(sa.hwmBurst)/mb, float64(sa.rss)/mb)
-			if ok, _ := usable(fl); ok {
-				detail += fmt.Sprintf(" (the required libraries alone, floor: peak %.1f MB)", float64(fl.hwm)/mb)
+			var floors []string
+			for _, f := range []*result{fl, fc} {
+				if ok, _ := usable(f); ok {
+					floors = append(floors, fmt.Sprintf("%s: peak %.1f MB", kindName[f.kind], float64(f.hwm)/mb))
+				}
+			}
+			if len(floors) > 0 {
+				detail += " (the required libraries alone, " + strings.Join(floors, "; ") + ")"
 			}
 			return sa.hwm <= 15*mb, detail
 		})
