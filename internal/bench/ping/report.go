@@ -163,22 +163,19 @@ bookkeeping grows with its first collections, which the plain floor's scrapes ar
 	for _, n := range o.ns {
 		sm, fp, sp := find(all, n, kSmokemon), find(all, n, kFping), find(all, n, kSmokeping)
 		var parts []string
-		if ok, _ := usable(sm); ok {
-			if ok, _ := usable(fp); ok {
-				parts = append(parts, "CPU smokemon/fping "+ratio(sm.cpuStat, fp.cpuStat),
-					fmt.Sprintf("median RTT smokemon−fping %+.1f µs", (sm.rttMedian-fp.rttMedian)*1e6))
-			}
-			if ok, _ := usable(sp); ok {
-				parts = append(parts, "CPU smokemon/smokeping_prober "+ratio(sm.cpuStat, sp.cpuStat),
-					"RSS smokemon/smokeping_prober "+ratio(float64(sm.hwm), float64(sp.hwm)))
-			}
+		if bothUsable(sm, fp) {
+			parts = append(parts, "CPU smokemon/fping "+ratio(sm.cpuStat, fp.cpuStat),
+				fmt.Sprintf("median RTT smokemon−fping %+.1f µs", (sm.rttMedian-fp.rttMedian)*1e6))
 		}
-		if sa := find(all, n, kSmokemonAll); sa != nil {
-			for _, k := range []kind{kFloor, kFloorCollect} {
-				if fl := find(all, n, k); bothUsable(sa, fl) {
-					parts = append(parts, fmt.Sprintf("RSS smokemon (all defaults)/%s %s (%+.1f MB)",
-						kindName[k], ratio(float64(sa.hwm), float64(fl.hwm)), (float64(sa.hwm)-float64(fl.hwm))/mb))
-				}
+		if bothUsable(sm, sp) {
+			parts = append(parts, "CPU smokemon/smokeping_prober "+ratio(sm.cpuStat, sp.cpuStat),
+				"RSS smokemon/smokeping_prober "+ratio(float64(sm.hwm), float64(sp.hwm)))
+		}
+		sa := find(all, n, kSmokemonAll)
+		for _, k := range []kind{kFloor, kFloorCollect} {
+			if fl := find(all, n, k); bothUsable(sa, fl) {
+				parts = append(parts, fmt.Sprintf("RSS smokemon (all defaults)/%s %s (%+.1f MB)",
+					kindName[k], ratio(float64(sa.hwm), float64(fl.hwm)), (float64(sa.hwm)-float64(fl.hwm))/mb))
 			}
 		}
 		if len(parts) > 0 {
