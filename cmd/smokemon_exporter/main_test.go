@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -55,7 +56,7 @@ func TestMain(m *testing.M) {
 // exporter is a running smokemon_exporter.
 type exporter struct {
 	cmd    *exec.Cmd
-	out    *bytes.Buffer
+	out    *syncBuffer
 	base   string
 	client *http.Client
 }
@@ -70,11 +71,24 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// syncBuffer is the exporter's output: its process writes it while a test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.b.String() }
+
 // start runs the binary on a loopback port and waits until it answers.
 func start(t *testing.T, args ...string) *exporter {
 	t.Helper()
 	addr := freePort(t)
-	e := &exporter{out: &bytes.Buffer{}, base: "http://" + addr, client: &http.Client{Timeout: 5 * time.Second}}
+	e := &exporter{out: &syncBuffer{}, base: "http://" + addr, client: &http.Client{Timeout: 5 * time.Second}}
 	e.cmd = exec.Command(binary, append([]string{"--web.listen-address=" + addr}, args...)...)
 	e.cmd.Stdout, e.cmd.Stderr = e.out, e.out
 	if err := e.cmd.Start(); err != nil {
@@ -383,7 +397,7 @@ func labExporter(t *testing.T, h *lab.Host, wrap []string, args ...string) *expo
 	t.Helper()
 	e := &exporter{
 		base:   "http://127.0.0.1:9917",
-		out:    &bytes.Buffer{},
+		out:    &syncBuffer{},
 		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: h.DialContext}},
 	}
 	argv := append(append(wrap[:len(wrap):len(wrap)], binary, "--web.listen-address=127.0.0.1:9917"), args...)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -12,17 +13,20 @@ import (
 // recordingTB captures what Tries reports instead of failing the real test.
 type recordingTB struct {
 	testing.TB
-	errors, skips []string
+	errors, skips, logs []string
 }
 
 func (r *recordingTB) Helper()                   {}
-func (r *recordingTB) Logf(string, ...any)       {}
+func (r *recordingTB) Logf(f string, a ...any)   { r.logs = append(r.logs, fmt.Sprintf(f, a...)) }
 func (r *recordingTB) Errorf(f string, a ...any) { r.errors = append(r.errors, fmt.Sprintf(f, a...)) }
 func (r *recordingTB) Skip(a ...any)             { r.skips = append(r.skips, fmt.Sprint(a...)) }
+func (r *recordingTB) SkipNow()                  { r.skips = append(r.skips, "SkipNow") }
 
 // A fault marked NotTiming fails at once, stall or not; a plain error is
 // retried and fails on a quiet machine.
 func TestTriesNotTiming(t *testing.T) {
+	defer func(v bool) { skipTiming = v }(skipTiming)
+	skipTiming = false
 	r := &recordingTB{TB: t}
 	calls := 0
 	Tries(r, "silent", func() error { calls++; return NotTiming(errors.New("0 of 200 replies")) })
@@ -40,6 +44,24 @@ func TestTriesNotTiming(t *testing.T) {
 	})
 	if calls != 3 || len(r.errors) != 0 || len(r.skips) != 0 {
 		t.Errorf("a check passing on its third try: %d calls, errors %q, skips %q", calls, r.errors, r.skips)
+	}
+	// tools/testsum counts these lines: each try says its verdict (a stall
+	// of the machine may make a failed try inconclusive).
+	verdict := regexp.MustCompile(`^timing: flaky: try [12] (failed|inconclusive)`)
+	if len(r.logs) != 3 || !verdict.MatchString(r.logs[0]) || !verdict.MatchString(r.logs[1]) || r.logs[2] != "timing: flaky: try 3 passed" {
+		t.Errorf("logged %q, want two tries failed or inconclusive and the third passed", r.logs)
+	}
+}
+
+// Under the race detector a timing check is not run but deferred, saying so.
+func TestTriesDeferred(t *testing.T) {
+	defer func(v bool) { skipTiming = v }(skipTiming)
+	skipTiming = true
+	r := &recordingTB{TB: t}
+	calls := 0
+	Tries(r, "rtt", func() error { calls++; return nil })
+	if calls != 0 || len(r.skips) != 1 || len(r.logs) != 1 || !strings.HasPrefix(r.logs[0], "timing: rtt: deferred") {
+		t.Errorf("deferred: %d calls, skips %q, logs %q; want no call, one skip and a deferred line", calls, r.skips, r.logs)
 	}
 }
 
