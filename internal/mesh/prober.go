@@ -1,7 +1,6 @@
 package mesh
 
 import (
-	"container/heap"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -10,12 +9,11 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/smokemon/smokemon/internal/deadline"
+	"github.com/smokemon/smokemon/internal/schedule"
 )
 
 // The prober: one UDP socket (dual-stack) for every peer, one scheduler
@@ -112,12 +110,11 @@ type tcpLink struct {
 	everUp   bool
 }
 
+// item is one protocol's probes of a peer.
 type item struct {
-	p        *Peer
-	proto    Proto
-	next     int64
-	lastSent int64
-	hidx     int
+	p     *Peer
+	proto Proto
+	sched schedule.Entry[*item]
 }
 
 type probeKey struct{ session, seq uint32 }
@@ -150,8 +147,7 @@ type Engine struct {
 	mu       sync.Mutex
 	peers    map[*Peer]struct{}
 	sessions map[uint32]*Peer
-	sendQ    itemHeap
-	dirty    bool
+	sendQ    schedule.Queue[*item]
 	nextOrd  uint64
 	inflight map[probeKey]*probe
 	expiry   expHeap
@@ -207,7 +203,6 @@ func (e *Engine) Add(udp, tcp netip.AddrPort, s Settings, h Handler) *Peer {
 	p.session = e.newSessionLocked(p)
 	e.peers[p] = struct{}{}
 	e.itemsLocked(p)
-	e.dirty = true
 	if s.Protos[TCP] {
 		e.dialLocked(p)
 	}
@@ -228,13 +223,7 @@ func (e *Engine) Update(p *Peer, udp, tcp netip.AddrPort, s Settings) {
 	respread := p.set.Interval != s.Interval || p.set.Protos != s.Protos
 	p.udp, p.tcp, p.set = udp, tcp, s
 	if respread {
-		for _, it := range p.items {
-			if it != nil && it.hidx >= 0 {
-				heap.Remove(&e.sendQ, it.hidx)
-			}
-		}
 		e.itemsLocked(p)
-		e.dirty = true
 	}
 	if s.Protos[TCP] && p.tcpc.conn == nil {
 		e.dialLocked(p)
@@ -251,13 +240,12 @@ func (e *Engine) Remove(p *Peer) {
 	delete(e.peers, p)
 	delete(e.sessions, p.session)
 	for _, it := range p.items {
-		if it != nil && it.hidx >= 0 {
-			heap.Remove(&e.sendQ, it.hidx)
+		if it != nil {
+			e.sendQ.Remove(&it.sched)
 		}
 	}
 	e.closeTCPLocked(p)
 	p.pending = nil
-	e.dirty = true
 	e.mu.Unlock()
 	e.kick()
 }
@@ -288,11 +276,20 @@ func (e *Engine) kick() {
 
 func (e *Engine) mono() int64 { return int64(time.Since(e.start)) }
 
+// itemsLocked schedules the peer's protocols anew, each at its own phase:
+// all items of one interval are spread evenly in the order the peers were
+// added, a peer's protocols side by side.
 func (e *Engine) itemsLocked(p *Peer) {
 	for pr := range nProtos {
+		if it := p.items[pr]; it != nil {
+			e.sendQ.Remove(&it.sched)
+		}
 		p.items[pr] = nil
 		if p.set.Protos[pr] {
-			p.items[pr] = &item{p: p, proto: pr, hidx: -1}
+			it := &item{p: p, proto: pr}
+			it.sched = schedule.Entry[*item]{Value: it, Interval: p.set.Interval, Rank: p.order*uint64(nProtos) + uint64(pr)}
+			p.items[pr] = it
+			e.sendQ.Add(&it.sched)
 		}
 	}
 }
@@ -310,36 +307,6 @@ func (e *Engine) newSessionLocked(p *Peer) uint32 {
 	}
 }
 
-// spread gives all items of the same interval evenly spaced phases, in the
-// order the peers were added.
-func (e *Engine) spread(now int64) {
-	byInterval := map[time.Duration][]*item{}
-	for p := range e.peers {
-		for _, it := range p.items {
-			if it != nil {
-				byInterval[p.set.Interval] = append(byInterval[p.set.Interval], it)
-			}
-		}
-	}
-	e.sendQ = e.sendQ[:0]
-	for iv, its := range byInterval {
-		sort.Slice(its, func(i, j int) bool {
-			if its[i].p.order != its[j].p.order {
-				return its[i].p.order < its[j].p.order
-			}
-			return its[i].proto < its[j].proto
-		})
-		ivn := int64(iv)
-		for k, it := range its {
-			it.next = deadline.Slot(now, ivn, k, len(its), it.lastSent)
-			it.hidx = len(e.sendQ)
-			e.sendQ = append(e.sendQ, it)
-		}
-	}
-	heap.Init(&e.sendQ)
-	e.dirty = false
-}
-
 func (e *Engine) schedule() {
 	defer e.done.Done()
 	timer := time.NewTimer(time.Hour)
@@ -348,11 +315,8 @@ func (e *Engine) schedule() {
 	for {
 		e.mu.Lock()
 		now := e.mono()
-		if e.dirty {
-			e.spread(now)
-		}
-		for len(e.sendQ) > 0 && e.sendQ[0].next <= now {
-			it := e.sendQ[0]
+		for due := e.sendQ.Due(now); due != nil; due = e.sendQ.Due(now) {
+			it := due.Value
 			switch it.proto {
 			case UDP:
 				e.sendUDPLocked(it.p, buf)
@@ -361,21 +325,15 @@ func (e *Engine) schedule() {
 			case TCPConnect:
 				e.connectLocked(it.p)
 			}
-			it.lastSent = now
-			ivn := int64(it.p.set.Interval)
-			it.next += ivn
-			if it.next <= now { // fell behind (suspend, overload): skip, don't burst
-				it.next += ((now-it.next)/ivn + 1) * ivn
-			}
-			heap.Fix(&e.sendQ, 0)
+			e.sendQ.Sent(due, now)
 			now = e.mono()
 		}
 		for len(e.expiry) > 0 && e.expiry[0].deadline <= now {
 			e.expireLocked(e.expiry.Pop(), now)
 		}
 		wait := time.Hour
-		if len(e.sendQ) > 0 {
-			wait = time.Duration(e.sendQ[0].next - now)
+		if d, ok := e.sendQ.Wait(now); ok {
+			wait = d
 		}
 		if len(e.expiry) > 0 {
 			wait = min(wait, time.Duration(e.expiry[0].deadline-now))
@@ -715,30 +673,12 @@ func unmapAP(a netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 }
 
-// itemHeap orders scheduled probes by their next send time.
-type itemHeap []*item
-
-func (h itemHeap) Len() int           { return len(h) }
-func (h itemHeap) Less(i, j int) bool { return h[i].next < h[j].next }
-func (h itemHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].hidx, h[j].hidx = i, j
-}
-func (h *itemHeap) Push(x any) { it := x.(*item); it.hidx = len(*h); *h = append(*h, it) }
-func (h *itemHeap) Pop() any {
-	old := *h
-	it := old[len(old)-1]
-	it.hidx = -1
-	*h = old[:len(old)-1]
-	return it
-}
-
 type expiry struct {
 	deadline int64
 	key      probeKey
 }
 
 // expHeap orders probes in flight by deadline.
-type expHeap = deadline.Heap[expiry]
+type expHeap = schedule.Heap[expiry]
 
 func (x expiry) Due() int64 { return x.deadline }

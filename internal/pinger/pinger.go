@@ -8,7 +8,6 @@
 package pinger
 
 import (
-	"container/heap"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -16,12 +15,11 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/smokemon/smokemon/internal/deadline"
+	"github.com/smokemon/smokemon/internal/schedule"
 )
 
 // Family is an IP address family.
@@ -70,14 +68,11 @@ type Handler interface {
 
 // Target is a handle on a probed address.
 type Target struct {
-	addr     netip.Addr
-	fam      Family
-	set      Settings
-	h        Handler
-	order    uint64 // insertion order: stable phase assignment
-	next     int64  // engine-monotonic ns of the next send
-	lastSent int64
-	hidx     int // index in the send heap, -1 when not scheduled
+	addr  netip.Addr
+	fam   Family
+	set   Settings
+	h     Handler
+	sched schedule.Entry[*Target] // Rank: insertion order, a stable phase
 }
 
 // Options tune an Engine.
@@ -112,9 +107,7 @@ type Engine struct {
 	status map[Family]FamilyStatus
 
 	mu       sync.Mutex
-	targets  map[*Target]struct{}
-	sendQ    sendHeap
-	dirty    bool // phases need spreading again
+	sendQ    schedule.Queue[*Target]
 	nextOrd  uint64
 	inflight map[Family]map[uint16]*probe
 	expiry   expiryHeap
@@ -152,12 +145,12 @@ func New(logger *slog.Logger, opts Options) (*Engine, error) {
 		nonce:    binary.BigEndian.Uint32(rnd[:4]),
 		socks:    map[Family]*socket{},
 		status:   map[Family]FamilyStatus{},
-		targets:  map[*Target]struct{}{},
 		inflight: map[Family]map[uint16]*probe{},
 		seq:      map[Family]uint16{},
 		wake:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 	}
+	e.sendQ.MaxSlack = maxSlack
 	id := binary.BigEndian.Uint16(rnd[4:])
 	fams := opts.Families
 	if len(fams) == 0 {
@@ -203,12 +196,11 @@ func (e *Engine) Status(f Family) FamilyStatus {
 // the interval, not immediately, so a reload never bursts.
 func (e *Engine) Add(addr netip.Addr, s Settings, h Handler) *Target {
 	addr = addr.Unmap()
-	t := &Target{addr: addr, fam: FamilyOf(addr), set: s, h: h, hidx: -1}
+	t := &Target{addr: addr, fam: FamilyOf(addr), set: s, h: h}
 	e.mu.Lock()
-	t.order = e.nextOrd
+	t.sched = schedule.Entry[*Target]{Value: t, Interval: s.Interval, Rank: e.nextOrd}
 	e.nextOrd++
-	e.targets[t] = struct{}{}
-	e.dirty = true
+	e.sendQ.Add(&t.sched)
 	e.mu.Unlock()
 	e.kick()
 	return t
@@ -218,11 +210,11 @@ func (e *Engine) Add(addr netip.Addr, s Settings, h Handler) *Target {
 func (e *Engine) Update(t *Target, addr netip.Addr, s Settings) {
 	addr = addr.Unmap()
 	e.mu.Lock()
-	respread := t.set.Interval != s.Interval
-	t.addr, t.fam, t.set = addr, FamilyOf(addr), s
-	if respread {
-		e.dirty = true
+	if t.set.Interval != s.Interval {
+		t.sched.Interval = s.Interval
+		e.sendQ.Respread()
 	}
+	t.addr, t.fam, t.set = addr, FamilyOf(addr), s
 	e.mu.Unlock()
 	e.kick()
 }
@@ -230,10 +222,7 @@ func (e *Engine) Update(t *Target, addr netip.Addr, s Settings) {
 // Remove stops probing; probes in flight are forgotten, not counted as lost.
 func (e *Engine) Remove(t *Target) {
 	e.mu.Lock()
-	delete(e.targets, t)
-	if t.hidx >= 0 {
-		heap.Remove(&e.sendQ, t.hidx)
-	}
+	e.sendQ.Remove(&t.sched)
 	for _, m := range e.inflight {
 		for _, p := range m {
 			if p.t == t {
@@ -241,7 +230,6 @@ func (e *Engine) Remove(t *Target) {
 			}
 		}
 	}
-	e.dirty = true
 	e.mu.Unlock()
 	e.kick()
 }
@@ -270,27 +258,6 @@ func (e *Engine) kick() {
 
 func (e *Engine) mono() int64 { return int64(time.Since(e.start)) }
 
-// spread gives targets of the same interval evenly spaced phases, in the order
-// they were added, aligned to the engine's start.
-func (e *Engine) spread(now int64) {
-	byInterval := map[time.Duration][]*Target{}
-	for t := range e.targets {
-		byInterval[t.set.Interval] = append(byInterval[t.set.Interval], t)
-	}
-	e.sendQ = e.sendQ[:0]
-	for iv, ts := range byInterval {
-		sort.Slice(ts, func(i, j int) bool { return ts[i].order < ts[j].order })
-		ivn := int64(iv)
-		for k, t := range ts {
-			t.next = deadline.Slot(now, ivn, k, len(ts), t.lastSent)
-			t.hidx = len(e.sendQ)
-			e.sendQ = append(e.sendQ, t)
-		}
-	}
-	heap.Init(&e.sendQ)
-	e.dirty = false
-}
-
 func (e *Engine) schedule() {
 	defer e.done.Done()
 	timer := time.NewTimer(time.Hour)
@@ -300,29 +267,19 @@ func (e *Engine) schedule() {
 	for {
 		e.mu.Lock()
 		now := e.mono()
-		if e.dirty {
-			e.spread(now)
-		}
 		// Send everything due (or due within its slack), then expire
 		// everything overdue.
-		for len(e.sendQ) > 0 && e.sendQ[0].next <= now+slack(e.sendQ[0]) {
-			t := e.sendQ[0]
-			e.sendLocked(t, now, pkt, oob)
-			t.lastSent = now
-			ivn := int64(t.set.Interval)
-			t.next += ivn
-			if t.next <= now { // we fell behind (suspend, overload): skip, don't burst
-				t.next += ((now-t.next)/ivn + 1) * ivn
-			}
-			heap.Fix(&e.sendQ, 0)
+		for due := e.sendQ.Due(now); due != nil; due = e.sendQ.Due(now) {
+			e.sendLocked(due.Value, now, pkt, oob)
+			e.sendQ.Sent(due, now)
 			now = e.mono()
 		}
 		for len(e.expiry) > 0 && e.expiry[0].deadline <= now {
 			e.expireLocked(e.expiry.Pop())
 		}
 		wait := time.Hour
-		if len(e.sendQ) > 0 {
-			wait = time.Duration(e.sendQ[0].next - slack(e.sendQ[0]) - now)
+		if d, ok := e.sendQ.Wait(now); ok {
+			wait = d
 		}
 		if len(e.expiry) > 0 {
 			// A reply after its deadline is refused in match(), so declaring
@@ -341,14 +298,13 @@ func (e *Engine) schedule() {
 }
 
 // Waking the scheduler for every single probe costs more CPU than the
-// probes: a probe may leave up to its slack early so that one wake-up sends
-// several. The slack is small against the interval, so targets stay spread.
+// probes: a probe may leave up to its slack (maxSlack, at most a tenth of its
+// interval) early so that one wake-up sends several. The slack is small
+// against the interval, so targets stay spread.
 const (
 	maxSlack    = 4 * time.Millisecond
 	expiryGrace = 10 * time.Millisecond
 )
-
-func slack(t *Target) int64 { return int64(min(maxSlack, t.set.Interval/10)) }
 
 func (e *Engine) sendLocked(t *Target, now int64, pkt, oob []byte) {
 	s := e.socks[t.fam]
@@ -484,24 +440,6 @@ func interfaceIndex(name string) (int, error) {
 	return ifi.Index, nil
 }
 
-// sendHeap orders targets by their next send time.
-type sendHeap []*Target
-
-func (h sendHeap) Len() int           { return len(h) }
-func (h sendHeap) Less(i, j int) bool { return h[i].next < h[j].next }
-func (h sendHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].hidx, h[j].hidx = i, j
-}
-func (h *sendHeap) Push(x any) { t := x.(*Target); t.hidx = len(*h); *h = append(*h, t) }
-func (h *sendHeap) Pop() any {
-	old := *h
-	t := old[len(old)-1]
-	t.hidx = -1
-	*h = old[:len(old)-1]
-	return t
-}
-
 type expiry struct {
 	deadline int64
 	fam      Family
@@ -510,6 +448,6 @@ type expiry struct {
 }
 
 // expiryHeap orders probes in flight by deadline.
-type expiryHeap = deadline.Heap[expiry]
+type expiryHeap = schedule.Heap[expiry]
 
 func (x expiry) Due() int64 { return x.deadline }

@@ -1,7 +1,6 @@
 package pinger
 
 import (
-	"container/heap"
 	"fmt"
 	"io"
 	"log/slog"
@@ -150,7 +149,7 @@ func TestThousandTargetsNoCrossTalk(t *testing.T) {
 func TestSequenceSkipsNumbersInFlight(t *testing.T) {
 	e := newEngine(t, Options{Families: []Family{IPv4}})
 	var r recorder
-	tg := &Target{addr: netip.MustParseAddr("127.0.0.1"), fam: IPv4, h: &r, hidx: -1,
+	tg := &Target{addr: netip.MustParseAddr("127.0.0.1"), fam: IPv4, h: &r,
 		set: Settings{Interval: time.Hour, Timeout: time.Second, Size: 8}}
 	e.mu.Lock()
 	e.seq[IPv4] = 65533
@@ -200,21 +199,18 @@ func TestRemoveStopsProbing(t *testing.T) {
 	}
 }
 
-// Targets of one interval are spread evenly, not sent in a burst.
+// Targets of one interval are spread evenly, not sent in a burst: the
+// engine hands them to its queue in the order they were added.
 func TestSpreadEvenly(t *testing.T) {
-	e := &Engine{targets: map[*Target]struct{}{}}
-	for i := range 4 {
-		t := &Target{set: Settings{Interval: time.Second}, order: uint64(i), hidx: -1}
-		e.targets[t] = struct{}{}
+	e := &Engine{}
+	var ts []*Target
+	for range 4 {
+		ts = append(ts, e.Add(netip.MustParseAddr("127.0.0.1"), Settings{Interval: time.Second}, nil))
 	}
-	e.spread(int64(10 * time.Second))
-	var got []int64
-	for len(e.sendQ) > 0 {
-		got = append(got, heap.Pop(&e.sendQ).(*Target).next)
-	}
-	for i := 1; i < len(got); i++ {
-		if d := got[i] - got[i-1]; d != int64(250*time.Millisecond) {
-			t.Fatalf("gaps between first sends: %v, want 250ms each", got)
+	e.sendQ.Wait(int64(10 * time.Second)) // spreads
+	for i := 1; i < len(ts); i++ {
+		if d := ts[i].sched.Next() - ts[i-1].sched.Next(); (d+int64(time.Second))%int64(time.Second) != int64(250*time.Millisecond) {
+			t.Fatalf("target %d is due %v after target %d, want 250ms (mod the interval)", i, time.Duration(d), i-1)
 		}
 	}
 }

@@ -1,7 +1,7 @@
 // Package deadline is a min-heap of things that fall due, for the probe
 // engines' "in flight until" bookkeeping. It is typed rather than built on
 // container/heap, whose interface boxing would cost an allocation per probe.
-package deadline
+package schedule
 
 // Item is anything with a due time (the engines use monotonic nanoseconds).
 type Item interface{ Due() int64 }
@@ -46,17 +46,4 @@ func (h *Heap[T]) Pop() T {
 	}
 	*h = q
 	return top
-}
-
-// Slot is when the k-th of n probes sharing an interval next falls due:
-// phases k·interval/n apart, aligned to time 0 so that they stay spread as
-// probes come and go, the first slot after now and never sooner than half an
-// interval after lastSent (0: never sent), so re-spreading cannot burst.
-func Slot(now, interval int64, k, n int, lastSent int64) int64 {
-	phase := interval * int64(k) / int64(n)
-	next := phase + ((now-phase)/interval+1)*interval
-	for lastSent != 0 && next-lastSent < interval/2 {
-		next += interval
-	}
-	return next
 }

@@ -1,4 +1,4 @@
-package deadline
+package schedule
 
 import (
 	"math/rand/v2"
@@ -44,21 +44,5 @@ func BenchmarkPushPop(b *testing.B) {
 		if len(h) > 64 {
 			h.Pop()
 		}
-	}
-}
-
-func TestSlotSpreadsAndNeverBursts(t *testing.T) {
-	const iv = 1000
-	var got []int64
-	for k := range 4 {
-		got = append(got, Slot(10_500, iv, k, 4, 0))
-	}
-	// Phases 0, 250, 500, 750: the first slot strictly after 10500 for each.
-	if want := []int64{11000, 11250, 11500, 10750}; !slices.Equal(got, want) {
-		t.Errorf("slots = %v, want %v", got, want)
-	}
-	// Sent at 10400: the next slot of phase 500 (10500) is too close, skip to 11500.
-	if s := Slot(10_499, iv, 2, 4, 10_400); s != 11500 {
-		t.Errorf("slot after a recent send = %d, want 11500", s)
 	}
 }
