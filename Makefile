@@ -37,13 +37,13 @@ fuzz:
 	FUZZTIME=$(FUZZTIME) .ci/fuzz
 
 bench-mesh:
-	$(GO) run ./internal/bench/mesh $(ARGS)
+	$(GO) run ./tools/bench/mesh $(ARGS)
 
 bench-ping:
-	$(GO) run ./internal/bench/ping $(ARGS)
+	$(GO) run ./tools/bench/ping $(ARGS)
 
 bench-host:
-	$(GO) run ./internal/bench/host $(ARGS)
+	$(GO) run ./tools/bench/host $(ARGS)
 
 lint:
 	test -z "$$(gofmt -l .)" || (gofmt -l . && false)

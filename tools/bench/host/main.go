@@ -1,9 +1,9 @@
 // Command host compares the cost of a full host scrape of smokemon_exporter
 // (host collectors only) with Debian's node_exporter (default collectors), on
 // loopback, in one run, and reports smokemon's RSS with 10 ping targets added
-// beside that of internal/bench/floor (the libraries smokemon must use, alone).
+// beside that of tools/bench/floor (the libraries smokemon must use, alone).
 //
-//	go run ./internal/bench/host [-n 60]
+//	go run ./tools/bench/host [-n 60]
 package main
 
 import (
@@ -20,7 +20,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/smokemon/smokemon/internal/bench/artifact"
+	"github.com/smokemon/smokemon/tools/bench/artifact"
 )
 
 var hostCollectors = []string{"cpu", "disk", "gpu", "memory", "netstat", "nodeinfo", "power", "pressure", "thermal", "wifi"}
@@ -159,7 +159,7 @@ func run(n int, nodeExporter string) error {
 		return fmt.Errorf("build: %w", err)
 	}
 	floorBin := filepath.Join(dir, "floor")
-	build = artifact.Build(context.Background(), "", "./internal/bench/floor", floorBin)
+	build = artifact.Build(context.Background(), "", "./tools/bench/floor", floorBin)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("build floor: %w", err)
@@ -251,7 +251,7 @@ func run(n int, nodeExporter string) error {
 		float64(s.median)/float64(ne2.median), float64(s.size)/float64(ne2.size), float64(s.rss)/float64(ne2.rss))
 	fmt.Printf("smokemon host + 10 ping targets: VmRSS %.1f MB, VmHWM %.1f MB (target <= 15 MB), of which anonymous %.1f MB\n",
 		float64(res[sp].rss)/1024, float64(res[sp].hwm)/1024, float64(res[sp].anon)/1024)
-	fmt.Printf("floor (kingpin, promslog, exporter-toolkit, client_golang; internal/bench/floor): VmHWM %.1f MB, collected %.1f MB; smokemon/floor %.2f, smokemon/collected floor %.2f\n",
+	fmt.Printf("floor (kingpin, promslog, exporter-toolkit, client_golang; tools/bench/floor): VmHWM %.1f MB, collected %.1f MB; smokemon/floor %.2f, smokemon/collected floor %.2f\n",
 		float64(res[fl].hwm)/1024, float64(res[fc].hwm)/1024, float64(res[sp].hwm)/float64(res[fl].hwm), float64(res[sp].hwm)/float64(res[fc].hwm))
 	return nil
 }

@@ -24,7 +24,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/smokemon/smokemon/internal/bench/artifact"
+	"github.com/smokemon/smokemon/tools/bench/artifact"
 )
 
 func main() { os.Exit(run()) }

@@ -25,7 +25,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/smokemon/smokemon/internal/bench/artifact"
+	"github.com/smokemon/smokemon/tools/bench/artifact"
 )
 
 const (
@@ -41,7 +41,7 @@ const (
 	kSmokemonAll             // every default collector, for the RSS figure
 	kSmokeping
 	kFping
-	kFloor        // internal/bench/floor: the required libraries and nothing else
+	kFloor        // tools/bench/floor: the required libraries and nothing else
 	kFloorCollect // the same, collecting after every scrape as smokemon does
 )
 
@@ -244,7 +244,7 @@ func build(ctx context.Context, o *options) error {
 	}
 	o.modRoot = filepath.Dir(gomod)
 	o.floorBin = filepath.Join(o.tmp, "floor")
-	cmds := []*exec.Cmd{artifact.Build(ctx, o.modRoot, "./internal/bench/floor", o.floorBin)}
+	cmds := []*exec.Cmd{artifact.Build(ctx, o.modRoot, "./tools/bench/floor", o.floorBin)}
 	if o.smokemonBin == "" {
 		o.smokemonBin = filepath.Join(o.tmp, "smokemon_exporter")
 		cmds = append(cmds, artifact.BuildExporter(ctx, o.modRoot, o.smokemonBin))

@@ -132,7 +132,7 @@ over threads (/proc/PID/task/*/schedstat). Peak RSS is VmHWM over the window (sc
 -scrape-interval, as Prometheus would); burst peak is VmHWM after the timed back-to-back scrapes too; RSS
 is VmRSS at the end. Scrape: median of timed text-format scrapes, uncompressed. [a–b] is the histogram
 bucket holding the median. smokemon is built as it ships: CGO_ENABLED=0, -trimpath, -ldflags "-s -w".
-floor is internal/bench/floor, built the same way: kingpin, promslog, exporter-toolkit and client_golang
+floor is tools/bench/floor, built the same way: kingpin, promslog, exporter-toolkit and client_golang
 with its process, Go and build-info collectors, no target and no collector of its own; "floor, collected"
 is the same binary handing the freed heap back after every scrape, as smokemon does (the runtime's own
 bookkeeping grows with its first collections, which the plain floor's scrapes are too small to start).`)
