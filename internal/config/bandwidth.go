@@ -88,8 +88,25 @@ const (
 	DirectionUpload   = "upload"
 )
 
-// bandwidthLabels are set by the bandwidth collector: custom labels must not reuse them.
-var bandwidthLabels = []string{"direction", "percentile", "reason", "grade", "server", "ping_host"}
+var bandwidthLabels = ownLabels{"bandwidth", []string{"direction", "percentile", "reason", "grade", "server", "ping_host"}}
+
+// DefaultBandwidthTarget holds a target's defaults (see fillDefaults). What
+// follows from other settings is filled in by validate: the name and ping
+// host (the server's), the family (global's), splay (the interval), warmup
+// (1s, at most half the test) and timeout (duration + connect_timeout + 5s).
+var DefaultBandwidthTarget = BandwidthTarget{
+	Interval:       Duration(defaultBandwidthIv),
+	Directions:     []string{DirectionDownload, DirectionUpload},
+	Protocol:       "tcp",
+	Duration:       Duration(defaultBandwidthDur),
+	Parallel:       1,
+	ConnectTimeout: Duration(defaultConnectTimeout),
+	BusyRetries:    intp(defaultBusyRetries),
+	BusyBackoff:    Duration(defaultBusyBackoff),
+	PingInterval:   Duration(defaultPingUnderLoadIv),
+	PingTimeout:    Duration(defaultPingUnderLoadTO),
+	IdleDuration:   Duration(defaultIdleDuration),
+}
 
 var congestionRE = regexp.MustCompile(`^[a-z0-9_]{1,15}$`)
 
@@ -139,21 +156,12 @@ func (c *BandwidthConfig) validate(g *Global, add adder) {
 		add(path, "%v", err)
 	}
 	if len(c.Targets) > 0 {
-		for _, n := range bandwidthLabels {
-			if _, ok := g.Labels[n]; ok {
-				add("global.labels."+n, "label %q is set by the bandwidth collector; choose another name", n)
-			}
-		}
+		checkOwnLabels("global.labels", g.Labels, bandwidthLabels, add)
 	}
 	names := map[string]int{}
 	for i := range c.Targets {
 		c.Targets[i].validate(fmt.Sprintf("bandwidth.targets[%d]", i), g, add)
-		t := &c.Targets[i]
-		if j, dup := names[t.Name]; dup {
-			add(fmt.Sprintf("bandwidth.targets[%d].name", i), "%q is already the name of bandwidth.targets[%d]; names must be unique", t.Name, j)
-		} else {
-			names[t.Name] = i
-		}
+		uniqueName("bandwidth.targets", i, c.Targets[i].Name, names, add)
 	}
 }
 
@@ -168,119 +176,57 @@ func (t *BandwidthTarget) validate(p string, g *Global, add adder) {
 	} else {
 		host = h
 	}
-	if t.Name == "" {
-		t.Name = t.Server
+	if t.PingHost != "" && (t.PingHost == GatewayKeyword || !validHost(t.PingHost)) {
+		add(p+".ping_host", "%q is neither an IP address nor a valid host name", t.PingHost)
 	}
-	checkLabels(p+".labels", t.Labels, add)
-	for _, n := range bandwidthLabels {
-		if _, ok := t.Labels[n]; ok {
-			add(p+".labels."+n, "label %q is set by the bandwidth collector; choose another name", n)
-		}
+	checkLabels(p+".labels", t.Labels, bandwidthLabels, add)
+	// What is unset follows the defaults, then the settings it depends on.
+	splay, warmup, timeout := t.Splay, t.Warmup, t.Timeout
+	fillDefaults(t, &DefaultBandwidthTarget)
+	fillDefaults(t, &BandwidthTarget{Name: t.Server, PingHost: host, Splay: durp(t.Interval),
+		Warmup: durp(Duration(min(defaultBandwidthWarmup, time.Duration(t.Duration)/2)))})
+	oneFamily(&t.Family, g) // one run per target: "both" would double the load
+	if timeout == 0 {
+		t.Timeout = Duration(time.Duration(t.Duration) + time.Duration(t.ConnectTimeout) + 5*time.Second)
 	}
-	if t.Family == "" {
-		t.Family = g.Family
-		if t.Family == FamilyBoth {
-			t.Family = FamilyAuto // one run per target: "both" would double the load
-		}
-	}
-	switch t.Family {
-	case FamilyAuto, FamilyIP4, FamilyIP6:
-	default:
+	if t.Family != FamilyAuto && t.Family != FamilyIP4 && t.Family != FamilyIP6 {
 		add(p+".family", "%q is not one of auto, ip4, ip6 (a bandwidth test runs over one family)", t.Family)
 	}
-
-	if t.Interval == 0 {
-		t.Interval = Duration(defaultBandwidthIv)
-	} else if time.Duration(t.Interval) < MinBandwidthInterval {
-		add(p+".interval", "%s is below the minimum of %s: a bandwidth test saturates the link", time.Duration(t.Interval), MinBandwidthInterval)
-	}
-	if t.Splay == nil {
-		s := t.Interval
-		t.Splay = &s
-	} else if *t.Splay > t.Interval {
-		add(p+".splay", "%s is longer than the interval (%s)", time.Duration(*t.Splay), time.Duration(t.Interval))
-	}
-
-	if len(t.Directions) == 0 {
-		t.Directions = []string{DirectionDownload, DirectionUpload}
-	}
-	seen := map[string]bool{}
-	for j, d := range t.Directions {
-		switch {
-		case d != DirectionDownload && d != DirectionUpload:
-			add(fmt.Sprintf("%s.directions[%d]", p, j), "%q is not download or upload", d)
-		case seen[d]:
-			add(fmt.Sprintf("%s.directions[%d]", p, j), "%q is listed twice", d)
-		}
-		seen[d] = true
-	}
-	switch t.Protocol {
-	case "":
-		t.Protocol = "tcp"
-	case "tcp":
-	default:
+	checkList(p+".directions", t.Directions, []string{DirectionDownload, DirectionUpload}, add)
+	if t.Protocol != "tcp" {
 		add(p+".protocol", "%q is not supported (tcp only)", t.Protocol)
-	}
-	if t.Duration == 0 {
-		t.Duration = Duration(defaultBandwidthDur)
-	}
-	wholeSeconds(p+".duration", t.Duration, time.Second, maxBandwidthDuration, add)
-	if t.Warmup == nil {
-		w := Duration(min(defaultBandwidthWarmup, time.Duration(t.Duration)/2))
-		t.Warmup = &w
-	} else if w := time.Duration(*t.Warmup); w >= time.Duration(t.Duration) {
-		add(p+".warmup", "%s leaves no time under load to ping (duration is %s)", w, time.Duration(t.Duration))
-	}
-	if t.Parallel == 0 {
-		t.Parallel = 1
-	} else if t.Parallel < 1 || t.Parallel > maxBandwidthParallel {
-		add(p+".parallel", "%d is out of range (1 to %d streams)", t.Parallel, maxBandwidthParallel)
 	}
 	if t.Congestion != "" && !congestionRE.MatchString(t.Congestion) {
 		add(p+".congestion", "%q is not a congestion control name (e.g. cubic, reno, bbr)", t.Congestion)
 	}
+	t.checkTimes(p, splay != nil, warmup != nil, timeout != 0, add)
+	checkRange(p+".parallel", t.Parallel, 1, maxBandwidthParallel, "streams", add)
+	checkRange(p+".busy_retries", *t.BusyRetries, 0, maxBusyRetries, "", add)
+}
 
-	if t.ConnectTimeout == 0 {
-		t.ConnectTimeout = Duration(defaultConnectTimeout)
-	} else if time.Duration(t.ConnectTimeout) < 100*time.Millisecond || time.Duration(t.ConnectTimeout) > time.Minute {
-		add(p+".connect_timeout", "%s is out of range (100ms to 1m)", time.Duration(t.ConnectTimeout))
+// checkTimes checks the target's durations; splay, warmup and timeout are
+// checked against the others only when they were set.
+func (t *BandwidthTarget) checkTimes(p string, splay, warmup, timeout bool, add adder) {
+	d := func(v Duration) time.Duration { return time.Duration(v) }
+	if d(t.Interval) < MinBandwidthInterval {
+		add(p+".interval", "%s is below the minimum of %s: a bandwidth test saturates the link", d(t.Interval), MinBandwidthInterval)
 	}
-	load := time.Duration(t.Duration)
-	if t.Timeout == 0 {
-		t.Timeout = Duration(load + time.Duration(t.ConnectTimeout) + 5*time.Second)
-	} else if time.Duration(t.Timeout) <= load {
-		add(p+".timeout", "%s leaves no time for the test itself (duration = %s)", time.Duration(t.Timeout), load)
+	if splay && *t.Splay > t.Interval {
+		add(p+".splay", "%s is longer than the interval (%s)", d(*t.Splay), d(t.Interval))
 	}
-	if t.BusyRetries == nil {
-		t.BusyRetries = intp(defaultBusyRetries)
-	} else if *t.BusyRetries < 0 || *t.BusyRetries > maxBusyRetries {
-		add(p+".busy_retries", "%d is out of range (0 to %d)", *t.BusyRetries, maxBusyRetries)
+	wholeSeconds(p+".duration", t.Duration, time.Second, maxBandwidthDuration, add)
+	if warmup && *t.Warmup >= t.Duration {
+		add(p+".warmup", "%s leaves no time under load to ping (duration is %s)", d(*t.Warmup), d(t.Duration))
 	}
-	if t.BusyBackoff == 0 {
-		t.BusyBackoff = Duration(defaultBusyBackoff)
-	} else if b := time.Duration(t.BusyBackoff); b < 100*time.Millisecond || b > 10*time.Minute {
-		add(p+".busy_backoff", "%s is out of range (100ms to 10m)", b)
+	if timeout && t.Timeout <= t.Duration {
+		add(p+".timeout", "%s leaves no time for the test itself (duration = %s)", d(t.Timeout), d(t.Duration))
 	}
-
-	if t.PingHost == "" {
-		t.PingHost = host
-	} else if t.PingHost == GatewayKeyword || !validHost(t.PingHost) {
-		add(p+".ping_host", "%q is neither an IP address nor a valid host name", t.PingHost)
-	}
-	if t.PingInterval == 0 {
-		t.PingInterval = Duration(defaultPingUnderLoadIv)
-	} else if iv := time.Duration(t.PingInterval); iv < MinInterval || iv > 10*time.Second {
-		add(p+".ping_interval", "%s is out of range (%s to 10s)", iv, MinInterval)
-	}
-	if t.PingTimeout == 0 {
-		t.PingTimeout = Duration(defaultPingUnderLoadTO)
-	} else if to := time.Duration(t.PingTimeout); to < time.Millisecond || to > MaxTimeout {
-		add(p+".ping_timeout", "%s is out of range (1ms to %s)", to, MaxTimeout)
-	}
-	if t.IdleDuration == 0 {
-		t.IdleDuration = Duration(defaultIdleDuration)
-	} else if time.Duration(t.IdleDuration) < 3*time.Duration(t.PingInterval) || time.Duration(t.IdleDuration) > time.Minute {
-		add(p+".idle_duration", "%s is out of range (three ping intervals, %s, to 1m)", time.Duration(t.IdleDuration), 3*time.Duration(t.PingInterval))
+	checkRange(p+".connect_timeout", d(t.ConnectTimeout), 100*time.Millisecond, time.Minute, "", add)
+	checkRange(p+".busy_backoff", d(t.BusyBackoff), 100*time.Millisecond, 10*time.Minute, "", add)
+	checkRange(p+".ping_interval", d(t.PingInterval), MinInterval, 10*time.Second, "", add)
+	checkRange(p+".ping_timeout", d(t.PingTimeout), time.Millisecond, MaxTimeout, "", add)
+	if idle := d(t.IdleDuration); idle < 3*d(t.PingInterval) || idle > time.Minute {
+		add(p+".idle_duration", "%s is out of range (three ping intervals, %s, to 1m)", idle, 3*d(t.PingInterval))
 	}
 }
 

@@ -12,9 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -86,33 +84,6 @@ type ProbeDefaults struct {
 	Source     string   `yaml:"source"`
 }
 
-// PingConfig is the ping collector's section.
-type PingConfig struct {
-	Targets []Target `yaml:"targets"`
-}
-
-// Target is one ping target after defaults have been applied.
-type Target struct {
-	Host          string            `yaml:"host"`
-	Name          string            `yaml:"name"`
-	Labels        map[string]string `yaml:"labels"`
-	ProbeDefaults `yaml:",inline"`
-}
-
-// Resolved settings, valid after Load.
-func (t *Target) IntervalD() time.Duration { return time.Duration(t.Interval) }
-func (t *Target) TimeoutD() time.Duration  { return time.Duration(t.Timeout) }
-func (t *Target) Size() int                { return *t.PacketSize }
-
-// TOSByte is the IPv4 TOS / IPv6 traffic class byte the target's probes carry.
-func (t *Target) TOSByte() int {
-	if t.DSCP != "" {
-		d, _ := parseDSCP(t.DSCP)
-		return d << 2
-	}
-	return *t.TOS
-}
-
 // Duration is a time.Duration that reads Go ("1.5s") and Prometheus ("1m30s") syntax.
 type Duration time.Duration
 
@@ -136,16 +107,6 @@ const (
 	MinPacketSize  = 8 // the probe's token
 	MaxPacketSize  = 65000
 	DefaultTimeout = 5 * time.Second // cap on the timeout a target inherits from its interval
-)
-
-var (
-	labelNameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
-	// Reserved labels are set by the exporter itself or by Prometheus.
-	reservedLabels = map[string]bool{
-		"target": true, "family": true, "ip": true, "host": true, "job": true,
-		"instance": true, "collector": true, "node": true, "reason": true,
-		"le": true, "quantile": true,
-	}
 )
 
 // Default returns the embedded configuration: ping localhost, nothing else.
@@ -204,160 +165,37 @@ func (c *Config) AddHosts(hosts []string) error {
 	return nil
 }
 
-type fieldError struct{ path, msg string }
-
-// adder records a validation error at a field path such as "http.targets[2].url".
-type adder func(path, format string, a ...any)
+// DefaultGlobal holds the global section's defaults (see fillDefaults).
+var DefaultGlobal = Global{
+	ResolveInterval: Duration(5 * time.Minute),
+	ProbeDefaults:   ProbeDefaults{Interval: Duration(time.Second), PacketSize: intp(56), Family: FamilyAuto},
+}
 
 func (c *Config) validate() []fieldError {
 	var errs []fieldError
 	add := func(path, format string, a ...any) {
 		errs = append(errs, fieldError{path, fmt.Sprintf(format, a...)})
 	}
-
 	g := &c.Global
-	if g.ResolveInterval == 0 {
-		g.ResolveInterval = Duration(5 * time.Minute)
-	} else if time.Duration(g.ResolveInterval) < time.Second {
-		add("global.resolve_interval", "must be at least 1s")
-	}
-	checkLabels("global.labels", g.Labels, add)
-	if g.Interval == 0 {
-		g.Interval = Duration(time.Second)
-	}
-	if g.PacketSize == nil {
-		g.PacketSize = intp(56)
-	}
+	fillDefaults(g, &DefaultGlobal)
 	if g.TOS == nil && g.DSCP == "" {
 		g.TOS = intp(0)
 	}
-	if g.Family == "" {
-		g.Family = FamilyAuto
+	if time.Duration(g.ResolveInterval) < time.Second {
+		add("global.resolve_interval", "must be at least 1s")
 	}
+	checkLabels("global.labels", g.Labels, ownLabels{}, add)
 	checkProbe("global", &g.ProbeDefaults, add)
-
-	names := map[string]int{}
-	for i := range c.Ping.Targets {
-		t := &c.Ping.Targets[i]
-		p := fmt.Sprintf("ping.targets[%d]", i)
-		switch {
-		case t.Host == "":
-			add(p+".host", "missing: every target needs a host (name, address or %q)", GatewayKeyword)
-		case !validHost(t.Host):
-			add(p+".host", "%q is neither an IP address nor a valid host name", t.Host)
-		}
-		if t.Name == "" {
-			t.Name = t.Host
-		}
-		if j, dup := names[t.Name]; dup {
-			add(p+".name", "%q is already the name of ping.targets[%d]; names must be unique (set name: to tell them apart)", t.Name, j)
-		} else {
-			names[t.Name] = i
-		}
-		checkLabels(p+".labels", t.Labels, add)
-		inherit(&t.ProbeDefaults, &g.ProbeDefaults)
-		checkProbe(p, &t.ProbeDefaults, add)
-		checkLiteralFamily(p, t.Host, t.Family, add)
-	}
-	// Each probe section validates itself and fills in its defaults.
-	c.MTR.validate(&c.Global, add)
-	c.HTTP.validate(&c.Global, add)
-	c.DNS.validate(&c.Global, add)
-	c.TCP.validate(&c.Global, add)
-	c.Synthetic.validate(&c.Global, add)
-	c.Bandwidth.validate(&c.Global, add)
-	c.Mesh.validate(&c.Global, add)
+	// Each section validates itself and fills in its defaults.
+	c.Ping.validate(g, add)
+	c.MTR.validate(g, add)
+	c.HTTP.validate(g, add)
+	c.DNS.validate(g, add)
+	c.TCP.validate(g, add)
+	c.Synthetic.validate(g, add)
+	c.Bandwidth.validate(g, add)
+	c.Mesh.validate(g, add)
 	return errs
-}
-
-// inherit fills unset target settings from the global defaults.
-func inherit(t, g *ProbeDefaults) {
-	if t.Interval == 0 {
-		t.Interval = g.Interval
-	}
-	if t.Timeout == 0 {
-		t.Timeout = g.Timeout
-	}
-	if t.PacketSize == nil {
-		t.PacketSize = g.PacketSize
-	}
-	if t.TOS == nil && t.DSCP == "" {
-		t.TOS, t.DSCP = g.TOS, g.DSCP
-	}
-	if t.Family == "" {
-		t.Family = g.Family
-	}
-	if t.Source == "" {
-		t.Source = g.Source
-	}
-}
-
-func checkProbe(path string, p *ProbeDefaults, add adder) {
-	iv := time.Duration(p.Interval)
-	if iv < MinInterval {
-		add(path+".interval", "%s is below the minimum of %s", iv, MinInterval)
-	}
-	// An unset global timeout lets each target's timeout follow its own interval.
-	if p.Timeout == 0 && path != "global" {
-		p.Timeout = Duration(min(iv, DefaultTimeout))
-	}
-	if to := time.Duration(p.Timeout); to != 0 {
-		switch {
-		case to > iv:
-			add(path+".timeout", "%s is longer than the interval (%s): a probe must be answered or lost before the next one", to, iv)
-		case to > MaxTimeout:
-			add(path+".timeout", "%s is above the maximum of %s", to, MaxTimeout)
-		case to < time.Millisecond:
-			add(path+".timeout", "%s is too short to measure anything", to)
-		}
-	}
-	if p.PacketSize != nil && (*p.PacketSize < MinPacketSize || *p.PacketSize > MaxPacketSize) {
-		add(path+".packet_size", "%d is out of range (%d to %d payload bytes)", *p.PacketSize, MinPacketSize, MaxPacketSize)
-	}
-	if p.TOS != nil && p.DSCP != "" {
-		add(path+".dscp", "set tos or dscp, not both")
-	}
-	if p.TOS != nil && (*p.TOS < 0 || *p.TOS > 255) {
-		add(path+".tos", "%d is out of range (0 to 255)", *p.TOS)
-	}
-	if p.DSCP != "" {
-		if _, err := parseDSCP(p.DSCP); err != nil {
-			add(path+".dscp", "%v", err)
-		}
-	}
-	checkFamilySource(path, p.Family, p.Source, add)
-}
-
-func checkFamilySource(path string, fam Family, src string, add adder) {
-	switch fam {
-	case FamilyAuto, FamilyIP4, FamilyIP6, FamilyBoth:
-	default:
-		add(path+".family", "%q is not one of auto, ip4, ip6, both", fam)
-	}
-	if src != "" && net.ParseIP(src) == nil && !validInterfaceName(src) {
-		add(path+".source", "%q is neither an IP address nor an interface name", src)
-	}
-}
-
-// checkLiteralFamily refuses a family a literal address cannot have.
-func checkLiteralFamily(path, host string, fam Family, add adder) {
-	if ip := net.ParseIP(host); ip != nil {
-		is4 := ip.To4() != nil
-		if (fam == FamilyIP6 && is4) || (fam == FamilyIP4 && !is4) || fam == FamilyBoth {
-			add(path+".family", "%q cannot be used with the literal address %s", fam, host)
-		}
-	}
-}
-
-func checkLabels(path string, labels map[string]string, add adder) {
-	for k := range labels {
-		switch {
-		case !labelNameRE.MatchString(k) || strings.HasPrefix(k, "__"):
-			add(path+"."+k, "%q is not a valid Prometheus label name", k)
-		case reservedLabels[k]:
-			add(path+"."+k, "label %q is reserved: the exporter or Prometheus sets it", k)
-		}
-	}
 }
 
 var dscpNames = map[string]int{
@@ -377,32 +215,3 @@ func parseDSCP(s string) (int, error) {
 	}
 	return v, nil
 }
-
-func validHost(h string) bool {
-	if h == GatewayKeyword || net.ParseIP(h) != nil {
-		return true
-	}
-	if len(h) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
-		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for _, r := range label {
-			if !(r == '-' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-func validInterfaceName(s string) bool {
-	if len(s) == 0 || len(s) > 15 {
-		return false
-	}
-	return !strings.ContainsAny(s, "/ \t\n:")
-}
-
-func intp(v int) *int { return &v }

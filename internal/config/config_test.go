@@ -189,3 +189,64 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// One check of names, own labels and ranges serves every section: the same
+// words, the path of the list the name is already in, durations as written.
+func TestSharedChecks(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"synthetic:\n  doh:\n    - {url: \"https://d.example/q\", query: a.example}\n    - {url: \"https://d.example/q\", query: b.example}\n",
+			`t.yml:4: synthetic.doh[1].name: "https://d.example/q" is already the name of synthetic.doh[0]; names must be unique (set name: to tell them apart)`},
+		{"mesh:\n  peers:\n    - {address: \"p.example:1\"}\n    - {address: \"p.example:1\"}\n",
+			`t.yml:4: mesh.peers[1].name: "p.example:1" is already the name of mesh.peers[0]; names must be unique (set name: to tell them apart)`},
+		{"bandwidth:\n  targets:\n    - {server: h}\n    - {server: h}\n",
+			`t.yml:4: bandwidth.targets[1].name: "h" is already the name of bandwidth.targets[0]; names must be unique (set name: to tell them apart)`},
+		{"ping:\n  targets:\n    - {host: h}\n    - {host: h}\n",
+			`t.yml:4: ping.targets[1].name: "h" is already the name of ping.targets[0]; names must be unique (set name: to tell them apart)`},
+		{"global: {labels: {hop: x}}\nmtr:\n  targets:\n    - {host: h}\n",
+			`t.yml:1: global.labels.hop: label "hop" is reserved: the mtr collector sets it on its metrics`},
+		{"mesh:\n  peers:\n    - {address: \"p.example:1\", labels: {protocol: x}}\n",
+			`t.yml:3: mesh.peers[0].labels.protocol: label "protocol" is reserved: the mesh collector sets it on its metrics`},
+		{"tcp:\n  targets:\n    - {address: \"a.example:1\", labels: {ip: x}}\n",
+			`t.yml:3: tcp.targets[0].labels.ip: label "ip" is reserved: the exporter or Prometheus sets it`},
+		{"bandwidth:\n  targets:\n    - {server: h, connect_timeout: 2m}\n",
+			`t.yml:3: bandwidth.targets[0].connect_timeout: 2m is out of range (100ms to 1m)`},
+		{"bandwidth:\n  targets:\n    - {server: h, busy_backoff: 1h}\n",
+			`t.yml:3: bandwidth.targets[0].busy_backoff: 1h is out of range (100ms to 10m)`},
+		{"bandwidth:\n  targets:\n    - {server: h, parallel: -1}\n",
+			`t.yml:3: bandwidth.targets[0].parallel: -1 is out of range (1 to 128 streams)`},
+		{"mesh:\n  protocols: [udp, icmp, udp]\n",
+			"t.yml:2: mesh.protocols[1]: \"icmp\" is not one of udp, tcp, tcp_connect\nt.yml:2: mesh.protocols[2]: \"udp\" is listed twice"},
+		{"tcp:\n  targets:\n    - {address: \"a.example\"}\n",
+			`t.yml:3: tcp.targets[0].address: "a.example" is not host:port (IPv6 literals in brackets: [2001:db8::1]:443)`},
+		{"mesh:\n  peers:\n    - {address: \"a.example:0\"}\n",
+			`t.yml:3: mesh.peers[0].address: "a.example:0": port "0" is out of range (1 to 65535)`},
+	} {
+		_, err := Parse([]byte(tc.yaml), "t.yml")
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%q:\n got %v\nwant %s", tc.yaml, err, tc.want)
+		}
+	}
+}
+
+// Defaults are data: a target or section that sets nothing gets the
+// DefaultX values, and rewriting a target's own list leaves them alone.
+func TestDefaultsAsData(t *testing.T) {
+	c, err := Parse([]byte("dns:\n  targets:\n    - {query: a.example, valid_rcodes: [nxdomain]}\n    - {query: b.example}\nbandwidth:\n  targets:\n    - {server: h}\n"), "t.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.DNS.Targets[1]; got.Protocol != "udp" || !*got.RecursionDesired || len(got.ValidRcodes) != 1 || got.ValidRcodes[0] != "NOERROR" || got.Type != "A" {
+		t.Errorf("dns target defaults = %+v", got)
+	}
+	if DefaultDNSTarget.ValidRcodes[0] != "NOERROR" || len(DefaultBandwidthTarget.Directions) != 2 {
+		t.Errorf("defaults changed by a parse: %v, %v", DefaultDNSTarget.ValidRcodes, DefaultBandwidthTarget.Directions)
+	}
+	b := c.Bandwidth.Targets[0]
+	b.Directions[0] = "changed"
+	if DefaultBandwidthTarget.Directions[0] != DirectionDownload || b.BusyRetries == DefaultBandwidthTarget.BusyRetries {
+		t.Error("a target shares its defaults' list or pointer")
+	}
+	if time.Duration(c.DNS.Interval) != DefaultDNSInterval || c.Global.ResolveInterval != DefaultGlobal.ResolveInterval {
+		t.Errorf("section defaults: dns interval %v, resolve_interval %v", c.DNS.Interval, c.Global.ResolveInterval)
+	}
+}

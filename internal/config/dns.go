@@ -40,24 +40,31 @@ type DNSTarget struct {
 func (t *DNSTarget) IntervalD() time.Duration { return time.Duration(t.Interval) }
 func (t *DNSTarget) TimeoutD() time.Duration  { return time.Duration(t.Timeout) }
 
-var dnsLabelNames = []string{"resolver", "query", "type", "rcode"}
+// DefaultDNS and DefaultDNSTarget hold the defaults (see fillDefaults).
+var (
+	DefaultDNS       = DNSConfig{Interval: Duration(DefaultDNSInterval), Timeout: Duration(DefaultDNSTimeout)}
+	DefaultDNSTarget = DNSTarget{Type: "A", Protocol: "udp", RecursionDesired: boolp(true), ValidRcodes: []string{"NOERROR"}}
+)
+
+var dnsLabels = ownLabels{"dns", []string{"resolver", "query", "type", "rcode"}}
 
 func (c *DNSConfig) validate(g *Global, add adder) {
-	checkSection("dns", &c.Interval, &c.Timeout, DefaultDNSInterval, DefaultDNSTimeout, add)
+	fillSection(c, &DefaultDNS, &c.Interval, &c.Timeout)
+	checkSchedule("dns", c.Interval, c.Timeout, time.Duration(c.Interval), "the interval", add)
 	if len(c.Targets) > 0 {
-		checkReservedFor("global.labels", g.Labels, dnsLabelNames, add)
+		checkOwnLabels("global.labels", g.Labels, dnsLabels, add)
 	}
 	names := map[string]int{}
 	for i := range c.Targets {
 		t := &c.Targets[i]
 		p := fmt.Sprintf("dns.targets[%d]", i)
+		fillDefaults(t, &DefaultDNSTarget)
 		t.QType = checkQuestion(p, "every target needs a name to look up", t.Query, &t.Type, add)
 		if t.Name == "" {
 			t.Name = t.Query + "/" + t.Type
 		}
-		uniqueName("dns", p, t.Name, names, i, add)
-		checkLabels(p+".labels", t.Labels, add)
-		checkReservedFor(p+".labels", t.Labels, dnsLabelNames, add)
+		uniqueName("dns.targets", i, t.Name, names, add)
+		checkLabels(p+".labels", t.Labels, dnsLabels, add)
 		seen := map[string]bool{}
 		for j, r := range t.Resolvers {
 			n, err := NormalizeResolver(r)
@@ -75,22 +82,11 @@ func (c *DNSConfig) validate(g *Global, add adder) {
 			t.Interval = c.Interval
 		}
 		if t.Timeout == 0 {
-			t.Timeout = Duration(min(time.Duration(c.Timeout), time.Duration(t.Interval)))
+			t.Timeout = min(c.Timeout, t.Interval)
 		}
-		checkSchedule(p, t.Interval, t.Timeout, add)
-		switch t.Protocol {
-		case "":
-			t.Protocol = "udp"
-		case "udp", "tcp":
-		default:
+		checkSchedule(p, t.Interval, t.Timeout, time.Duration(t.Interval), "the interval", add)
+		if t.Protocol != "udp" && t.Protocol != "tcp" {
 			add(p+".protocol", "%q is not udp or tcp", t.Protocol)
-		}
-		if t.RecursionDesired == nil {
-			yes := true
-			t.RecursionDesired = &yes
-		}
-		if len(t.ValidRcodes) == 0 {
-			t.ValidRcodes = []string{"NOERROR"}
 		}
 		for j, rc := range t.ValidRcodes {
 			n, ok := dnsmsg.ParseRcode(rc)
@@ -114,9 +110,6 @@ func checkQuestion(p, missing, query string, typ *string, add adder) uint16 {
 		add(p+".query", "missing: %s", missing)
 	case query != "." && !validHost(query):
 		add(p+".query", "%q is not a valid domain name", query)
-	}
-	if *typ == "" {
-		*typ = "A"
 	}
 	*typ = strings.ToUpper(*typ)
 	if qt, ok := dnsmsg.ParseType(*typ); ok {

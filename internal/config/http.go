@@ -40,21 +40,6 @@ type HTTPTarget struct {
 	MaxBodyBytes     int64             `yaml:"max_body_bytes"`
 }
 
-// ServiceProbe holds the settings every http, dns, tcp and synthetic target
-// shares: its schedule and how it finds its address.
-type ServiceProbe struct {
-	Interval Duration `yaml:"interval"`
-	Timeout  Duration `yaml:"timeout"`
-	Family   Family   `yaml:"family"` // auto (IPv4 first), ip4 or ip6
-	// Resolver is a DNS server (ip or ip:port) for the target's host name;
-	// empty means the nameservers of /etc/resolv.conf (under --path.rootfs).
-	Resolver string `yaml:"resolver"`
-}
-
-// IntervalD and TimeoutD are the resolved schedule, valid after Load.
-func (p *ServiceProbe) IntervalD() time.Duration { return time.Duration(p.Interval) }
-func (p *ServiceProbe) TimeoutD() time.Duration  { return time.Duration(p.Timeout) }
-
 // TLSSettings configure certificate checking of an HTTPS probe.
 type TLSSettings struct {
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
@@ -75,15 +60,17 @@ const (
 	DefaultSyntheticTimeout = 10 * time.Second
 )
 
+// DefaultHTTP holds the http section's defaults (see fillDefaults).
+var DefaultHTTP = HTTPConfig{Interval: Duration(DefaultHTTPInterval), Timeout: Duration(DefaultHTTPTimeout), MaxBodyBytes: DefaultMaxBodyBytes}
+
 func (c *HTTPConfig) validate(g *Global, add adder) {
-	if c.MaxBodyBytes == 0 {
-		c.MaxBodyBytes = DefaultMaxBodyBytes
-	} else if c.MaxBodyBytes < 0 {
+	fillSection(c, &DefaultHTTP, &c.Interval, &c.Timeout)
+	if c.MaxBodyBytes < 0 {
 		add("http.max_body_bytes", "%d is negative", c.MaxBodyBytes)
 	}
-	checkSection("http", &c.Interval, &c.Timeout, DefaultHTTPInterval, DefaultHTTPTimeout, add)
+	checkSchedule("http", c.Interval, c.Timeout, time.Duration(c.Interval), "the interval", add)
 	if len(c.Targets) > 0 {
-		checkReservedFor("global.labels", g.Labels, httpLabelNames, add)
+		checkOwnLabels("global.labels", g.Labels, httpLabels, add)
 	}
 	names := map[string]int{}
 	for i := range c.Targets {
@@ -93,9 +80,8 @@ func (c *HTTPConfig) validate(g *Global, add adder) {
 		if t.Name == "" {
 			t.Name = t.URL
 		}
-		uniqueName("http", p, t.Name, names, i, add)
-		checkLabels(p+".labels", t.Labels, add)
-		checkReservedFor(p+".labels", t.Labels, httpLabelNames, add)
+		uniqueName("http.targets", i, t.Name, names, add)
+		checkLabels(p+".labels", t.Labels, httpLabels, add)
 		t.ServiceProbe.fill(p, g, c.Interval, c.Timeout, add)
 		if t.Method == "" {
 			t.Method = http.MethodGet
@@ -125,61 +111,7 @@ func (c *HTTPConfig) validate(g *Global, add adder) {
 	}
 }
 
-// Labels the http collector sets itself.
-var httpLabelNames = []string{"phase", "version", "cipher", "url", "ip"}
-
-// checkSection fills a section's interval and timeout defaults and checks them.
-func checkSection(sec string, iv, to *Duration, defIv, defTo time.Duration, add adder) {
-	if *iv == 0 {
-		*iv = Duration(defIv)
-	}
-	if *to == 0 {
-		*to = Duration(min(defTo, time.Duration(*iv)))
-	}
-	checkSchedule(sec, *iv, *to, add)
-}
-
-func checkSchedule(path string, iv, to Duration, add adder) {
-	switch {
-	case time.Duration(iv) < MinInterval:
-		add(path+".interval", "%s is below the minimum of %s", time.Duration(iv), MinInterval)
-	case to > iv:
-		add(path+".timeout", "%s is longer than the interval (%s): a probe must finish before the next one starts", time.Duration(to), time.Duration(iv))
-	case time.Duration(to) > MaxTimeout:
-		add(path+".timeout", "%s is above the maximum of %s", time.Duration(to), MaxTimeout)
-	case time.Duration(to) < time.Millisecond:
-		add(path+".timeout", "%s is too short to measure anything", time.Duration(to))
-	}
-}
-
-// fill inherits the section's schedule and the global family, then checks.
-func (p *ServiceProbe) fill(path string, g *Global, iv, to Duration, add adder) {
-	if p.Interval == 0 {
-		p.Interval = iv
-	}
-	if p.Timeout == 0 {
-		p.Timeout = Duration(min(time.Duration(to), time.Duration(p.Interval)))
-	}
-	checkSchedule(path, p.Interval, p.Timeout, add)
-	if p.Family == "" {
-		p.Family = g.Family
-		if p.Family == FamilyBoth {
-			p.Family = FamilyAuto
-		}
-	}
-	switch p.Family {
-	case FamilyAuto, FamilyIP4, FamilyIP6:
-	default:
-		add(path+".family", "%q is not one of auto, ip4, ip6", p.Family)
-	}
-	if p.Resolver != "" {
-		if r, err := NormalizeResolver(p.Resolver); err != nil {
-			add(path+".resolver", "%v", err)
-		} else {
-			p.Resolver = r
-		}
-	}
-}
+var httpLabels = ownLabels{"http", []string{"phase", "version", "cipher", "url", "ip"}}
 
 // NormalizeResolver turns "ip" or "ip:port" into "ip:port" (port 53 by default).
 func NormalizeResolver(s string) (string, error) {
@@ -224,23 +156,6 @@ func checkURL(path, v string, add adder) {
 	case u.Port() != "":
 		if p, err := strconv.Atoi(u.Port()); err != nil || p < 1 || p > 65535 {
 			add(path, "%q: port %q is out of range", v, u.Port())
-		}
-	}
-}
-
-func uniqueName(sec, path, name string, names map[string]int, i int, add adder) {
-	if j, dup := names[name]; dup {
-		add(path+".name", "%q is already the name of %s.targets[%d]; names must be unique (set name: to tell them apart)", name, sec, j)
-		return
-	}
-	names[name] = i
-}
-
-// checkReservedFor rejects custom labels that a collector sets itself.
-func checkReservedFor(path string, labels map[string]string, reserved []string, add adder) {
-	for _, r := range reserved {
-		if _, ok := labels[r]; ok {
-			add(path+"."+r, "label %q is reserved: the exporter sets it on these metrics", r)
 		}
 	}
 }

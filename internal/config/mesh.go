@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -94,8 +93,18 @@ const (
 	MeshMaxPacketSize         = 1472 // a 1500-byte MTU without fragmenting
 )
 
-// Labels the mesh collector sets itself.
-var meshLabelNames = []string{"peer", "protocol", "direction", "address", "ip"}
+var meshLabels = ownLabels{"mesh", []string{"peer", "protocol", "direction", "address", "ip"}}
+
+var meshProtocols = []string{MeshUDP, MeshTCP, MeshTCPConnect}
+
+// DefaultMesh holds the section's defaults (see fillDefaults); the interval
+// is global's, the responder's burst a quarter of its rate (at least 10).
+var DefaultMesh = MeshConfig{
+	Responder:      MeshResponder{RateLimit: DefaultMeshRateLimit, MaxConnections: DefaultMeshMaxConnections},
+	Protocols:      []string{MeshUDP},
+	PacketSize:     MeshHeaderLen,
+	ReconnectAfter: DefaultMeshReconnectAfter,
+}
 
 func (c *MeshConfig) validate(g *Global, add adder) {
 	r := &c.Responder
@@ -110,149 +119,70 @@ func (c *MeshConfig) validate(g *Global, add adder) {
 	if r.Listen != "" && net.ParseIP(r.Listen) == nil {
 		add("mesh.responder.listen", "%q is not an IP address (leave it empty to listen on all addresses)", r.Listen)
 	}
-	switch {
-	case r.RateLimit < 0:
+	if r.RateLimit < 0 {
 		add("mesh.responder.rate_limit", "%v must not be negative", r.RateLimit)
-	case r.RateLimit == 0:
-		r.RateLimit = DefaultMeshRateLimit
 	}
-	switch {
-	case r.RateBurst < 0:
+	if r.RateBurst < 0 {
 		add("mesh.responder.rate_burst", "%d must not be negative", r.RateBurst)
-	case r.RateBurst == 0:
-		r.RateBurst = max(10, int(r.RateLimit/4))
 	}
-	switch {
-	case r.MaxConnections < 0:
+	if r.MaxConnections < 0 {
 		add("mesh.responder.max_connections", "%d must not be negative", r.MaxConnections)
-	case r.MaxConnections == 0:
-		r.MaxConnections = DefaultMeshMaxConnections
-	}
-
-	// Section defaults, checked once at their own lines.
-	if c.Interval == 0 {
-		c.Interval = g.Interval
-	}
-	if len(c.Protocols) == 0 {
-		c.Protocols = []string{MeshUDP}
-	}
-	if c.PacketSize == 0 {
-		c.PacketSize = MeshHeaderLen
-	}
-	if c.ReconnectAfter == 0 {
-		c.ReconnectAfter = DefaultMeshReconnectAfter
 	}
 	if c.MaxClockUncertainty < 0 {
 		add("mesh.max_clock_uncertainty", "must not be negative")
 	}
+	burstSet := r.RateBurst != 0
+	fillDefaults(c, &DefaultMesh)
+	if !burstSet {
+		r.RateBurst = max(10, int(r.RateLimit/4))
+	}
+	if c.Interval == 0 {
+		c.Interval = g.Interval
+	}
+	// Section defaults, checked once at their own lines.
 	sec := MeshPeer{Interval: c.Interval, Timeout: c.Timeout, Protocols: c.Protocols, PacketSize: c.PacketSize, ReconnectAfter: c.ReconnectAfter}
-	checkMeshSchedule("mesh", &sec, add)
-	checkMeshProtocols("mesh.protocols", c.Protocols, add)
-	checkMeshNumbers("mesh", &sec, add)
+	sec.check("mesh", add)
+	checkList("mesh.protocols", c.Protocols, meshProtocols, add)
 	if len(c.Peers) > 0 || c.PeersFile != "" {
-		checkReservedMesh("global.labels", g.Labels, add)
+		checkOwnLabels("global.labels", g.Labels, meshLabels, add)
 	}
 	names := map[string]int{}
 	for i := range c.Peers {
-		c.fillPeer(fmt.Sprintf("mesh.peers[%d]", i), &c.Peers[i], i, names, add)
+		c.fillPeer("mesh.peers", i, &c.Peers[i], names, add)
 	}
 }
 
-// fillPeer checks a peer and fills in what it inherits from the section.
-func (c *MeshConfig) fillPeer(p string, peer *MeshPeer, i int, names map[string]int, add adder) {
-	host, port, err := net.SplitHostPort(peer.Address)
-	switch {
-	case peer.Address == "":
-		add(p+".address", "missing: every peer needs an address (host:port of its responder)")
-	case err != nil:
-		add(p+".address", "%q is not host:port (IPv6 literals in brackets: [2001:db8::1]:%d)", peer.Address, DefaultMeshPort)
-	case !validHost(host) || host == GatewayKeyword:
-		add(p+".address", "%q: %q is neither an IP address nor a valid host name", peer.Address, host)
-	default:
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			add(p+".address", "%q: port %q is out of range (1 to 65535)", peer.Address, port)
-		}
-	}
+// fillPeer checks the i-th peer of list and fills in what it inherits from
+// the section.
+func (c *MeshConfig) fillPeer(list string, i int, peer *MeshPeer, names map[string]int, add adder) {
+	p := fmt.Sprintf("%s[%d]", list, i)
+	checkHostPort(p+".address", peer.Address, "every peer needs an address (host:port of its responder)", fmt.Sprintf("[2001:db8::1]:%d", DefaultMeshPort), add)
 	if peer.TCPPort < 0 || peer.TCPPort > 65535 {
 		add(p+".tcp_port", "%d is out of range (1 to 65535)", peer.TCPPort)
 	}
 	if peer.Name == "" {
 		peer.Name = peer.Address
 	}
-	if j, dup := names[peer.Name]; dup {
-		add(p+".name", "%q is already the name of peer %d; names must be unique (set name: to tell them apart)", peer.Name, j)
-	} else {
-		names[peer.Name] = i
+	uniqueName(list, i, peer.Name, names, add)
+	checkLabels(p+".labels", peer.Labels, meshLabels, add)
+	if len(peer.Protocols) > 0 {
+		checkList(p+".protocols", peer.Protocols, meshProtocols, add)
 	}
-	checkLabels(p+".labels", peer.Labels, add)
-	checkReservedMesh(p+".labels", peer.Labels, add)
-	if len(peer.Protocols) == 0 {
-		peer.Protocols = c.Protocols
-	} else {
-		checkMeshProtocols(p+".protocols", peer.Protocols, add)
-	}
-	if peer.Interval == 0 {
-		peer.Interval = c.Interval
-	}
-	if peer.Timeout == 0 {
-		peer.Timeout = c.Timeout
-	}
-	if peer.PacketSize == 0 {
-		peer.PacketSize = c.PacketSize
-	}
-	if peer.ReconnectAfter == 0 {
-		peer.ReconnectAfter = c.ReconnectAfter
-	}
-	checkMeshSchedule(p, peer, add)
-	checkMeshNumbers(p, peer, add)
+	fillDefaults(peer, &MeshPeer{Interval: c.Interval, Timeout: c.Timeout, Protocols: c.Protocols, PacketSize: c.PacketSize, ReconnectAfter: c.ReconnectAfter})
+	peer.check(p, add)
 }
 
-// checkMeshSchedule: unlike ping, a mesh timeout may exceed the interval (a
-// 10 ms cadence to a peer 80 ms away); probes overlap and are told apart by
+// check: unlike ping, a mesh timeout may exceed the interval (a 10 ms
+// cadence to a peer 80 ms away); probes overlap and are told apart by
 // sequence number. An unset timeout is the interval, at least 1s, at most 5s.
-func checkMeshSchedule(path string, p *MeshPeer, add adder) {
-	iv := time.Duration(p.Interval)
+func (p *MeshPeer) check(path string, add adder) {
 	if p.Timeout == 0 && path != "mesh" {
-		p.Timeout = Duration(min(max(iv, time.Second), DefaultTimeout))
+		p.Timeout = Duration(min(max(time.Duration(p.Interval), time.Second), DefaultTimeout))
 	}
-	to := time.Duration(p.Timeout)
-	switch {
-	case iv < MinInterval:
-		add(path+".interval", "%s is below the minimum of %s", iv, MinInterval)
-	case to > MaxTimeout:
-		add(path+".timeout", "%s is above the maximum of %s", to, MaxTimeout)
-	case to != 0 && to < time.Millisecond:
-		add(path+".timeout", "%s is too short to measure anything", to)
-	}
-}
-
-func checkMeshNumbers(path string, p *MeshPeer, add adder) {
-	if p.PacketSize < MeshHeaderLen || p.PacketSize > MeshMaxPacketSize {
-		add(path+".packet_size", "%d is out of range (%d to %d bytes: the probe's header to a 1500-byte MTU)", p.PacketSize, MeshHeaderLen, MeshMaxPacketSize)
-	}
+	checkSchedule(path, p.Interval, p.Timeout, 0, "", add)
+	checkRange(path+".packet_size", p.PacketSize, MeshHeaderLen, MeshMaxPacketSize, "bytes: the probe's header to a 1500-byte MTU", add)
 	if p.ReconnectAfter < 1 {
 		add(path+".reconnect_after", "%d must be at least 1 (consecutive TCP losses before reconnecting)", p.ReconnectAfter)
-	}
-}
-
-func checkMeshProtocols(path string, protos []string, add adder) {
-	seen := map[string]bool{}
-	for i, v := range protos {
-		switch {
-		case v != MeshUDP && v != MeshTCP && v != MeshTCPConnect:
-			add(fmt.Sprintf("%s[%d]", path, i), "%q is not one of udp, tcp, tcp_connect", v)
-		case seen[v]:
-			add(fmt.Sprintf("%s[%d]", path, i), "%q is listed twice", v)
-		}
-		seen[v] = true
-	}
-}
-
-func checkReservedMesh(path string, labels map[string]string, add adder) {
-	for _, r := range meshLabelNames {
-		if _, ok := labels[r]; ok {
-			add(path+"."+r, "label %q is reserved: the exporter sets it on mesh metrics", r)
-		}
 	}
 }
 
@@ -301,7 +231,7 @@ func (c *MeshConfig) ParsePeers(data []byte, name string) ([]MeshPeer, error) {
 			add(p+".name", "%q is already the name of mesh.peers[%d] in the config file", peers[i].nameOrAddress(), -1-j)
 			continue
 		}
-		c.fillPeer(p, &peers[i], i, names, add)
+		c.fillPeer("peers", i, &peers[i], names, add)
 	}
 	if len(errs) > 0 {
 		return nil, errors.New(strings.Join(errs, "\n"))

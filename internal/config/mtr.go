@@ -51,19 +51,15 @@ const (
 	MaxMTRProbes       = 100
 )
 
-// Labels the mtr collector sets itself.
-var mtrLabelNames = []string{"hop"}
+var mtrLabels = ownLabels{"mtr", []string{"hop"}}
+
+// DefaultMTR holds the section's defaults (see fillDefaults); packet size,
+// family and source come from global.
+var DefaultMTR = MTRConfig{Interval: Duration(DefaultMTRInterval), MaxHops: DefaultMTRMaxHops, Probes: DefaultMTRProbes}
 
 func (c *MTRConfig) validate(g *Global, add adder) {
-	if c.Interval == 0 {
-		c.Interval = Duration(DefaultMTRInterval)
-	}
-	if c.MaxHops == 0 {
-		c.MaxHops = DefaultMTRMaxHops
-	}
-	if c.Probes == 0 {
-		c.Probes = DefaultMTRProbes
-	}
+	timeoutSet := c.Timeout != 0
+	fillDefaults(c, &DefaultMTR)
 	if c.PacketSize == nil {
 		c.PacketSize = g.PacketSize
 	}
@@ -73,12 +69,18 @@ func (c *MTRConfig) validate(g *Global, add adder) {
 	if c.Source == "" {
 		c.Source = g.Source
 	}
-	timeoutSet := c.Timeout != 0
 	// The section's own settings are checked as if it were a target, so a bad
 	// default is reported once, at its own line.
-	mtrCheck("mtr", c.Interval, &c.Timeout, c.MaxHops, c.Probes, c.PacketSize, c.Family, c.Source, add)
+	sec := MTRTarget{Interval: c.Interval, Timeout: c.Timeout, MaxHops: c.MaxHops, Probes: c.Probes, PacketSize: c.PacketSize, Family: c.Family, Source: c.Source}
+	sec.check("mtr", add)
+	c.Timeout = sec.Timeout
 	if len(c.Targets) > 0 {
-		mtrReserved("global.labels", g.Labels, add)
+		checkOwnLabels("global.labels", g.Labels, mtrLabels, add)
+	}
+	// A section timeout that only came from the default is left unset in
+	// the targets, so that it follows each target's own schedule.
+	if !timeoutSet {
+		sec.Timeout = 0
 	}
 	names := map[string]int{}
 	for i := range c.Targets {
@@ -93,75 +95,30 @@ func (c *MTRConfig) validate(g *Global, add adder) {
 		if t.Name == "" {
 			t.Name = t.Host
 		}
-		if j, dup := names[t.Name]; dup {
-			add(p+".name", "%q is already the name of mtr.targets[%d]; names must be unique (set name: to tell them apart)", t.Name, j)
-		} else {
-			names[t.Name] = i
-		}
-		checkLabels(p+".labels", t.Labels, add)
-		mtrReserved(p+".labels", t.Labels, add)
-		if t.Interval == 0 {
-			t.Interval = c.Interval
-		}
-		if t.MaxHops == 0 {
-			t.MaxHops = c.MaxHops
-		}
-		if t.Probes == 0 {
-			t.Probes = c.Probes
-		}
-		// A section timeout that only came from the default is left unset,
-		// so that it follows this target's own schedule.
-		if t.Timeout == 0 && timeoutSet {
-			t.Timeout = c.Timeout
-		}
-		if t.PacketSize == nil {
-			t.PacketSize = c.PacketSize
-		}
-		if t.Family == "" {
-			t.Family = c.Family
-		}
-		if t.Source == "" {
-			t.Source = c.Source
-		}
-		mtrCheck(p, t.Interval, &t.Timeout, t.MaxHops, t.Probes, t.PacketSize, t.Family, t.Source, add)
+		uniqueName("mtr.targets", i, t.Name, names, add)
+		checkLabels(p+".labels", t.Labels, mtrLabels, add)
+		fillDefaults(t, &sec)
+		t.check(p, add)
 		checkLiteralFamily(p, t.Host, t.Family, add)
 	}
 }
 
-// mtrCheck fills an unset timeout (the sweep spacing, at most 2s) and checks
+// check fills an unset timeout (the sweep spacing, at most 2s) and checks
 // one set of settings.
-func mtrCheck(path string, iv Duration, to *Duration, maxHops, probes int, size *int, fam Family, src string, add adder) {
+func (t *MTRTarget) check(path string, add adder) {
+	probes := t.Probes
 	if probes < 1 || probes > MaxMTRProbes {
 		add(path+".probes", "%d is out of range (1 to %d probes per hop per round)", probes, MaxMTRProbes)
 		probes = 1
 	}
-	spacing := time.Duration(iv) / time.Duration(probes)
-	if *to == 0 {
-		*to = Duration(min(DefaultMTRTimeout, spacing))
+	spacing := time.Duration(t.Interval) / time.Duration(probes)
+	if t.Timeout == 0 {
+		t.Timeout = Duration(min(DefaultMTRTimeout, spacing))
 	}
-	switch {
-	case time.Duration(iv) < MinInterval:
-		add(path+".interval", "%s is below the minimum of %s", time.Duration(iv), MinInterval)
-	case time.Duration(*to) > spacing:
-		add(path+".timeout", "%s is longer than interval/probes (%s): a sweep must be answered or lost before the next one", time.Duration(*to), spacing)
-	case time.Duration(*to) > MaxTimeout:
-		add(path+".timeout", "%s is above the maximum of %s", time.Duration(*to), MaxTimeout)
-	case time.Duration(*to) < time.Millisecond:
-		add(path+".timeout", "%s is too short to measure anything", time.Duration(*to))
+	checkSchedule(path, t.Interval, t.Timeout, spacing, "interval/probes", add)
+	checkRange(path+".max_hops", t.MaxHops, 1, MaxMTRHops, "", add)
+	if t.PacketSize != nil {
+		checkRange(path+".packet_size", *t.PacketSize, MinPacketSize, MaxPacketSize, "payload bytes", add)
 	}
-	if maxHops < 1 || maxHops > MaxMTRHops {
-		add(path+".max_hops", "%d is out of range (1 to %d)", maxHops, MaxMTRHops)
-	}
-	if size != nil && (*size < MinPacketSize || *size > MaxPacketSize) {
-		add(path+".packet_size", "%d is out of range (%d to %d payload bytes)", *size, MinPacketSize, MaxPacketSize)
-	}
-	checkFamilySource(path, fam, src, add)
-}
-
-func mtrReserved(path string, labels map[string]string, add adder) {
-	for _, r := range mtrLabelNames {
-		if _, ok := labels[r]; ok {
-			add(path+"."+r, "label %q is reserved: the mtr collector sets it", r)
-		}
-	}
+	checkFamilySource(path, t.Family, t.Source, add)
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // SyntheticConfig is the synthetic section: captive-portal and DNS-over-HTTPS checks. Off (no targets) unless configured.
@@ -40,22 +41,30 @@ type DoHTarget struct {
 	QType uint16 `yaml:"-"`
 }
 
+// DefaultSynthetic, DefaultCaptivePortal and DefaultDoH hold the defaults
+// (see fillDefaults).
+var (
+	DefaultSynthetic     = SyntheticConfig{Interval: Duration(DefaultSyntheticIvl), Timeout: Duration(DefaultSyntheticTimeout)}
+	DefaultCaptivePortal = CaptivePortalTarget{ExpectedStatus: http.StatusNoContent}
+	DefaultDoH           = DoHTarget{Type: "A", Method: http.MethodPost}
+)
+
 func (c *SyntheticConfig) validate(g *Global, add adder) {
-	checkSection("synthetic", &c.Interval, &c.Timeout, DefaultSyntheticIvl, DefaultSyntheticTimeout, add)
+	fillSection(c, &DefaultSynthetic, &c.Interval, &c.Timeout)
+	checkSchedule("synthetic", c.Interval, c.Timeout, time.Duration(c.Interval), "the interval", add)
 	names := map[string]int{}
 	for i := range c.CaptivePortal {
 		t := &c.CaptivePortal[i]
 		p := fmt.Sprintf("synthetic.captive_portal[%d]", i)
+		fillDefaults(t, &DefaultCaptivePortal)
 		checkURL(p+".url", t.URL, add)
 		if t.Name == "" {
 			t.Name = t.URL
 		}
-		uniqueName("synthetic.captive_portal", p, t.Name, names, i, add)
-		checkLabels(p+".labels", t.Labels, add)
+		uniqueName("synthetic.captive_portal", i, t.Name, names, add)
+		checkLabels(p+".labels", t.Labels, ownLabels{}, add)
 		t.ServiceProbe.fill(p, g, c.Interval, c.Timeout, add)
-		if t.ExpectedStatus == 0 {
-			t.ExpectedStatus = http.StatusNoContent
-		} else if t.ExpectedStatus < 100 || t.ExpectedStatus > 599 {
+		if t.ExpectedStatus < 100 || t.ExpectedStatus > 599 {
 			add(p+".expected_status", "%d is not an HTTP status code (100 to 599)", t.ExpectedStatus)
 		}
 		t.TLS.check(p+".tls", add)
@@ -64,6 +73,7 @@ func (c *SyntheticConfig) validate(g *Global, add adder) {
 	for i := range c.DoH {
 		t := &c.DoH[i]
 		p := fmt.Sprintf("synthetic.doh[%d]", i)
+		fillDefaults(t, &DefaultDoH)
 		checkURL(p+".url", t.URL, add)
 		if t.URL != "" && !strings.HasPrefix(t.URL, "https://") {
 			add(p+".url", "%q: DNS-over-HTTPS needs an https URL", t.URL)
@@ -71,13 +81,11 @@ func (c *SyntheticConfig) validate(g *Global, add adder) {
 		if t.Name == "" {
 			t.Name = t.URL
 		}
-		uniqueName("synthetic.doh", p, t.Name, names, i, add)
-		checkLabels(p+".labels", t.Labels, add)
+		uniqueName("synthetic.doh", i, t.Name, names, add)
+		checkLabels(p+".labels", t.Labels, ownLabels{}, add)
 		t.ServiceProbe.fill(p, g, c.Interval, c.Timeout, add)
 		t.QType = checkQuestion(p, "a DoH check needs a name to look up", t.Query, &t.Type, add)
 		switch strings.ToUpper(t.Method) {
-		case "":
-			t.Method = http.MethodPost
 		case http.MethodPost, http.MethodGet:
 			t.Method = strings.ToUpper(t.Method)
 		default:

@@ -2,8 +2,7 @@ package config
 
 import (
 	"fmt"
-	"net"
-	"strconv"
+	"time"
 )
 
 // TCPConfig is the tcp section: TCP connect probes. Off (no targets) unless configured.
@@ -21,36 +20,27 @@ type TCPTarget struct {
 	ServiceProbe `yaml:",inline"`
 }
 
-var tcpLabelNames = []string{"address", "ip"}
+// DefaultTCP holds the section's defaults (see fillDefaults).
+var DefaultTCP = TCPConfig{Interval: Duration(DefaultTCPInterval), Timeout: Duration(DefaultTCPTimeout)}
+
+var tcpLabels = ownLabels{"tcp", []string{"address", "ip"}}
 
 func (c *TCPConfig) validate(g *Global, add adder) {
-	checkSection("tcp", &c.Interval, &c.Timeout, DefaultTCPInterval, DefaultTCPTimeout, add)
+	fillSection(c, &DefaultTCP, &c.Interval, &c.Timeout)
+	checkSchedule("tcp", c.Interval, c.Timeout, time.Duration(c.Interval), "the interval", add)
 	if len(c.Targets) > 0 {
-		checkReservedFor("global.labels", g.Labels, tcpLabelNames, add)
+		checkOwnLabels("global.labels", g.Labels, tcpLabels, add)
 	}
 	names := map[string]int{}
 	for i := range c.Targets {
 		t := &c.Targets[i]
 		p := fmt.Sprintf("tcp.targets[%d]", i)
-		host, port, err := net.SplitHostPort(t.Address)
-		switch {
-		case t.Address == "":
-			add(p+".address", "missing: every target needs an address (host:port)")
-		case err != nil:
-			add(p+".address", "%q is not host:port (IPv6 literals in brackets: [2001:db8::1]:443)", t.Address)
-		case !validHost(host) || host == GatewayKeyword:
-			add(p+".address", "%q: %q is neither an IP address nor a valid host name", t.Address, host)
-		default:
-			if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-				add(p+".address", "%q: port %q is out of range (1 to 65535)", t.Address, port)
-			}
-		}
+		checkHostPort(p+".address", t.Address, "every target needs an address (host:port)", "[2001:db8::1]:443", add)
 		if t.Name == "" {
 			t.Name = t.Address
 		}
-		uniqueName("tcp", p, t.Name, names, i, add)
-		checkLabels(p+".labels", t.Labels, add)
-		checkReservedFor(p+".labels", t.Labels, tcpLabelNames, add)
+		uniqueName("tcp.targets", i, t.Name, names, add)
+		checkLabels(p+".labels", t.Labels, tcpLabels, add)
 		t.ServiceProbe.fill(p, g, c.Interval, c.Timeout, add)
 	}
 }
