@@ -20,6 +20,7 @@ help:
 	@echo "make bench-ping  smokemon vs smokeping_prober vs fping, 10/100/1000 loopback targets"
 	@echo "make bench-mesh  mesh prober/responder CPU per peer beside ping per target (loopback)"
 	@echo "make bench-host  host collectors vs node_exporter: scrape time, size, RSS"
+	@echo "make lint        gofmt, go vet and staticcheck (the first step of make test)"
 	@echo "make release     static binaries for linux amd64/arm64/armv7/armv6 and tarballs in DIST (dist/)"
 	@echo "make packages    .deb and .rpm packages in DIST (dist/), built with nfpm"
 
@@ -46,8 +47,7 @@ bench-host:
 	$(GO) run ./tools/bench/host $(ARGS)
 
 lint:
-	test -z "$$(gofmt -l .)" || (gofmt -l . && false)
-	$(GO) vet ./...
+	.ci/lint
 
 # Releases: static binaries per architecture in $(DIST)/linux-ARCH/, and a
 # tarball per architecture with install.sh, the units and the default config.
