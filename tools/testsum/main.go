@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -257,12 +258,12 @@ func summarize(runs []*run) summary {
 				v = "fail" // started and never ended: a crash or a timeout
 			}
 			prev, ok := final[k]
-			if ok && r.timing(k)["deferred"] > 0 {
-				continue // the race run's deferral does not undo a run without -race
+			if ok && r.timing(k)["deferred"] > 0 && judged(prev.timing(k)) {
+				continue // a deferral under -race does not undo a verdict on the timing
 			}
 			if ok && k.test != "" {
 				if pv := prev.verdict[k]; pv == "fail" || pv == "" {
-					s.reruns = append(s.reruns, fmt.Sprintf("%s %s failed in %s, %s in %s", k.pkg, k.test, prev.name, verb(v), r.name))
+					s.reruns = append(s.reruns, fmt.Sprintf("%s %s failed in %s, %s in %s", k.pkg, k.test, filepath.Base(prev.name), verb(v), filepath.Base(r.name)))
 				}
 			} else if !ok {
 				keys = append(keys, k)
@@ -311,6 +312,11 @@ func summarize(runs []*run) summary {
 		}
 	}
 	return s
+}
+
+// judged says whether a test's timing checks ran (any try at all).
+func judged(t map[string]int) bool {
+	return t["passed"]+t["failed"]+t["inconclusive"] > 0
 }
 
 func ranIn(r *run, pkg string) bool {

@@ -78,7 +78,7 @@ func TestSum(t *testing.T) {
 		name: "with the rerun", runs: []string{"first.json", "rerun.json"}, maxSkip: 0.1, minTiming: 2, ok: false,
 		lines: []string{
 			"test: FAILED: example.com/fix/c (no test ran)",
-			"test: rerun: example.com/fix/a TestFlaky failed in testdata/first.json, passed in testdata/rerun.json",
+			"test: rerun: example.com/fix/a TestFlaky failed in first.json, passed in rerun.json",
 			"test: 1 reruns decided a test anew",
 			"test: timing tries: 2 passed, 0 failed, 6 inconclusive (a machine stall)",
 			"test: timing tests: 1 judged, 1 skipped after every try was inconclusive (50%; more than 10% fails the suite)",
@@ -139,5 +139,35 @@ func TestDeferralKeepsVerdict(t *testing.T) {
 		if !ok || !strings.Contains(b.String(), "timing tries: 1 passed, 1 failed, 0 inconclusive") || !strings.HasSuffix(b.String(), "1 passed, 0 failed, 0 skipped\n") {
 			t.Errorf("ok %v:\n%s", ok, b.String())
 		}
+	}
+}
+
+// A test that failed in the race run and deferred its timing in the rerun
+// was decided by the rerun: the rerun is shown, and the run without -race
+// judges its timing afterwards.
+func TestRerunThenTiming(t *testing.T) {
+	var runs []*run
+	for i, j := range []string{
+		`{"Action":"run","Package":"p","Test":"TestT"}
+{"Action":"output","Package":"p","Test":"TestT","Output":"    x_test.go:9: a non-timing check failed\n"}
+{"Action":"fail","Package":"p","Test":"TestT"}
+`, `{"Action":"run","Package":"p","Test":"TestT"}
+{"Action":"output","Package":"p","Test":"TestT","Output":"    x_test.go:9: timing: rtt: deferred: not judged under the race detector\n"}
+{"Action":"skip","Package":"p","Test":"TestT"}
+`, `{"Action":"run","Package":"p","Test":"TestT"}
+{"Action":"output","Package":"p","Test":"TestT","Output":"    x_test.go:9: timing: rtt: try 1 passed\n"}
+{"Action":"pass","Package":"p","Test":"TestT"}
+`} {
+		r, err := read(strings.NewReader(j))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.name = []string{"/tmp/x/race.json", "/tmp/x/race.json.rerun.json", "/tmp/x/timing1.json"}[i]
+		runs = append(runs, r)
+	}
+	var b strings.Builder
+	ok := summarize(runs).print(&b, 0, 1)
+	if !ok || !strings.Contains(b.String(), "test: rerun: p TestT failed in race.json, skipped in race.json.rerun.json\n") || !strings.HasSuffix(b.String(), "1 passed, 0 failed, 0 skipped\n") {
+		t.Errorf("ok %v:\n%s", ok, b.String())
 	}
 }
