@@ -131,18 +131,36 @@ type probe struct {
 	replied  bool
 }
 
+// newIdentity draws the engine's random token nonce and ICMP identifier,
+// so that two engines (or two processes) tell their replies apart.
+func newIdentity() (nonce uint32, id uint16, err error) {
+	var rnd [6]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return 0, 0, err
+	}
+	return binary.BigEndian.Uint32(rnd[:4]), binary.BigEndian.Uint16(rnd[4:]), nil
+}
+
+// orBoth is fams, or both families when none is given.
+func orBoth(fams []Family) []Family {
+	if len(fams) == 0 {
+		return []Family{IPv4, IPv6}
+	}
+	return fams
+}
+
 // New opens the sockets and starts the scheduler and receivers. A family whose
 // socket cannot be opened is reported down in Status; New itself fails only
 // when no family works.
 func New(logger *slog.Logger, opts Options) (*Engine, error) {
-	var rnd [6]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
+	nonce, id, err := newIdentity()
+	if err != nil {
 		return nil, err
 	}
 	e := &Engine{
 		logger:   logger,
 		start:    time.Now(),
-		nonce:    binary.BigEndian.Uint32(rnd[:4]),
+		nonce:    nonce,
 		socks:    map[Family]*socket{},
 		status:   map[Family]FamilyStatus{},
 		inflight: map[Family]map[uint16]*probe{},
@@ -151,13 +169,8 @@ func New(logger *slog.Logger, opts Options) (*Engine, error) {
 		stop:     make(chan struct{}),
 	}
 	e.sendQ.MaxSlack = maxSlack
-	id := binary.BigEndian.Uint16(rnd[4:])
-	fams := opts.Families
-	if len(fams) == 0 {
-		fams = []Family{IPv4, IPv6}
-	}
 	var errs []error
-	for _, fam := range fams {
+	for _, fam := range orBoth(opts.Families) {
 		s, why, err := openSocket(fam, opts.Socket, id)
 		if err != nil {
 			e.status[fam] = FamilyStatus{Kind: KindNone, Err: err}

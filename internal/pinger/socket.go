@@ -239,38 +239,38 @@ type sendOpts struct {
 
 // appendCmsgs builds the control messages for o into buf.
 func appendCmsgs(buf []byte, fam Family, o sendOpts) []byte {
-	if fam == IPv4 {
-		if o.src.IsValid() || o.ifIndex != 0 {
-			var pi unix.Inet4Pktinfo
-			pi.Ifindex = int32(o.ifIndex)
-			if o.src.IsValid() {
-				pi.Spec_dst = o.src.As4()
-			}
-			buf = appendCmsg(buf, unix.IPPROTO_IP, unix.IP_PKTINFO, unsafe.Slice((*byte)(unsafe.Pointer(&pi)), unix.SizeofInet4Pktinfo))
-		}
-		if o.tos != 0 {
-			buf = appendCmsgInt(buf, unix.IPPROTO_IP, unix.IP_TOS, o.tos)
-		}
-		if o.ttl != 0 {
-			buf = appendCmsgInt(buf, unix.IPPROTO_IP, unix.IP_TTL, o.ttl)
-		}
-		return buf
+	level, tosOpt, ttlOpt := unix.IPPROTO_IP, unix.IP_TOS, unix.IP_TTL
+	if fam != IPv4 {
+		level, tosOpt, ttlOpt = unix.IPPROTO_IPV6, unix.IPV6_TCLASS, unix.IPV6_HOPLIMIT
 	}
 	if o.src.IsValid() || o.ifIndex != 0 {
-		var pi unix.Inet6Pktinfo
-		pi.Ifindex = uint32(o.ifIndex)
-		if o.src.IsValid() {
-			pi.Addr = o.src.As16()
-		}
-		buf = appendCmsg(buf, unix.IPPROTO_IPV6, unix.IPV6_PKTINFO, unsafe.Slice((*byte)(unsafe.Pointer(&pi)), unix.SizeofInet6Pktinfo))
+		buf = appendPktinfo(buf, fam, o)
 	}
 	if o.tos != 0 {
-		buf = appendCmsgInt(buf, unix.IPPROTO_IPV6, unix.IPV6_TCLASS, o.tos)
+		buf = appendCmsgInt(buf, level, tosOpt, o.tos)
 	}
 	if o.ttl != 0 {
-		buf = appendCmsgInt(buf, unix.IPPROTO_IPV6, unix.IPV6_HOPLIMIT, o.ttl)
+		buf = appendCmsgInt(buf, level, ttlOpt, o.ttl)
 	}
 	return buf
+}
+
+// appendPktinfo sets the probe's source address and interface.
+func appendPktinfo(buf []byte, fam Family, o sendOpts) []byte {
+	if fam == IPv4 {
+		var pi unix.Inet4Pktinfo
+		pi.Ifindex = int32(o.ifIndex)
+		if o.src.IsValid() {
+			pi.Spec_dst = o.src.As4()
+		}
+		return appendCmsg(buf, unix.IPPROTO_IP, unix.IP_PKTINFO, unsafe.Slice((*byte)(unsafe.Pointer(&pi)), unix.SizeofInet4Pktinfo))
+	}
+	var pi unix.Inet6Pktinfo
+	pi.Ifindex = uint32(o.ifIndex)
+	if o.src.IsValid() {
+		pi.Addr = o.src.As16()
+	}
+	return appendCmsg(buf, unix.IPPROTO_IPV6, unix.IPV6_PKTINFO, unsafe.Slice((*byte)(unsafe.Pointer(&pi)), unix.SizeofInet6Pktinfo))
 }
 
 func appendCmsgInt(buf []byte, level, typ, v int) []byte {

@@ -2,7 +2,6 @@ package pinger
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -109,26 +108,22 @@ func (b *traceBatch) answered() {
 // NewTracer opens a raw ICMP socket per family. A family that fails is
 // reported down in Status; NewTracer fails only when none works.
 func NewTracer(logger *slog.Logger, families ...Family) (*Tracer, error) {
-	var rnd [6]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
+	nonce, id, err := newIdentity()
+	if err != nil {
 		return nil, err
 	}
 	t := &Tracer{
 		logger:   logger,
 		start:    time.Now(),
-		nonce:    binary.BigEndian.Uint32(rnd[:4]),
+		nonce:    nonce,
 		socks:    map[Family]*socket{},
 		status:   map[Family]FamilyStatus{},
 		inflight: map[Family]map[uint16]*traceProbe{},
 		seq:      map[Family]uint16{},
 		stop:     make(chan struct{}),
 	}
-	id := binary.BigEndian.Uint16(rnd[4:])
-	if len(families) == 0 {
-		families = []Family{IPv4, IPv6}
-	}
 	var errs []error
-	for _, fam := range families {
+	for _, fam := range orBoth(families) {
 		s, err := newTraceSocket(fam, id)
 		if err != nil {
 			err = fmt.Errorf("raw ICMP socket (path probing needs CAP_NET_RAW): %w", err)
