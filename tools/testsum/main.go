@@ -57,7 +57,7 @@ func main() {
 		}
 	case "sum":
 		fs := flag.NewFlagSet("sum", flag.ExitOnError)
-		maxSkip := fs.Float64("max-skipped", 0.1, "fail when more than this share of the timing tests skipped")
+		maxSkip := fs.Float64("max-skipped", 0.15, "fail when more than this share of the timing tests skipped")
 		minTiming := fs.Int("min-timing", 0, "fail when fewer timing tests than this were judged")
 		fs.Parse(args)
 		var runs []*run
@@ -242,6 +242,7 @@ type summary struct {
 	passed, failed, skipped int
 	tries                   map[string]int // try verdicts over every run
 	judged, timingSkipped   int            // timing tests by their final verdict
+	skippedTiming           []key          // the timing tests skipped
 	deferredOnly            []key          // deferred under -race and never run without it
 	reruns                  []string       // a line per test a later run decided anew
 	failures                []string
@@ -307,6 +308,7 @@ func summarize(runs []*run) summary {
 			s.deferredOnly = append(s.deferredOnly, k)
 		case v == "skip" && t["skipped"] > 0:
 			s.timingSkipped++
+			s.skippedTiming = append(s.skippedTiming, k)
 		default:
 			s.judged++
 		}
@@ -355,6 +357,9 @@ func (s summary) print(w io.Writer, maxSkip float64, minTiming int) bool {
 	share := 0.0
 	if timing > 0 {
 		share = float64(s.timingSkipped) / float64(timing)
+	}
+	for _, k := range s.skippedTiming {
+		fmt.Fprintf(w, "test: timing skipped, every try inconclusive: %s %s\n", k.pkg, k.test)
 	}
 	fmt.Fprintf(w, "test: timing tests: %d judged, %d skipped after every try was inconclusive (%.0f%%; more than %.0f%% fails the suite)\n",
 		s.judged, s.timingSkipped, 100*share, 100*maxSkip)
