@@ -36,23 +36,25 @@ func main() {
 	var err error
 	ok := true
 	switch cmd {
-	case "show", "failed", "deferred":
+	case "show", "failed":
 		var r *run
 		for _, f := range args {
 			if r, err = readFile(f); err != nil {
 				break
 			}
-			switch cmd {
-			case "show":
+			if cmd == "show" {
 				r.show(os.Stdout)
-			case "failed":
-				for _, p := range r.failedPackages() {
-					fmt.Println(p)
-				}
-			case "deferred":
-				for _, d := range r.deferred() {
-					fmt.Printf("%s\t%s\n", d.pkg, d.run)
-				}
+				continue
+			}
+			for _, p := range r.failedPackages() {
+				fmt.Println(p)
+			}
+		}
+	case "deferred":
+		var runs []*run
+		if runs, err = readFiles(args); err == nil {
+			for _, d := range deferred(runs) {
+				fmt.Printf("%s\t%s\n", d.pkg, d.run)
 			}
 		}
 	case "sum":
@@ -61,15 +63,7 @@ func main() {
 		minTiming := fs.Int("min-timing", 0, "fail when fewer timing tests than this were judged")
 		fs.Parse(args)
 		var runs []*run
-		for _, f := range fs.Args() {
-			r, e := readFile(f)
-			if e != nil {
-				err = e
-				break
-			}
-			runs = append(runs, r)
-		}
-		if err == nil {
+		if runs, err = readFiles(fs.Args()); err == nil {
 			s := summarize(runs)
 			ok = s.print(os.Stdout, *maxSkip, *minTiming)
 		}
@@ -103,6 +97,18 @@ type run struct {
 	verdict map[key]string   // pass, fail or skip
 	output  map[key][]string // lines, in order
 	build   []string         // compiler output
+}
+
+func readFiles(names []string) ([]*run, error) {
+	var runs []*run
+	for _, n := range names {
+		r, err := readFile(n)
+		if err != nil {
+			return nil, err
+		}
+		runs = append(runs, r)
+	}
+	return runs, nil
 }
 
 func readFile(name string) (*run, error) {
@@ -215,19 +221,23 @@ type deferral struct{ pkg, run string }
 
 // deferred lists, per package, the top-level tests holding a timing check
 // that the race run deferred, as a `go test -run` pattern.
-func (r *run) deferred() []deferral {
+// Over several runs (a race run and its rerun) a package is one line.
+func deferred(runs []*run) []deferral {
 	var pkgs []string
 	tests := map[string][]string{}
-	for _, k := range r.order {
-		if k.test == "" || r.timing(k)["deferred"] == 0 {
-			continue
-		}
-		top, _, _ := strings.Cut(k.test, "/")
-		if _, ok := tests[k.pkg]; !ok {
-			pkgs = append(pkgs, k.pkg)
-		}
-		if !slices.Contains(tests[k.pkg], top) {
-			tests[k.pkg] = append(tests[k.pkg], regexp.QuoteMeta(top))
+	for _, r := range runs {
+		for _, k := range r.order {
+			if k.test == "" || r.timing(k)["deferred"] == 0 {
+				continue
+			}
+			top, _, _ := strings.Cut(k.test, "/")
+			top = regexp.QuoteMeta(top)
+			if _, ok := tests[k.pkg]; !ok {
+				pkgs = append(pkgs, k.pkg)
+			}
+			if !slices.Contains(tests[k.pkg], top) {
+				tests[k.pkg] = append(tests[k.pkg], top)
+			}
 		}
 	}
 	var ds []deferral
