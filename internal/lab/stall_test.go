@@ -63,6 +63,17 @@ func TestTriesDeferred(t *testing.T) {
 	if calls != 0 || len(r.skips) != 1 || len(r.logs) != 1 || !strings.HasPrefix(r.logs[0], "timing: rtt: deferred") {
 		t.Errorf("deferred: %d calls, skips %q, logs %q; want no call, one skip and a deferred line", calls, r.skips, r.logs)
 	}
+	r = &recordingTB{TB: t}
+	TimingTest(r)
+	if len(r.skips) != 1 || len(r.logs) != 1 || r.logs[0] != "timing: "+t.Name()+": deferred: not run under the race detector" {
+		t.Errorf("TimingTest: skips %q, logs %q; want one skip and a deferred line", r.skips, r.logs)
+	}
+	skipTiming = false
+	r = &recordingTB{TB: t}
+	TimingTest(r)
+	if len(r.skips) != 0 || len(r.logs) != 0 {
+		t.Errorf("TimingTest without -race: skips %q, logs %q; want neither", r.skips, r.logs)
+	}
 }
 
 // Most packets missing is no stall's doing; a few missing may be.
