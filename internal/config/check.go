@@ -42,8 +42,8 @@ func fillValue(dst, def reflect.Value) {
 			fillValue(d, v) // an inlined ProbeDefaults, ServiceProbe
 			continue
 		}
-		if !d.IsZero() {
-			continue
+		if !d.IsZero() && (d.Kind() != reflect.Slice || d.Len() > 0) {
+			continue // set; an empty list ("protocols: []") is unset
 		}
 		switch v.Kind() {
 		case reflect.Slice:

@@ -246,6 +246,14 @@ func TestDefaultsAsData(t *testing.T) {
 	if DefaultBandwidthTarget.Directions[0] != DirectionDownload || b.BusyRetries == DefaultBandwidthTarget.BusyRetries {
 		t.Error("a target shares its defaults' list or pointer")
 	}
+	// An empty list is unset, as a missing one.
+	c2, err := Parse([]byte("dns:\n  targets:\n    - {query: a.example, valid_rcodes: []}\nmesh:\n  protocols: []\n  peers:\n    - {address: \"p.example:1\", protocols: []}\n"), "t.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc, pr := c2.DNS.Targets[0].ValidRcodes, c2.Mesh.Peers[0].Protocols; len(rc) != 1 || rc[0] != "NOERROR" || len(pr) != 1 || pr[0] != MeshUDP {
+		t.Errorf("empty lists: valid_rcodes %v, peer protocols %v; want the defaults", rc, pr)
+	}
 	if time.Duration(c.DNS.Interval) != DefaultDNSInterval || c.Global.ResolveInterval != DefaultGlobal.ResolveInterval {
 		t.Errorf("section defaults: dns interval %v, resolve_interval %v", c.DNS.Interval, c.Global.ResolveInterval)
 	}
