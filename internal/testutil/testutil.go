@@ -1,0 +1,128 @@
+// Package testutil is the one home of the helpers smokemon's tests share: a
+// free loopback port, a binary built once per test process, polling until a
+// condition holds, and a logger that discards. Tests use real servers and
+// processes; nothing here fakes one.
+package testutil
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// FreePort returns a loopback port that was free for both TCP and UDP a moment
+// ago. Another process can still take it: tests that start servers on it
+// should fail clearly, not hang, when that happens.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	for range 20 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+		if err == nil {
+			u.Close()
+			return port
+		}
+	}
+	t.Fatal("no port free for both TCP and UDP on 127.0.0.1 after 20 tries")
+	return 0
+}
+
+// FreeAddr is FreePort as a dialable "127.0.0.1:port".
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	return fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+}
+
+var (
+	buildMu  sync.Mutex
+	buildDir string
+	built    = map[string]string{}
+)
+
+// BuildBinary builds the main package pkg (an import path, or a directory
+// relative to the test's package) once per test process and returns the
+// binary's path. The directory is world-readable, so a test can also run the
+// binary as an unprivileged user; Run removes it when the tests end.
+func BuildBinary(t testing.TB, pkg string) string {
+	t.Helper()
+	key := pkg
+	if strings.HasPrefix(pkg, ".") || filepath.IsAbs(pkg) {
+		abs, err := filepath.Abs(pkg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key = abs
+	}
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if p, ok := built[key]; ok {
+		return p
+	}
+	if buildDir == "" {
+		d, err := os.MkdirTemp("", "smokemon-testbin-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(d, 0o755)
+		buildDir = d
+	}
+	name := filepath.Base(key)
+	out := filepath.Join(buildDir, fmt.Sprintf("%s-%d", name, len(built)), name)
+	if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	}
+	built[key] = out
+	return out
+}
+
+// Run runs the tests of a package whose TestMain wants the binaries of
+// BuildBinary removed at the end: os.Exit(testutil.Run(m)).
+func Run(m *testing.M) int {
+	code := m.Run()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+		buildDir, built = "", map[string]string{}
+	}
+	return code
+}
+
+// Eventually calls cond every step until it returns true or timeout has
+// passed, and reports whether it came true. cond is always called at least
+// once, and once more after the timeout, so a slow machine gets a last look.
+func Eventually(timeout, step time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return cond()
+		}
+		time.Sleep(step)
+	}
+	return true
+}
+
+// WaitFor is Eventually (polling every 20ms) that fails the test, naming
+// what it waited for, when cond does not come true in time.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	if !Eventually(timeout, 20*time.Millisecond, cond) {
+		t.Fatalf("still waiting after %s for %s", timeout, what)
+	}
+}
+
+// Logger is a logger that discards everything, for code under test that must
+// be given one.
+func Logger() *slog.Logger { return slog.New(slog.DiscardHandler) }
