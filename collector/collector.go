@@ -1,6 +1,9 @@
-// Package collector holds smokemon_exporter's collectors, one file each, and
-// the framework that runs them: registration with a default on/off state,
-// --collector.NAME flags, and per-collector duration and success on every scrape.
+// Package collector is the framework that runs smokemon_exporter's
+// collectors (registration with a default on/off state, --collector.NAME
+// flags, per-collector duration and success on every scrape, two-phase
+// reload) and the host collectors, one file each, that read this machine's
+// /proc, /sys and nl80211. The continuous network probes register from
+// package probes.
 package collector
 
 import (
@@ -37,21 +40,50 @@ type Closer interface {
 	Close() error
 }
 
-// Factory builds a collector; cfg is the configuration in force at start-up.
+// Factory builds a collector that reads the config; cfg is the one in force
+// at start-up.
 type Factory func(logger *slog.Logger, cfg *config.Config) (Collector, error)
+
+// HostFactory builds a host collector that needs no config.
+type HostFactory func(logger *slog.Logger) (Collector, error)
 
 // ErrNoData means the collector has nothing to report on this machine (no wifi,
 // no battery): the scrape is still a success.
 var ErrNoData = errors.New("collector returned no data")
 
+type registration struct {
+	factory Factory
+	host    bool
+}
+
 var (
-	factories      = map[string]Factory{}
+	factories      = map[string]registration{}
 	enabledFlags   = map[string]*bool{}
 	explicitlySet  = map[string]bool{}
 	disableDefault = kingpin.Flag("collector.disable-defaults", "Set all collectors to disabled by default.").Default("false").Bool()
 )
 
-func registerCollector(name string, enabledByDefault bool, f Factory) {
+// registerCollector registers a host collector of this package.
+func registerCollector(name string, enabledByDefault bool, f HostFactory) {
+	register(name, enabledByDefault, true, func(l *slog.Logger, _ *config.Config) (Collector, error) { return f(l) })
+}
+
+// registerConfigured registers a host collector that reads the config.
+func registerConfigured(name string, enabledByDefault bool, f Factory) {
+	register(name, enabledByDefault, true, f)
+}
+
+// RegisterProbe registers a collector that probes the network (package
+// probes calls it from init). Probes are not host collectors: they are left
+// out of HostCollectors.
+func RegisterProbe(name string, enabledByDefault bool, f Factory) {
+	register(name, enabledByDefault, false, f)
+}
+
+func register(name string, enabledByDefault, host bool, f Factory) {
+	if _, dup := factories[name]; dup {
+		panic("collector " + name + " registered twice")
+	}
 	def := "disabled"
 	if enabledByDefault {
 		def = "enabled"
@@ -60,7 +92,7 @@ func registerCollector(name string, enabledByDefault bool, f Factory) {
 		Default(fmt.Sprint(enabledByDefault)).
 		Action(func(*kingpin.ParseContext) error { explicitlySet[name] = true; return nil })
 	enabledFlags[name] = flag.Bool()
-	factories[name] = f
+	factories[name] = registration{factory: f, host: host}
 }
 
 // Names lists every registered collector, sorted.
@@ -70,6 +102,18 @@ func Names() []string {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	return names
+}
+
+// HostCollectors lists, sorted, the collectors of this package: those that
+// read this machine's /proc, /sys and nl80211 rather than probe the network.
+func HostCollectors() []string {
+	var names []string
+	for _, n := range Names() {
+		if factories[n].host {
+			names = append(names, n)
+		}
+	}
 	return names
 }
 
@@ -111,7 +155,7 @@ func NewSet(logger *slog.Logger, cfg *config.Config, names []string) (*Set, erro
 		if !ok {
 			return nil, fmt.Errorf("unknown collector %q (known: %v)", n, Names())
 		}
-		c, err := f(logger.With("collector", n), cfg)
+		c, err := f.factory(logger.With("collector", n), cfg)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("collector %s: %w", n, err))
 			continue
@@ -119,6 +163,11 @@ func NewSet(logger *slog.Logger, cfg *config.Config, names []string) (*Set, erro
 		s.collectors[n] = c
 	}
 	return s, errors.Join(errs...)
+}
+
+// SetOf runs collectors that are already built, under the names given.
+func SetOf(logger *slog.Logger, collectors map[string]Collector) *Set {
+	return &Set{logger: logger, collectors: collectors}
 }
 
 // Collector returns a running collector by name (nil if not enabled).

@@ -18,7 +18,7 @@ import (
 // so dashboards and the analyzer can tell a Pi 4 from an Orin without a lookup table.
 
 func init() {
-	registerCollector("nodeinfo", true, newNodeInfoCollector)
+	registerConfigured("nodeinfo", true, newNodeInfoCollector)
 }
 
 type nodeInfoCollector struct {

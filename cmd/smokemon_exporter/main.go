@@ -29,6 +29,7 @@ import (
 
 	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/config"
+	_ "github.com/smokemon/smokemon/probes" // registers the network probes with collector
 )
 
 const name = "smokemon_exporter"

@@ -5,6 +5,7 @@
 package testutil
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
 	"net"
@@ -126,3 +127,20 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 // Logger is a logger that discards everything, for code under test that must
 // be given one.
 func Logger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// PromtoolCheck fails the test on anything `promtool check metrics` reports
+// about a text exposition, and skips it where promtool is not installed (the
+// Debian package prometheus has it).
+func PromtoolCheck(t testing.TB, exposition []byte) {
+	t.Helper()
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool not installed (Debian package prometheus): metric lint skipped")
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = bytes.NewReader(exposition)
+	out, err := cmd.CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}

@@ -20,10 +20,9 @@ import (
 	"slices"
 	"time"
 
+	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/bench/artifact"
 )
-
-var hostCollectors = []string{"cpu", "disk", "gpu", "memory", "netstat", "nodeinfo", "power", "pressure", "thermal", "wifi"}
 
 func main() {
 	n := flag.Int("n", 60, "scrapes of each exporter")
@@ -166,7 +165,7 @@ func run(n int, nodeExporter string) error {
 	}
 
 	hostFlags := []string{"--collector.disable-defaults"}
-	for _, c := range hostCollectors {
+	for _, c := range collector.HostCollectors() {
 		hostFlags = append(hostFlags, "--collector."+c)
 	}
 	sm, err := start("smokemon", bin, hostFlags...)

@@ -1,4 +1,4 @@
-package collector
+package probes
 
 import (
 	"bytes"
@@ -15,7 +15,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/smokemon/smokemon/internal/dnsmsg"
 
+	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/config"
+	"github.com/smokemon/smokemon/internal/prober"
 )
 
 // The synthetic collector runs checks that stand for what a user does: is the
@@ -23,7 +25,7 @@ import (
 // how fast. Opt-in: idle unless the synthetic section lists checks.
 
 func init() {
-	registerCollector("synthetic", true, newSyntheticCollector)
+	register("synthetic", newSyntheticCollector)
 }
 
 const (
@@ -39,6 +41,7 @@ var (
 
 type syntheticCollector struct {
 	logger *slog.Logger
+	deps   Deps
 	sched  svcScheduler
 
 	mu         sync.Mutex
@@ -86,8 +89,8 @@ type syntheticDescs struct {
 	dohRcode, dohAnswers         *prometheus.Desc
 }
 
-func newSyntheticCollector(logger *slog.Logger, cfg *config.Config) (Collector, error) {
-	c := &syntheticCollector{logger: logger}
+func newSyntheticCollector(logger *slog.Logger, cfg *config.Config, deps Deps) (collector.Collector, error) {
+	c := &syntheticCollector{logger: logger, deps: deps}
 	if err := c.Reload(cfg); err != nil {
 		return nil, err
 	}
@@ -166,30 +169,30 @@ func (c *syntheticCollector) Reload(cfg *config.Config) error {
 func (c *syntheticCollector) portalFunc(p *portalCheck) func(ctx context.Context) func() {
 	cfg := p.cfg
 	return func(ctx context.Context) func() {
-		res := httpDo(ctx, httpSpec{
-			url: cfg.URL, method: http.MethodGet, family: cfg.Family, resolver: cfg.Resolver,
-			tls: p.tls, maxBody: portalMaxBody, keepBody: true,
+		res := c.deps.Net.HTTP(ctx, prober.HTTPRequest{
+			URL: cfg.URL, Method: http.MethodGet, Family: cfg.Family, Resolver: cfg.Resolver,
+			TLS: p.tls, MaxBody: portalMaxBody, KeepBody: true,
 		})
 		return func() {
 			s := p.stats
-			if res.completed {
-				s.hist.Observe(res.total.Seconds())
+			if res.Completed {
+				s.hist.Observe(res.Total.Seconds())
 			}
 			s.mu.Lock()
 			defer s.mu.Unlock()
-			// httpDo gives a reason exactly when no response was read.
-			s.record(res.reason)
-			if !res.completed {
+			// HTTP gives a reason exactly when no response was read.
+			s.record(res.Reason)
+			if !res.Completed {
 				return
 			}
-			detected := res.status != cfg.ExpectedStatus ||
-				(cfg.ExpectedBody != "" && !bytes.Contains(res.body, []byte(cfg.ExpectedBody)))
+			detected := res.Status != cfg.ExpectedStatus ||
+				(cfg.ExpectedBody != "" && !bytes.Contains(res.Body, []byte(cfg.ExpectedBody)))
 			if detected && (!s.decided || !s.detected) {
-				c.logger.Warn("captive portal detected", "target", cfg.Name, "status", res.status, "location", res.location)
+				c.logger.Warn("captive portal detected", "target", cfg.Name, "status", res.Status, "location", res.Location)
 			} else if !detected && s.decided && s.detected {
 				c.logger.Info("captive portal gone", "target", cfg.Name)
 			}
-			s.decided, s.detected, s.status = true, detected, res.status
+			s.decided, s.detected, s.status = true, detected, res.Status
 		}
 	}
 }
@@ -201,30 +204,30 @@ func (c *syntheticCollector) dohFunc(d *dohCheck) func(ctx context.Context) func
 		q := dnsmsg.NewQuery(0, cfg.Query, cfg.QType) // RFC 8484 §4.1: ID 0 keeps answers cacheable by HTTP caches
 		wire, err := q.Pack()
 		if err != nil {
-			return func() { d.record(c.logger, "other", nil, httpResult{}, err) }
+			return func() { d.record(c.logger, "other", nil, prober.HTTPResult{}, err) }
 		}
-		spec := httpSpec{
-			url: cfg.URL, method: cfg.Method, family: cfg.Family, resolver: cfg.Resolver, tls: d.tls,
-			headers: map[string]string{"Accept": dohMediaType}, maxBody: dohMaxBody, keepBody: true, follow: true,
+		spec := prober.HTTPRequest{
+			URL: cfg.URL, Method: cfg.Method, Family: cfg.Family, Resolver: cfg.Resolver, TLS: d.tls,
+			Headers: map[string]string{"Accept": dohMediaType}, MaxBody: dohMaxBody, KeepBody: true, Follow: true,
 		}
 		if cfg.Method == http.MethodGet {
 			u, _ := url.Parse(cfg.URL)
 			q := u.Query()
 			q.Set("dns", base64.RawURLEncoding.EncodeToString(wire))
 			u.RawQuery = q.Encode()
-			spec.url = u.String()
+			spec.URL = u.String()
 		} else {
-			spec.body = wire
-			spec.headers["Content-Type"] = dohMediaType
+			spec.Body = wire
+			spec.Headers["Content-Type"] = dohMediaType
 		}
-		res := httpDo(ctx, spec)
-		if res.reason != "" {
-			return func() { d.record(c.logger, res.reason, nil, res, res.err) }
+		res := c.deps.Net.HTTP(ctx, spec)
+		if res.Reason != "" {
+			return func() { d.record(c.logger, res.Reason, nil, res, res.Err) }
 		}
-		if res.status != http.StatusOK {
-			return func() { d.record(c.logger, "status", nil, res, fmt.Errorf("HTTP status %d", res.status)) }
+		if res.Status != http.StatusOK {
+			return func() { d.record(c.logger, "status", nil, res, fmt.Errorf("HTTP status %d", res.Status)) }
 		}
-		r, err := dnsmsg.Parse(res.body)
+		r, err := dnsmsg.Parse(res.Body)
 		if err != nil {
 			return func() { d.record(c.logger, "malformed", nil, res, err) }
 		}
@@ -240,10 +243,10 @@ func (c *syntheticCollector) dohFunc(d *dohCheck) func(ctx context.Context) func
 	}
 }
 
-func (d *dohCheck) record(logger *slog.Logger, reason string, r *dnsmsg.Reply, res httpResult, err error) {
+func (d *dohCheck) record(logger *slog.Logger, reason string, r *dnsmsg.Reply, res prober.HTTPResult, err error) {
 	s := d.stats
 	if r != nil {
-		s.hist.Observe(res.total.Seconds())
+		s.hist.Observe(res.Total.Seconds())
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -262,7 +265,7 @@ func (c *syntheticCollector) Update(ch chan<- prometheus.Metric) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.portals)+len(c.dohs) == 0 {
-		return ErrNoData
+		return collector.ErrNoData
 	}
 	d := c.descs
 	for _, p := range c.portals {
@@ -271,7 +274,7 @@ func (c *syntheticCollector) Update(ch chan<- prometheus.Metric) error {
 		s.mu.Lock()
 		s.collect(ch, d.portal, lv)
 		if s.decided {
-			ch <- prometheus.MustNewConstMetric(d.portalDetected, prometheus.GaugeValue, svcBool(s.detected), lv...)
+			ch <- prometheus.MustNewConstMetric(d.portalDetected, prometheus.GaugeValue, boolValue(s.detected), lv...)
 			ch <- prometheus.MustNewConstMetric(d.portalStatus, prometheus.GaugeValue, float64(s.status), lv...)
 		}
 		s.mu.Unlock()
@@ -299,7 +302,7 @@ func (c *syntheticCollector) Close() error {
 func newSyntheticDescs(custom []string) syntheticDescs {
 	tl := append([]string{"target"}, custom...)
 	with := func(v string) []string { return append(slices.Clone(tl), v) }
-	name := func(n string) string { return prometheus.BuildFQName(Namespace, "synthetic", n) }
+	name := func(n string) string { return prometheus.BuildFQName(collector.Namespace, "synthetic", n) }
 	return syntheticDescs{
 		// The portal's metrics speak of checks and errors, not probes and
 		// failures, so they do not follow newProbeDescs' names.

@@ -1,4 +1,4 @@
-package collector
+package probes
 
 import (
 	"bytes"
@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"os/exec"
 	"reflect"
@@ -23,6 +22,7 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/bufferbloat"
 	"github.com/smokemon/smokemon/internal/config"
 	"github.com/smokemon/smokemon/internal/pinger"
@@ -40,9 +40,6 @@ var bandwidthIperf3Path = kingpin.Flag("collector.bandwidth.iperf3-path",
 // bandwidthSlot lets one run at a time use the node's link: two tests at
 // once would each measure half the link and the other's queue.
 var bandwidthSlot = make(chan struct{}, 1)
-
-// bandwidthResolver looks up ping_host names; tests point it at their own DNS server.
-var bandwidthResolver = net.DefaultResolver
 
 // Failure reasons, all exported from the first scrape so rates work at once.
 const (
@@ -67,11 +64,12 @@ var bandwidthQuantiles = []struct {
 }{{0.5, "50"}, {0.9, "90"}}
 
 func init() {
-	registerCollector("bandwidth", true, newBandwidthCollector)
+	register("bandwidth", newBandwidthCollector)
 }
 
 type bandwidthCollector struct {
 	logger *slog.Logger
+	deps   Deps
 	iperf3 string
 
 	reloadMu sync.Mutex // serialises Reload and Close
@@ -123,12 +121,12 @@ type rttSummary struct {
 	lossKnown bool
 }
 
-func newBandwidthCollector(logger *slog.Logger, cfg *config.Config) (Collector, error) {
-	return newBandwidth(logger, cfg, *bandwidthIperf3Path)
+func newBandwidthCollector(logger *slog.Logger, cfg *config.Config, deps Deps) (collector.Collector, error) {
+	return newBandwidth(logger, cfg, deps, *bandwidthIperf3Path)
 }
 
-func newBandwidth(logger *slog.Logger, cfg *config.Config, iperf3 string) (*bandwidthCollector, error) {
-	c := &bandwidthCollector{logger: logger, iperf3: iperf3}
+func newBandwidth(logger *slog.Logger, cfg *config.Config, deps Deps, iperf3 string) (*bandwidthCollector, error) {
+	c := &bandwidthCollector{logger: logger, deps: deps, iperf3: iperf3}
 	if err := c.Reload(cfg); err != nil {
 		return nil, err
 	}
@@ -314,7 +312,7 @@ func (c *bandwidthCollector) run(ctx context.Context, t *bwTarget) {
 		now := time.Now()
 		s := newRTTSampler(now, now.Add(time.Duration(cfg.IdleDuration)), time.Duration(cfg.PingInterval), time.Duration(cfg.PingTimeout))
 		h := eng.Add(ref, c.pingSettings(cfg), s)
-		bwSleep(ctx, time.Duration(cfg.IdleDuration))
+		sleep(ctx, time.Duration(cfg.IdleDuration))
 		s.drain(ctx)
 		eng.Remove(h)
 		idle = s.summary()
@@ -370,18 +368,7 @@ func (c *bandwidthCollector) resolveRef(ctx context.Context, cfg *config.Bandwid
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	addrs, err := bandwidthResolver.LookupNetIP(ctx, "ip", cfg.PingHost)
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	for _, want := range familyPreference(cfg.Family) {
-		for _, a := range addrs {
-			if pinger.FamilyOf(a) == want {
-				return a.Unmap(), nil
-			}
-		}
-	}
-	return netip.Addr{}, fmt.Errorf("%s has no %s address", cfg.PingHost, cfg.Family)
+	return lookupFamily(ctx, c.deps.Resolver, cfg.PingHost, cfg.Family)
 }
 
 // measure runs one iperf3 test, retrying while the server is busy, and pings
@@ -430,7 +417,7 @@ func (c *bandwidthCollector) measure(ctx context.Context, t *bwTarget, eng *ping
 		t.dirs[dir].busyRetries++ // counted now, so a long backoff shows while it lasts
 		t.mu.Unlock()
 		c.logger.Info("iperf3 server busy; retrying", "target", cfg.Name, "direction", dir, "retry", busy, "in", backoff)
-		if !bwSleep(ctx, backoff) {
+		if !sleep(ctx, backoff) {
 			return nil, bwOther, busy, "stopped"
 		}
 		backoff *= 2
@@ -624,7 +611,7 @@ func (s *rttSampler) drain(ctx context.Context) {
 		s.mu.Lock()
 		settled := len(s.pending) == 0
 		s.mu.Unlock()
-		if settled || !bwSleep(ctx, step) {
+		if settled || !sleep(ctx, step) {
 			return
 		}
 	}
@@ -657,25 +644,13 @@ func bwQuantile(v []time.Duration, q float64) time.Duration {
 	return v[i] + time.Duration((pos-float64(i))*float64(v[i+1]-v[i]))
 }
 
-// bwSleep sleeps d unless ctx ends first; it reports whether it slept fully.
-func bwSleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 type bwDescs struct {
 	bytesPerSecond, retransmits, idleRTT, loadedRTT, increase, idleLoss, loadedLoss *prometheus.Desc
 	grade, runs, failures, busyRetries, lastRun, lastOK, lastSuccess, info          *prometheus.Desc
 }
 
 func newBwDescs(custom []string) bwDescs {
-	name := func(n string) string { return prometheus.BuildFQName(Namespace, "bandwidth", n) }
+	name := func(n string) string { return prometheus.BuildFQName(collector.Namespace, "bandwidth", n) }
 	lbl := func(extra ...string) []string {
 		return append(append([]string{"target"}, extra...), custom...)
 	}
@@ -703,7 +678,7 @@ func (c *bandwidthCollector) Update(ch chan<- prometheus.Metric) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.targets) == 0 {
-		return ErrNoData
+		return collector.ErrNoData
 	}
 	d := c.descs
 	gauge := func(desc *prometheus.Desc, v float64, lv ...string) {
@@ -734,7 +709,7 @@ func (c *bandwidthCollector) Update(ch chan<- prometheus.Metric) error {
 			}
 			if !s.lastRun.IsZero() {
 				gauge(d.lastRun, float64(s.lastRun.UnixNano())/1e9, with(dir)...)
-				gauge(d.lastOK, bwBool(s.lastOK), with(dir)...)
+				gauge(d.lastOK, boolValue(s.lastOK), with(dir)...)
 			}
 			r := s.result
 			if r == nil {
@@ -767,11 +742,4 @@ func (c *bandwidthCollector) Update(ch chan<- prometheus.Metric) error {
 		}
 	}
 	return nil
-}
-
-func bwBool(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
 }

@@ -1,4 +1,4 @@
-package collector
+package probes
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,7 +19,9 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/procfs"
 
+	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/config"
 	"github.com/smokemon/smokemon/internal/pinger"
 )
@@ -36,18 +40,13 @@ var pingBuckets = []float64{
 	1, 2, 5, 10, 20,
 }
 
-// resolveRetry is how soon a failed lookup is tried again.
-var resolveRetry = 10 * time.Second
-
-// pingResolver looks target names up; tests point it at a DNS server of their own.
-var pingResolver = net.DefaultResolver
-
 func init() {
-	registerCollector("ping", true, newPingCollector)
+	register("ping", newPingCollector)
 }
 
 type pingCollector struct {
 	logger *slog.Logger
+	deps   Deps
 	engine *pinger.Engine
 
 	mu         sync.Mutex
@@ -123,8 +122,8 @@ type pingDescs struct {
 	proberUp, proberInfo, unmatched                                           *prometheus.Desc
 }
 
-func newPingCollector(logger *slog.Logger, cfg *config.Config) (Collector, error) {
-	if _, err := procFS(); err != nil {
+func newPingCollector(logger *slog.Logger, cfg *config.Config, deps Deps) (collector.Collector, error) {
+	if _, err := procfs.NewFS(deps.ProcPath); err != nil {
 		return nil, err
 	}
 	var kind pinger.SocketKind
@@ -142,6 +141,7 @@ func newPingCollector(logger *slog.Logger, cfg *config.Config) (Collector, error
 	}
 	c := &pingCollector{
 		logger:     logger,
+		deps:       deps,
 		engine:     eng,
 		stats:      map[statsKey]*pingStats{},
 		resolveErr: map[string]*atomic.Uint64{},
@@ -284,7 +284,7 @@ func (c *pingCollector) newStats(key statsKey, labels []string) *pingStats {
 	s := &pingStats{key: key, labels: labels, sendErrors: map[string]uint64{}}
 	s.pairs = prometheus.MakeLabelPairs(c.descs.sent, append([]string{key.name, key.fam.String()}, labels...))
 	s.ttl.Store(-1)
-	s.hist = newRTTHistogram(c.descs.rtt, s.pairs, pingBuckets, time.Now)
+	s.hist = newRTTHistogram(c.descs.rtt, s.pairs, pingBuckets, c.deps.Now)
 	return s
 }
 
@@ -366,18 +366,24 @@ func (c *pingCollector) lookup(e *pingEntry) (netip.Addr, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	addrs, err := pingResolver.LookupNetIP(ctx, "ip", e.cfg.Host)
+	return lookupFamily(ctx, c.deps.Resolver, e.cfg.Host, e.famChoice)
+}
+
+// lookupFamily looks host up with r and picks an address of family f (auto:
+// IPv4 first).
+func lookupFamily(ctx context.Context, r *net.Resolver, host string, f config.Family) (netip.Addr, error) {
+	addrs, err := r.LookupNetIP(ctx, "ip", host)
 	if err != nil {
 		return netip.Addr{}, err
 	}
-	for _, want := range familyPreference(e.famChoice) {
+	for _, want := range familyPreference(f) {
 		for _, a := range addrs {
 			if pinger.FamilyOf(a) == want {
 				return a.Unmap(), nil
 			}
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("%s has no %s address", e.cfg.Host, e.famChoice)
+	return netip.Addr{}, fmt.Errorf("%s has no %s address", host, f)
 }
 
 func familyPreference(f config.Family) []pinger.Family {
@@ -394,7 +400,7 @@ func familyPreference(f config.Family) []pinger.Family {
 func (c *pingCollector) gateway(f config.Family) (netip.Addr, error) {
 	for _, want := range familyPreference(f) {
 		if want == pinger.IPv4 {
-			fs, err := procFS()
+			fs, err := procfs.NewFS(c.deps.ProcPath)
 			if err != nil {
 				continue
 			}
@@ -410,7 +416,7 @@ func (c *pingCollector) gateway(f config.Family) (netip.Addr, error) {
 			}
 			continue
 		}
-		if a, err := ipv6DefaultGateway(procFilePath("net", "ipv6_route")); err == nil {
+		if a, err := ipv6DefaultGateway(filepath.Join(c.deps.ProcPath, "net", "ipv6_route")); err == nil {
 			return a, nil
 		}
 	}
@@ -508,7 +514,7 @@ func (c *pingCollector) Close() error {
 
 func newPingDescs(custom []string) pingDescs {
 	tl := append([]string{"target", "family"}, custom...)
-	name := func(n string) string { return prometheus.BuildFQName(Namespace, "ping", n) }
+	name := func(n string) string { return prometheus.BuildFQName(collector.Namespace, "ping", n) }
 	return pingDescs{
 		sent:          prometheus.NewDesc(name("sent_total"), "Echo requests sent, or attempted when the kernel refused them (see send_errors_total).", tl, nil),
 		received:      prometheus.NewDesc(name("received_total"), "Echo replies received within the timeout (first reply per request).", tl, nil),
@@ -527,9 +533,10 @@ func newPingDescs(custom []string) pingDescs {
 }
 
 // ipv6DefaultGateway reads /proc/net/ipv6_route, which procfs does not parse:
-// the default route is ::/0 with a next hop, lowest metric first.
+// the default route is ::/0 with a next hop, lowest metric first. (A seq_file
+// with no poll method: os.ReadFile reads it with blocking reads.)
 func ipv6DefaultGateway(path string) (netip.Addr, error) {
-	data, err := readFileNoBlock(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return netip.Addr{}, err
 	}

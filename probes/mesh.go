@@ -1,4 +1,4 @@
-package collector
+package probes
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/config"
 	"github.com/smokemon/smokemon/internal/mesh"
 )
@@ -26,19 +27,17 @@ import (
 // (RTT) and fresh TCP connections (connect latency). Probing runs on the
 // engine's clock; a scrape only reads counters.
 
-// meshResolver looks peer names up; tests point it at a DNS server of their own.
-var meshResolver = net.DefaultResolver
-
 // meshPollInterval is how often the peers file's mtime is checked and due
 // names are looked up: one stat(2) a second.
 var meshPollInterval = time.Second
 
 func init() {
-	registerCollector("mesh", true, newMeshCollector)
+	register("mesh", newMeshCollector)
 }
 
 type meshCollector struct {
 	logger *slog.Logger
+	deps   Deps
 
 	mu        sync.Mutex
 	engine    *mesh.Engine
@@ -132,8 +131,8 @@ type meshDescs struct {
 	respRefused, fileOK, fileOKTime                         *prometheus.Desc
 }
 
-func newMeshCollector(logger *slog.Logger, cfg *config.Config) (Collector, error) {
-	c := &meshCollector{logger: logger, stop: make(chan struct{})}
+func newMeshCollector(logger *slog.Logger, cfg *config.Config, deps Deps) (collector.Collector, error) {
+	c := &meshCollector{logger: logger, deps: deps, stop: make(chan struct{})}
 	if err := c.Reload(cfg); err != nil {
 		return nil, err
 	}
@@ -347,7 +346,7 @@ func (c *meshCollector) ensureHistograms(s *meshStats, p mesh.Proto) {
 	}
 	opts := func(name, help string, l prometheus.Labels) prometheus.HistogramOpts {
 		return prometheus.HistogramOpts{
-			Namespace: Namespace, Subsystem: "mesh", Name: name, Help: help,
+			Namespace: collector.Namespace, Subsystem: "mesh", Name: name, Help: help,
 			Buckets:                         pingBuckets,
 			NativeHistogramBucketFactor:     1.05,
 			NativeHistogramMaxBucketNumber:  100,
@@ -401,7 +400,7 @@ func (c *meshCollector) resolveDue() {
 	c.mu.Unlock()
 	for _, e := range due {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		addrs, err := meshResolver.LookupNetIP(ctx, "ip", e.host)
+		addrs, err := c.deps.Resolver.LookupNetIP(ctx, "ip", e.host)
 		cancel()
 		if err == nil && len(addrs) == 0 {
 			err = fmt.Errorf("%s has no address", e.host)
@@ -445,7 +444,7 @@ func (c *meshCollector) Update(ch chan<- prometheus.Metric) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.entries) == 0 && !c.respWant && c.file.path == "" {
-		return ErrNoData
+		return collector.ErrNoData
 	}
 	d := c.descs
 	gauge := func(desc *prometheus.Desc, v float64, lv ...string) {
@@ -569,7 +568,7 @@ func (c *meshCollector) Close() error {
 }
 
 func newMeshDescs(custom []string) meshDescs {
-	name := func(n string) string { return prometheus.BuildFQName(Namespace, "mesh", n) }
+	name := func(n string) string { return prometheus.BuildFQName(collector.Namespace, "mesh", n) }
 	with := func(l ...string) []string { return append(l, custom...) }
 	return meshDescs{
 		sent:         prometheus.NewDesc(name("sent_total"), "Mesh probes sent (or attempted), per peer and protocol.", with("peer", "protocol"), nil),

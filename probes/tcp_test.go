@@ -1,4 +1,4 @@
-package collector
+package probes
 
 import (
 	"fmt"
@@ -35,9 +35,8 @@ func TestTCPInLab(t *testing.T) {
 		}
 	}()
 	tp.Client.MustRun(t, "ip", "route", "add", "unreachable", "198.19.99.0/24")
-	svcRootfs(t, "")
-	svcInNamespace(t, tp.Client)
-	c := svcCollector(t, newTCPCollector, fmt.Sprintf(`
+	deps := svcDeps(t, tp.Client, "")
+	c := svcCollector(t, newTCPCollector, deps, fmt.Sprintf(`
 tcp:
   interval: 250ms
   timeout: 240ms

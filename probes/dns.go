@@ -1,4 +1,4 @@
-package collector
+package probes
 
 import (
 	"context"
@@ -13,7 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/smokemon/smokemon/internal/dnsmsg"
 
+	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/config"
+	"github.com/smokemon/smokemon/internal/prober"
 )
 
 // The dns collector asks each resolver for a name and type on its own
@@ -22,13 +24,14 @@ import (
 // smokemon_dns_target_info, so the histogram does not repeat them.
 
 func init() {
-	registerCollector("dns", true, newDNSCollector)
+	register("dns", newDNSCollector)
 }
 
 var dnsReasons = []string{"timeout", "network", "rcode", "answers"}
 
 type dnsCollector struct {
 	logger *slog.Logger
+	deps   Deps
 	sched  svcScheduler
 
 	resolvConfErrors atomic.Uint64
@@ -67,8 +70,8 @@ type dnsDescs struct {
 	responses, fallbacks, rcode, answers, info, resolvConf *prometheus.Desc
 }
 
-func newDNSCollector(logger *slog.Logger, cfg *config.Config) (Collector, error) {
-	c := &dnsCollector{logger: logger}
+func newDNSCollector(logger *slog.Logger, cfg *config.Config, deps Deps) (collector.Collector, error) {
+	c := &dnsCollector{logger: logger, deps: deps}
 	if err := c.Reload(cfg); err != nil {
 		return nil, err
 	}
@@ -120,7 +123,7 @@ func (c *dnsCollector) probeFunc(t *dnsTarget, labelNames []string) func(ctx con
 		servers := cfg.Resolvers
 		if len(servers) == 0 {
 			var err error
-			if servers, err = systemResolvers(); err != nil {
+			if servers, err = c.deps.Net.SystemResolvers(); err != nil {
 				return func() {
 					if c.resolvConfErrors.Add(1) == 1 {
 						c.logger.Warn("no system resolvers to probe", "target", cfg.Name, "err", err)
@@ -132,10 +135,10 @@ func (c *dnsCollector) probeFunc(t *dnsTarget, labelNames []string) func(ctx con
 		var wg sync.WaitGroup
 		for i, srv := range servers {
 			wg.Go(func() {
-				q := dnsmsg.NewQuery(dnsID(), cfg.Query, cfg.QType)
+				q := dnsmsg.NewQuery(prober.QueryID(), cfg.Query, cfg.QType)
 				q.RecursionDesired = *cfg.RecursionDesired
 				start := time.Now()
-				r, fb, err := dnsExchange(ctx, srv, q, cfg.Protocol)
+				r, fb, err := c.deps.Net.DNSExchange(ctx, srv, q, cfg.Protocol)
 				results[i] = dnsResult{resolver: srv, d: time.Since(start), r: r, tcpFallback: fb, err: err}
 			})
 		}
@@ -165,7 +168,7 @@ func (c *dnsCollector) record(t *dnsTarget, labelNames []string, results []dnsRe
 		if res.err != nil {
 			s.rcode, s.answers = -1, 0
 			reason = "network"
-			if errors.Is(res.err, context.DeadlineExceeded) || netReason(ctx, res.err) == "timeout" {
+			if errors.Is(res.err, context.DeadlineExceeded) || prober.NetReason(ctx, res.err) == "timeout" {
 				reason = "timeout"
 			}
 		} else {
@@ -200,7 +203,7 @@ func (c *dnsCollector) Update(ch chan<- prometheus.Metric) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.targets) == 0 {
-		return ErrNoData
+		return collector.ErrNoData
 	}
 	d := c.descs
 	ch <- prometheus.MustNewConstMetric(d.resolvConf, prometheus.CounterValue, float64(c.resolvConfErrors.Load()))
@@ -237,7 +240,7 @@ func (c *dnsCollector) Close() error {
 
 func newDNSDescs(custom []string) dnsDescs {
 	tl := append([]string{"target", "resolver"}, custom...)
-	name := func(n string) string { return prometheus.BuildFQName(Namespace, "dns", n) }
+	name := func(n string) string { return prometheus.BuildFQName(collector.Namespace, "dns", n) }
 	return dnsDescs{
 		probe: newProbeDescs("dns", "", tl, dnsReasons, probeHelp{
 			probes:   "DNS queries sent to this resolver for this target.",

@@ -1,4 +1,4 @@
-package collector
+package probes
 
 import (
 	"context"
@@ -11,7 +11,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/config"
+	"github.com/smokemon/smokemon/internal/prober"
 )
 
 // The tcp collector times the TCP handshake to each host:port on its own
@@ -19,13 +21,14 @@ import (
 // connect time, and a failed lookup is a failure of its own ("dns").
 
 func init() {
-	registerCollector("tcp", true, newTCPCollector)
+	register("tcp", newTCPCollector)
 }
 
 var tcpReasons = []string{"refused", "timeout", "unreachable", "dns", "other"}
 
 type tcpCollector struct {
 	logger *slog.Logger
+	deps   Deps
 	sched  svcScheduler
 
 	mu         sync.Mutex
@@ -51,8 +54,8 @@ type tcpDescs struct {
 	info  *prometheus.Desc
 }
 
-func newTCPCollector(logger *slog.Logger, cfg *config.Config) (Collector, error) {
-	c := &tcpCollector{logger: logger}
+func newTCPCollector(logger *slog.Logger, cfg *config.Config, deps Deps) (collector.Collector, error) {
+	c := &tcpCollector{logger: logger, deps: deps}
 	if err := c.Reload(cfg); err != nil {
 		return nil, err
 	}
@@ -98,7 +101,7 @@ func (c *tcpCollector) probeFunc(t *tcpTarget) func(ctx context.Context) func() 
 		host, port, _ := net.SplitHostPort(cfg.Address)
 		ip, err := netip.ParseAddr(host)
 		if err != nil {
-			if ip, err = lookupHost(ctx, host, cfg.Family, cfg.Resolver); err != nil {
+			if ip, err = c.deps.Net.LookupHost(ctx, host, cfg.Family, cfg.Resolver); err != nil {
 				reason := "dns"
 				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 					reason = "timeout"
@@ -106,10 +109,10 @@ func (c *tcpCollector) probeFunc(t *tcpTarget) func(ctx context.Context) func() 
 				return func() { c.record(t, reason, 0, netip.Addr{}, err) }
 			}
 		}
-		conn, d, err := dialTimed(ctx, "tcp", net.JoinHostPort(ip.String(), port))
+		conn, d, err := c.deps.Net.Dial(ctx, "tcp", net.JoinHostPort(ip.String(), port))
 		reason := ""
 		if err != nil {
-			reason = netReason(ctx, err)
+			reason = prober.NetReason(ctx, err)
 		} else {
 			conn.Close()
 		}
@@ -138,7 +141,7 @@ func (c *tcpCollector) Update(ch chan<- prometheus.Metric) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.targets) == 0 {
-		return ErrNoData
+		return collector.ErrNoData
 	}
 	d := c.descs
 	for _, t := range c.targets {
@@ -166,6 +169,6 @@ func newTCPDescs(custom []string) tcpDescs {
 			failures: "Failed TCP connects by reason: refused (RST), timeout (no answer within the timeout), unreachable (ICMP unreachable or no route), dns (host name lookup failed), other.",
 			success:  "1 if the latest TCP connect succeeded.",
 		}),
-		info: prometheus.NewDesc(prometheus.BuildFQName(Namespace, "tcp", "target_info"), "The configured address of a target and the IP of its latest attempt (empty before one).", append(slices.Clone(tl), "address", "ip"), nil),
+		info: prometheus.NewDesc(prometheus.BuildFQName(collector.Namespace, "tcp", "target_info"), "The configured address of a target and the IP of its latest attempt (empty before one).", append(slices.Clone(tl), "address", "ip"), nil),
 	}
 }

@@ -1,4 +1,4 @@
-package collector
+package probes
 
 import (
 	"fmt"
@@ -11,7 +11,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/lab"
+	"github.com/smokemon/smokemon/internal/prober"
 )
 
 // Phase timings against delays injected in the lab: the DNS server answers
@@ -30,18 +32,17 @@ func TestHTTPPhasesInLab(t *testing.T) {
 	dnsSrv.Set("www.lab.test", ip)
 	notAfter := time.Now().Add(90 * 24 * time.Hour).Truncate(time.Second)
 	srv := dst.HTTPServer(t, ip, lab.HTTPOptions{Names: []string{"www.lab.test"}, NotAfter: notAfter})
-	svcRootfs(t, "nameserver "+ip+"\n")
-	svcInNamespace(t, tp.Client)
+	deps := svcDeps(t, tp.Client, "nameserver "+ip+"\n")
 	svcSpareProcs(t)
 
-	c := svcCollector(t, newHTTPCollector, fmt.Sprintf(`
+	c := svcCollector(t, newHTTPCollector, deps, fmt.Sprintf(`
 http:
   targets:
     - {url: "https://www.lab.test/", name: web, interval: 250ms, timeout: 240ms, tls: {ca_file: %q}}
 `, svcCAFile(t, srv)))
 
 	series := map[string][]string{}
-	for _, p := range phaseNames {
+	for _, p := range prober.PhaseNames {
 		series[p] = []string{"target=web", "phase=" + p}
 	}
 	const n = 15
@@ -83,10 +84,9 @@ func TestHTTPTLSVerification(t *testing.T) {
 	ip := tp.Addr(dst, false).String()
 	notAfter := time.Now().Add(17 * 24 * time.Hour).Truncate(time.Second)
 	srv := dst.HTTPServer(t, ip, lab.HTTPOptions{NotAfter: notAfter})
-	svcRootfs(t, "")
-	svcInNamespace(t, tp.Client)
+	deps := svcDeps(t, tp.Client, "")
 	// A TLS handshake under the race detector can take longer than 100ms.
-	c := svcCollector(t, newHTTPCollector, fmt.Sprintf(`
+	c := svcCollector(t, newHTTPCollector, deps, fmt.Sprintf(`
 http:
   interval: 500ms
   targets:
@@ -111,7 +111,7 @@ http:
 		if v := svcValue(mfs, "smokemon_http_success", "target="+tc.name); v != tc.success {
 			t.Errorf("%s: success %v, want %v", tc.name, v, tc.success)
 		}
-		for _, r := range httpReasons {
+		for _, r := range prober.HTTPReasons {
 			v := svcValue(mfs, "smokemon_http_failures_total", "target="+tc.name, "reason="+r)
 			if (r == tc.reason) != (v > 0) {
 				t.Errorf("%s: failures{reason=%s} = %v", tc.name, r, v)
@@ -155,8 +155,7 @@ func TestHTTPTimeoutHonoured(t *testing.T) {
 	dst.MustRun(t, "nft", "add table inet smk_blackhole")
 	dst.MustRun(t, "nft", "add chain inet smk_blackhole in { type filter hook input priority -10 ; }")
 	dst.MustRun(t, "nft", "add rule inet smk_blackhole in tcp dport 8081 drop")
-	svcRootfs(t, "")
-	svcInNamespace(t, tp.Client)
+	deps := svcDeps(t, tp.Client, "")
 	c, err := newHTTPCollector(svcDiscard, mustParse(t, fmt.Sprintf(`
 http:
   interval: 400ms
@@ -165,7 +164,7 @@ http:
     - {url: "http://%[1]s:8080/", name: silent}
     - {url: "http://%[1]s:8081/", name: blackhole}
     - {url: %[2]q, name: fine}
-`, ip, srv.URL+"/")))
+`, ip, srv.URL+"/")), deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +190,7 @@ http:
 		probes := svcValue(mfs, "smokemon_http_probes_total", "target="+n)
 		timeouts := svcValue(mfs, "smokemon_http_failures_total", "target="+n, "reason=timeout")
 		t.Logf("%s: %v probes, %v timeouts in %.2fs (%.1f intervals); failures by reason %v", n, probes, timeouts, elapsed.Seconds(), rounds,
-			svcFailuresByReason(mfs, "smokemon_http", n, httpReasons))
+			svcFailuresByReason(mfs, "smokemon_http", n, prober.HTTPReasons))
 		// A probe that ran past its timeout into the next would cut the count.
 		if probes < math.Floor(rounds)-1 || timeouts != probes {
 			t.Errorf("%s: %v probes, %v of them timeouts, in %.1f intervals", n, probes, timeouts, rounds)
@@ -203,7 +202,7 @@ http:
 	if p := svcValue(mfs, "smokemon_http_probes_total", "target=fine"); p < math.Floor(rounds)-1 {
 		t.Errorf("fine: only %v probes", p)
 	}
-	c.(Closer).Close()
+	c.(collector.Closer).Close()
 	svcNoProbeGoroutines(t)
 }
 
@@ -216,9 +215,8 @@ func TestHTTPReloadAndIdle(t *testing.T) {
 	dst := tp.Dst[0]
 	ip := tp.Addr(dst, false).String()
 	srv := dst.HTTPServer(t, ip, lab.HTTPOptions{})
-	svcRootfs(t, "")
-	svcInNamespace(t, tp.Client)
-	c := svcCollector(t, newHTTPCollector, fmt.Sprintf(`
+	deps := svcDeps(t, tp.Client, "")
+	c := svcCollector(t, newHTTPCollector, deps, fmt.Sprintf(`
 global: {labels: {site: home}}
 http:
   interval: 100ms
@@ -264,8 +262,8 @@ http:
 	if err := hc.Reload(mustParse(t, "global: {interval: 1s}\n")); err != nil {
 		t.Fatal(err)
 	}
-	if err := hc.Update(make(chan prometheus.Metric, 100)); err != ErrNoData {
-		t.Errorf("idle Update returned %v, want ErrNoData", err)
+	if err := hc.Update(make(chan prometheus.Metric, 100)); err != collector.ErrNoData {
+		t.Errorf("idle Update returned %v, want collector.ErrNoData", err)
 	}
 	hc.sched.mu.Lock()
 	running := len(hc.sched.running)
@@ -280,7 +278,7 @@ http:
 
 // A reload that names an unreadable CA file is refused and keeps the old settings.
 func TestHTTPReloadErrorKeepsOld(t *testing.T) {
-	c := svcCollector(t, newHTTPCollector, "")
+	c := svcCollector(t, newHTTPCollector, testDeps(), "")
 	hc := c.(*httpCollector)
 	cfg := mustParse(t, `
 http:

@@ -1,10 +1,9 @@
-package collector
+package probes
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -21,8 +20,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/lab"
 	"github.com/smokemon/smokemon/internal/pinger"
+	"github.com/smokemon/smokemon/internal/testutil"
 )
 
 func TestParseIperf3Fixtures(t *testing.T) {
@@ -96,7 +97,7 @@ func TestBwQuantile(t *testing.T) {
 // Unconfigured, the collector has no goroutines, no engine and no series; a
 // reload adds and removes targets (and the engine) cleanly.
 func TestBandwidthIdleUnlessConfigured(t *testing.T) {
-	c, err := newBandwidth(discard(), mustParse(t, "ping: {targets: []}\n"), "iperf3")
+	c, err := newBandwidth(discard(), mustParse(t, "ping: {targets: []}\n"), testDeps(), "iperf3")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,8 +105,8 @@ func TestBandwidthIdleUnlessConfigured(t *testing.T) {
 	if c.engine.Load() != nil || len(c.targets) != 0 {
 		t.Fatal("unconfigured collector opened an engine or has targets")
 	}
-	if err := c.Update(make(chan prometheus.Metric, 100)); !errors.Is(err, ErrNoData) {
-		t.Fatalf("Update = %v, want ErrNoData", err)
+	if err := c.Update(make(chan prometheus.Metric, 100)); !errors.Is(err, collector.ErrNoData) {
+		t.Fatalf("Update = %v, want collector.ErrNoData", err)
 	}
 	if os.Geteuid() != 0 {
 		return
@@ -130,7 +131,7 @@ func TestBandwidthIdleUnlessConfigured(t *testing.T) {
 	}
 }
 
-func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func discard() *slog.Logger { return testutil.Logger() }
 
 // labBandwidth builds the collector with its ICMP sockets in h and an iperf3
 // that runs in h (through `ip netns exec`), as if the exporter ran there.
@@ -144,7 +145,7 @@ func labBandwidth(t *testing.T, h *lab.Host, yml string) *bandwidthCollector {
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, nil))
 	var c *bandwidthCollector
 	err := h.Do(func() (err error) {
-		c, err = newBandwidth(logger, mustParse(t, yml), wrapper)
+		c, err = newBandwidth(logger, mustParse(t, yml), testDeps(), wrapper)
 		return err
 	})
 	if err != nil {
@@ -162,10 +163,10 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // bwScrape renders what a scrape of c returns, in the text format.
-func bwScrape(t *testing.T, c Collector) string {
+func bwScrape(t *testing.T, c collector.Collector) string {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(&Set{logger: discard(), collectors: map[string]Collector{"bandwidth": c}})
+	reg.MustRegister(collector.SetOf(discard(), map[string]collector.Collector{"bandwidth": c}))
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -194,7 +195,7 @@ func bwSample(body, series string) float64 {
 }
 
 // waitRuns scrapes until every series given has counted at least one run.
-func waitRuns(t *testing.T, c Collector, limit time.Duration, series ...string) string {
+func waitRuns(t *testing.T, c collector.Collector, limit time.Duration, series ...string) string {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for {
@@ -299,7 +300,7 @@ bandwidth:
 		})
 		t.Logf("%s: %s", tc.name, firstLine(body, "smokemon_bandwidth_bufferbloat_grade_info"))
 		if i == 0 {
-			promtoolCheck(t, []byte(body))
+			testutil.PromtoolCheck(t, []byte(body))
 		}
 	}
 }
@@ -437,7 +438,7 @@ bandwidth:
 		ps, _ := exec.Command("ps", "-o", "pid,comm", "-p", strings.Join(strings.Fields(string(out)), ",")).Output()
 		t.Errorf("processes left in the client namespace:\n%s", ps)
 	}
-	promtoolCheck(t, []byte(body))
+	testutil.PromtoolCheck(t, []byte(body))
 }
 
 // Every probe of a window is accounted for as soon as its reply is in, so

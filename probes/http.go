@@ -1,0 +1,261 @@
+package probes
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/smokemon/smokemon/collector"
+	"github.com/smokemon/smokemon/internal/config"
+	"github.com/smokemon/smokemon/internal/prober"
+)
+
+// The http collector fetches each URL on its own schedule over a fresh
+// connection (its own resolver lookup, TCP and TLS handshake), so every probe
+// times all phases; a scrape only reads the results.
+
+func init() {
+	register("http", newHTTPCollector)
+}
+
+type httpCollector struct {
+	logger *slog.Logger
+	deps   Deps
+	sched  svcScheduler
+
+	mu         sync.Mutex
+	labelNames []string
+	targets    []*httpTarget
+	descs      httpDescs
+}
+
+type httpTarget struct {
+	cfg    config.HTTPTarget
+	labels []string
+	tls    *tls.Config
+	stats  *httpStats
+}
+
+// httpStats are one target's results; the probe goroutine writes, Update reads.
+type httpStats struct {
+	phase [prober.NPhases]prometheus.Histogram
+
+	mu         sync.Mutex
+	probeStats // hist: the whole duration
+	status     int
+	bodyBytes  int64
+	ip         string
+	certExpiry time.Time
+	tlsVersion string
+	tlsCipher  string
+}
+
+type httpDescs struct {
+	probe probeDescs
+
+	status, body, certExpiry, tlsInfo, info *prometheus.Desc
+}
+
+func newHTTPCollector(logger *slog.Logger, cfg *config.Config, deps Deps) (collector.Collector, error) {
+	c := &httpCollector{logger: logger, deps: deps}
+	if err := c.Reload(cfg); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Reload applies a new target list; targets whose name and labels are
+// unchanged keep their counters and histograms.
+func (c *httpCollector) Reload(cfg *config.Config) error {
+	var own []map[string]string
+	for _, t := range cfg.HTTP.Targets {
+		own = append(own, t.Labels)
+	}
+	names := unionLabelNames(cfg.Global.Labels, own...)
+	var targets []*httpTarget
+	for _, t := range cfg.HTTP.Targets {
+		tc, err := clientTLS(t.TLS)
+		if err != nil {
+			return fmt.Errorf("http target %s: %w", t.Name, err)
+		}
+		targets = append(targets, &httpTarget{cfg: t, labels: labelValues(names, cfg.Global.Labels, t.Labels), tls: tc})
+	}
+
+	c.mu.Lock()
+	old := map[string]*httpStats{}
+	for _, t := range c.targets {
+		old[seriesKey(t.cfg.Name, c.labelNames, t.labels)] = t.stats
+	}
+	var jobs []svcJob
+	for _, t := range targets {
+		key := seriesKey(t.cfg.Name, names, t.labels)
+		if s, ok := old[key]; ok {
+			t.stats = s
+		} else {
+			t.stats = newHTTPStats(t.cfg.Name, names, t.labels)
+		}
+		jobs = append(jobs, svcJob{
+			key: key, spec: t.cfg, interval: t.cfg.IntervalD(), timeout: t.cfg.TimeoutD(),
+			run: c.probeFunc(t),
+		})
+	}
+	c.targets, c.labelNames = targets, names
+	c.descs = newHTTPDescs(names)
+	c.mu.Unlock()
+	c.sched.apply(jobs)
+	return nil
+}
+
+func clientTLS(s config.TLSSettings) (*tls.Config, error) {
+	tc := &tls.Config{InsecureSkipVerify: s.InsecureSkipVerify, ServerName: s.ServerName}
+	if s.CAFile != "" {
+		pem, err := os.ReadFile(s.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", s.CAFile)
+		}
+	}
+	return tc, nil
+}
+
+func newHTTPStats(name string, labelNames, values []string) *httpStats {
+	s := &httpStats{}
+	for i := range s.phase {
+		s.phase[i] = newSvcHistogram("http", "phase_duration_seconds",
+			"Time spent in each phase of an HTTP probe that got a response: resolve (DNS), connect (TCP handshake), tls (handshake), processing (request written to first response byte), transfer (first byte to end of body). Summed over redirects, except transfer (final response). resolve and tls are observed only when they happen.",
+			labelMap(labelNames, values, "target", name, "phase", prober.PhaseNames[i]))
+	}
+	s.probeStats = newProbeStats(newSvcHistogram("http", "duration_seconds",
+		"Whole duration of an HTTP probe that got a response, from the lookup to the end of the body.",
+		labelMap(labelNames, values, "target", name)))
+	return s
+}
+
+func (c *httpCollector) probeFunc(t *httpTarget) func(ctx context.Context) func() {
+	cfg := t.cfg
+	return func(ctx context.Context) func() {
+		res := c.deps.Net.HTTP(ctx, prober.HTTPRequest{
+			URL: cfg.URL, Method: cfg.Method, Headers: cfg.Headers,
+			Family: cfg.Family, Resolver: cfg.Resolver, TLS: t.tls,
+			Follow: *cfg.FollowRedirects, MaxBody: cfg.MaxBodyBytes,
+		})
+		if res.Reason == "" && !validStatus(cfg.ValidStatusCodes, res.Status) {
+			res.Reason = "status"
+			res.Err = fmt.Errorf("status %d is not a valid status", res.Status)
+		}
+		return func() { c.record(t, res) }
+	}
+}
+
+func validStatus(valid []int, code int) bool {
+	if len(valid) == 0 {
+		return code >= 200 && code < 300
+	}
+	return slices.Contains(valid, code)
+}
+
+func (c *httpCollector) record(t *httpTarget, r prober.HTTPResult) {
+	s := t.stats
+	if r.Completed {
+		for i, d := range r.Phases {
+			if (i == prober.PhaseResolve && !r.Resolved) || (i == prober.PhaseTLS && r.TLS == nil) {
+				continue
+			}
+			s.phase[i].Observe(d.Seconds())
+		}
+		s.hist.Observe(r.Total.Seconds())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	wasOK := s.record(r.Reason)
+	switch {
+	case !s.success && wasOK:
+		c.logger.Warn("http probe failed", "target", t.cfg.Name, "reason", r.Reason, "err", r.Err)
+	case s.success && !wasOK:
+		c.logger.Info("http probe succeeds again", "target", t.cfg.Name)
+	}
+	s.status, s.bodyBytes = r.Status, r.BodyBytes
+	if r.IP.IsValid() {
+		s.ip = r.IP.String()
+	}
+	if r.TLS != nil {
+		s.certExpiry = earliestExpiry(r.TLS.PeerCertificates)
+		s.tlsVersion = tls.VersionName(r.TLS.Version)
+		s.tlsCipher = tls.CipherSuiteName(r.TLS.CipherSuite)
+	}
+}
+
+func earliestExpiry(certs []*x509.Certificate) time.Time {
+	var e time.Time
+	for _, c := range certs {
+		if e.IsZero() || c.NotAfter.Before(e) {
+			e = c.NotAfter
+		}
+	}
+	return e
+}
+
+// Update reports the latest results; it never probes.
+func (c *httpCollector) Update(ch chan<- prometheus.Metric) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.targets) == 0 {
+		return collector.ErrNoData
+	}
+	d := c.descs
+	for _, t := range c.targets {
+		s := t.stats
+		lv := append([]string{t.cfg.Name}, t.labels...)
+		s.mu.Lock()
+		s.collect(ch, d.probe, lv)
+		ch <- prometheus.MustNewConstMetric(d.info, prometheus.GaugeValue, 1, append(slices.Clone(lv), t.cfg.URL, s.ip)...)
+		if s.probed {
+			ch <- prometheus.MustNewConstMetric(d.status, prometheus.GaugeValue, float64(s.status), lv...)
+			ch <- prometheus.MustNewConstMetric(d.body, prometheus.GaugeValue, float64(s.bodyBytes), lv...)
+		}
+		if !s.certExpiry.IsZero() {
+			ch <- prometheus.MustNewConstMetric(d.certExpiry, prometheus.GaugeValue, float64(s.certExpiry.Unix()), lv...)
+			ch <- prometheus.MustNewConstMetric(d.tlsInfo, prometheus.GaugeValue, 1, append(slices.Clone(lv), s.tlsVersion, s.tlsCipher)...)
+		}
+		s.mu.Unlock()
+		for _, h := range s.phase {
+			h.Collect(ch)
+		}
+	}
+	return nil
+}
+
+// Close stops every probe; one in flight is aborted.
+func (c *httpCollector) Close() error {
+	c.sched.stop()
+	return nil
+}
+
+func newHTTPDescs(custom []string) httpDescs {
+	tl := append([]string{"target"}, custom...)
+	with := func(extra ...string) []string { return append(slices.Clone(tl), extra...) }
+	name := func(n string) string { return prometheus.BuildFQName(collector.Namespace, "http", n) }
+	return httpDescs{
+		probe: newProbeDescs("http", "", tl, prober.HTTPReasons, probeHelp{
+			probes:   "HTTP probes finished (succeeded or failed).",
+			failures: "Failed HTTP probes by reason: dns, connect, tls, timeout (the probe's timeout ran out), status (not a valid status code), other.",
+			success:  "1 if the latest HTTP probe succeeded.",
+		}),
+		status:     prometheus.NewDesc(name("status_code"), "Status code of the latest response (0 when none came).", tl, nil),
+		body:       prometheus.NewDesc(name("response_body_bytes"), "Body bytes read in the latest probe (capped at max_body_bytes).", tl, nil),
+		certExpiry: prometheus.NewDesc(name("tls_cert_expiry_timestamp_seconds"), "NotAfter of the earliest-expiring certificate the server presented in the latest TLS handshake, as a Unix time.", tl, nil),
+		tlsInfo:    prometheus.NewDesc(name("tls_info"), "TLS version and cipher suite of the latest TLS handshake.", with("version", "cipher"), nil),
+		info:       prometheus.NewDesc(name("target_info"), "The URL of a target and the address of its latest connection (empty before one).", with("url", "ip"), nil),
+	}
+}
