@@ -29,10 +29,24 @@ type Collector interface {
 	Update(ch chan<- prometheus.Metric) error
 }
 
-// Reloader is implemented by collectors whose work depends on the config file.
-// Reload must either apply cfg completely or return an error and keep the old one.
+// Reloader is implemented by collectors whose work depends on the config
+// file. A reload has two phases, as Prometheus' rules.Manager.Update has:
+// Prepare does everything that can fail (reading, resolving, building the
+// new target set) and leaves the running collector as it is; the commit it
+// returns puts cfg in force and cannot fail. A commit that is never called
+// must leave nothing behind.
 type Reloader interface {
-	Reload(cfg *config.Config) error
+	Prepare(cfg *config.Config) (commit func(), err error)
+}
+
+// Apply prepares cfg and commits it, for a collector's start-up.
+func Apply(r Reloader, cfg *config.Config) error {
+	commit, err := r.Prepare(cfg)
+	if err != nil {
+		return err
+	}
+	commit()
+	return nil
 }
 
 // Closer is implemented by collectors that run goroutines of their own.
@@ -173,19 +187,39 @@ func SetOf(logger *slog.Logger, collectors map[string]Collector) *Set {
 // Collector returns a running collector by name (nil if not enabled).
 func (s *Set) Collector(name string) Collector { return s.collectors[name] }
 
-// Reload hands cfg to every collector that reads the config. All collectors
-// validate before any applies, through config.Parse; a collector that still
-// fails keeps its old settings and the error is returned.
+// Reload puts cfg in force in every collector that reads the config, or in
+// none: every collector prepares it first, and only when all of them
+// succeed do they all commit. On an error nothing has changed anywhere, so
+// the caller can go on showing the old config as the one in force.
 func (s *Set) Reload(cfg *config.Config) error {
-	var errs []error
-	for n, c := range s.collectors {
-		if r, ok := c.(Reloader); ok {
-			if err := r.Reload(cfg); err != nil {
-				errs = append(errs, fmt.Errorf("collector %s: %w", n, err))
-			}
-		}
+	var (
+		commits []func()
+		errs    []error
+	)
+	names := make([]string, 0, len(s.collectors))
+	for n := range s.collectors {
+		names = append(names, n)
 	}
-	return errors.Join(errs...)
+	sort.Strings(names)
+	for _, n := range names {
+		r, ok := s.collectors[n].(Reloader)
+		if !ok {
+			continue
+		}
+		commit, err := r.Prepare(cfg)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("collector %s: %w", n, err))
+			continue
+		}
+		commits = append(commits, commit)
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	for _, commit := range commits {
+		commit()
+	}
+	return nil
 }
 
 // Close stops collectors that run in the background.

@@ -127,78 +127,78 @@ func newBandwidthCollector(logger *slog.Logger, cfg *config.Config, deps Deps) (
 
 func newBandwidth(logger *slog.Logger, cfg *config.Config, deps Deps, iperf3 string) (*bandwidthCollector, error) {
 	c := &bandwidthCollector{logger: logger, deps: deps, iperf3: iperf3}
-	if err := c.Reload(cfg); err != nil {
+	if err := collector.Apply(c, cfg); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// Reload applies a new target list. Targets whose settings and labels are
-// unchanged keep running undisturbed (a test in progress goes on); changed
-// ones keep their counters and schedule but restart.
-func (c *bandwidthCollector) Reload(cfg *config.Config) error {
+// Prepare builds the new target list. On commit, targets whose settings and
+// labels are unchanged keep running undisturbed (a test in progress goes
+// on); changed ones keep their counters and schedule but restart.
+func (c *bandwidthCollector) Prepare(cfg *config.Config) (func(), error) {
+	ls := newLabelSet(cfg.Global.Labels, ownLabels(cfg.Bandwidth.Targets, func(t config.BandwidthTarget) map[string]string { return t.Labels })...)
+	var next []*bwTarget
+	for _, tc := range cfg.Bandwidth.Targets {
+		next = append(next, &bwTarget{cfg: tc, labels: ls.values(tc.Labels), dirs: map[string]*bwDirection{}})
+	}
+	scale := cfg.Bandwidth.Scale()
+	return func() { c.commit(ls.names, next, scale) }, nil
+}
+
+func (c *bandwidthCollector) commit(labelNames []string, next []*bwTarget, scale bufferbloat.Scale) {
 	c.reloadMu.Lock()
 	defer c.reloadMu.Unlock()
-	own := make([]map[string]string, len(cfg.Bandwidth.Targets))
-	for i, t := range cfg.Bandwidth.Targets {
-		own[i] = t.Labels
-	}
-	labelNames := unionLabelNames(cfg.Global.Labels, own...)
-
 	c.mu.Lock()
-	old := map[string]*bwTarget{}
-	for _, t := range c.targets {
-		old[t.cfg.Name] = t
-	}
+	running := c.targets
 	labelsChanged := !slices.Equal(labelNames, c.labelNames)
 	c.mu.Unlock()
 
-	var targets, start []*bwTarget
-	for _, tc := range cfg.Bandwidth.Targets {
-		labels := labelValues(labelNames, cfg.Global.Labels, tc.Labels)
-		o := old[tc.Name]
-		delete(old, tc.Name)
-		if o != nil && !labelsChanged && slices.Equal(o.labels, labels) && reflect.DeepEqual(o.cfg, tc) {
-			targets = append(targets, o)
-			continue
+	targets, gone := reconcile(running, next, func(t *bwTarget) string { return t.cfg.Name }, func(t, o *bwTarget) *bwTarget {
+		sameLabels := !labelsChanged && slices.Equal(o.labels, t.labels)
+		if sameLabels && reflect.DeepEqual(o.cfg, t.cfg) {
+			return o
 		}
-		t := &bwTarget{cfg: tc, labels: labels, dirs: map[string]*bwDirection{}}
-		if o != nil {
-			c.stopLoop(o)
-			if !labelsChanged && slices.Equal(o.labels, labels) {
-				t.dirs, t.idle = o.dirs, o.idle
-			}
-			if o.cfg.Interval == tc.Interval && *o.cfg.Splay == *tc.Splay {
-				t.next = o.next
-			}
+		c.stopLoop(o) // it owns o.next while it runs
+		if sameLabels {
+			t.dirs, t.idle = o.dirs, o.idle
+		}
+		if o.cfg.Interval == t.cfg.Interval && *o.cfg.Splay == *t.cfg.Splay {
+			t.next = o.next
+		}
+		return t
+	})
+	for _, o := range gone {
+		c.stopLoop(o)
+	}
+	var start []*bwTarget
+	for _, t := range targets {
+		if slices.Contains(running, t) {
+			continue
 		}
 		if t.next.IsZero() {
 			t.next = time.Now()
-			if s := int64(*tc.Splay); s > 0 {
+			if s := int64(*t.cfg.Splay); s > 0 {
 				t.next = t.next.Add(time.Duration(rand.Int64N(s)))
 			}
 		}
-		for _, d := range tc.Directions {
+		for _, d := range t.cfg.Directions {
 			if t.dirs[d] == nil {
 				t.dirs[d] = &bwDirection{failures: map[string]uint64{}}
 			}
 		}
-		targets = append(targets, t)
 		start = append(start, t)
-	}
-	for _, o := range old {
-		c.stopLoop(o)
 	}
 
 	c.mu.Lock()
 	c.targets, c.labelNames = targets, labelNames
-	c.scale = cfg.Bandwidth.Scale()
+	c.scale = scale
 	c.descs = newBwDescs(labelNames)
 	c.mu.Unlock()
 
 	if len(targets) == 0 {
 		c.closeEngine()
-		return nil
+		return
 	}
 	c.ensureEngine()
 	for _, t := range start {
@@ -206,7 +206,6 @@ func (c *bandwidthCollector) Reload(cfg *config.Config) error {
 		t.cancel, t.done = cancel, make(chan struct{})
 		go c.loop(ctx, t)
 	}
-	return nil
 }
 
 // Close stops every run (killing a running iperf3) and the ping engine.

@@ -112,7 +112,7 @@ func TestBandwidthIdleUnlessConfigured(t *testing.T) {
 		return
 	}
 	// A target whose first run is a minute away: scheduled, not run.
-	if err := c.Reload(mustParse(t, "bandwidth: {targets: [{server: 127.0.0.1, interval: 1h, splay: 1m}]}\n")); err != nil {
+	if err := reload(c, mustParse(t, "bandwidth: {targets: [{server: 127.0.0.1, interval: 1h, splay: 1m}]}\n")); err != nil {
 		t.Fatal(err)
 	}
 	if c.engine.Load() == nil || len(c.targets) != 1 || c.targets[0].cancel == nil {
@@ -123,7 +123,7 @@ func TestBandwidthIdleUnlessConfigured(t *testing.T) {
 		strings.Contains(body, "smokemon_bandwidth_bytes_per_second") {
 		t.Errorf("before the first run:\n%s", body)
 	}
-	if err := c.Reload(mustParse(t, "ping: {targets: []}\n")); err != nil {
+	if err := reload(c, mustParse(t, "ping: {targets: []}\n")); err != nil {
 		t.Fatal(err)
 	}
 	if c.engine.Load() != nil || len(c.targets) != 0 {

@@ -43,9 +43,9 @@ type dnsCollector struct {
 }
 
 type dnsTarget struct {
-	cfg    config.DNSTarget
-	labels []string
-	series *dnsSeries
+	cfg config.DNSTarget
+	series
+	results *dnsSeries
 }
 
 // dnsSeries are a target's per-resolver results. With system resolvers the set
@@ -72,41 +72,34 @@ type dnsDescs struct {
 
 func newDNSCollector(logger *slog.Logger, cfg *config.Config, deps Deps) (collector.Collector, error) {
 	c := &dnsCollector{logger: logger, deps: deps}
-	if err := c.Reload(cfg); err != nil {
+	if err := collector.Apply(c, cfg); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// Reload applies a new target list; unchanged targets keep their series.
-func (c *dnsCollector) Reload(cfg *config.Config) error {
-	var own []map[string]string
-	for _, t := range cfg.DNS.Targets {
-		own = append(own, t.Labels)
-	}
-	names := unionLabelNames(cfg.Global.Labels, own...)
-	c.mu.Lock()
-	old := map[string]*dnsSeries{}
-	for _, t := range c.targets {
-		old[seriesKey(t.cfg.Name, c.labelNames, t.labels)] = t.series
-	}
-	var targets []*dnsTarget
-	var jobs []svcJob
+// Prepare builds the new target list; on commit, unchanged targets keep
+// their series.
+func (c *dnsCollector) Prepare(cfg *config.Config) (func(), error) {
+	ls := newLabelSet(cfg.Global.Labels, ownLabels(cfg.DNS.Targets, func(t config.DNSTarget) map[string]string { return t.Labels })...)
+	var next []*dnsTarget
 	for _, tc := range cfg.DNS.Targets {
-		t := &dnsTarget{cfg: tc, labels: labelValues(names, cfg.Global.Labels, tc.Labels)}
-		key := seriesKey(tc.Name, names, t.labels)
-		if s, ok := old[key]; ok {
-			t.series = s
-		} else {
-			t.series = &dnsSeries{byResolver: map[string]*dnsStats{}}
-		}
-		targets = append(targets, t)
-		jobs = append(jobs, svcJob{key: key, spec: tc, interval: tc.IntervalD(), timeout: tc.TimeoutD(), run: c.probeFunc(t, names)})
+		next = append(next, &dnsTarget{cfg: tc, series: ls.series(tc.Name, tc.Labels)})
 	}
-	c.targets, c.labelNames, c.descs = targets, names, newDNSDescs(names)
-	c.mu.Unlock()
-	c.sched.apply(jobs)
-	return nil
+	return func() {
+		c.mu.Lock()
+		targets, _ := reconcile(c.targets, next, (*dnsTarget).key, func(n, o *dnsTarget) *dnsTarget { n.results = o.results; return n })
+		var jobs []svcJob
+		for _, t := range targets {
+			if t.results == nil {
+				t.results = &dnsSeries{byResolver: map[string]*dnsStats{}}
+			}
+			jobs = append(jobs, svcJob{key: t.key(), spec: t.cfg, interval: t.cfg.IntervalD(), timeout: t.cfg.TimeoutD(), run: c.probeFunc(t, ls.names)})
+		}
+		c.targets, c.labelNames, c.descs = targets, ls.names, newDNSDescs(ls.names)
+		c.mu.Unlock()
+		c.sched.apply(jobs)
+	}, nil
 }
 
 type dnsResult struct {
@@ -148,7 +141,7 @@ func (c *dnsCollector) probeFunc(t *dnsTarget, labelNames []string) func(ctx con
 }
 
 func (c *dnsCollector) record(t *dnsTarget, labelNames []string, results []dnsResult, ctx context.Context) {
-	se := t.series
+	se := t.results
 	se.mu.Lock()
 	defer se.mu.Unlock()
 	keep := map[string]bool{}
@@ -209,7 +202,7 @@ func (c *dnsCollector) Update(ch chan<- prometheus.Metric) error {
 	ch <- prometheus.MustNewConstMetric(d.resolvConf, prometheus.CounterValue, float64(c.resolvConfErrors.Load()))
 	for _, t := range c.targets {
 		ch <- prometheus.MustNewConstMetric(d.info, prometheus.GaugeValue, 1, append([]string{t.cfg.Name, t.cfg.Query, t.cfg.Type}, t.labels...)...)
-		se := t.series
+		se := t.results
 		se.mu.Lock()
 		resolvers := make([]string, 0, len(se.byResolver))
 		for r := range se.byResolver {

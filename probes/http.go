@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"sync"
 	"time"
@@ -38,10 +37,10 @@ type httpCollector struct {
 }
 
 type httpTarget struct {
-	cfg    config.HTTPTarget
-	labels []string
-	tls    *tls.Config
-	stats  *httpStats
+	cfg config.HTTPTarget
+	series
+	tls   *tls.Config
+	stats *httpStats
 }
 
 // httpStats are one target's results; the probe goroutine writes, Update reads.
@@ -66,67 +65,39 @@ type httpDescs struct {
 
 func newHTTPCollector(logger *slog.Logger, cfg *config.Config, deps Deps) (collector.Collector, error) {
 	c := &httpCollector{logger: logger, deps: deps}
-	if err := c.Reload(cfg); err != nil {
+	if err := collector.Apply(c, cfg); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// Reload applies a new target list; targets whose name and labels are
+// Prepare builds the new target list, with the CA pools the config loaded
+// when it was parsed; on commit, targets whose name and labels are
 // unchanged keep their counters and histograms.
-func (c *httpCollector) Reload(cfg *config.Config) error {
-	var own []map[string]string
+func (c *httpCollector) Prepare(cfg *config.Config) (func(), error) {
+	ls := newLabelSet(cfg.Global.Labels, ownLabels(cfg.HTTP.Targets, func(t config.HTTPTarget) map[string]string { return t.Labels })...)
+	var next []*httpTarget
 	for _, t := range cfg.HTTP.Targets {
-		own = append(own, t.Labels)
+		next = append(next, &httpTarget{cfg: t, series: ls.series(t.Name, t.Labels), tls: t.TLS.ClientConfig()})
 	}
-	names := unionLabelNames(cfg.Global.Labels, own...)
-	var targets []*httpTarget
-	for _, t := range cfg.HTTP.Targets {
-		tc, err := clientTLS(t.TLS)
-		if err != nil {
-			return fmt.Errorf("http target %s: %w", t.Name, err)
+	return func() {
+		c.mu.Lock()
+		targets, _ := reconcile(c.targets, next, (*httpTarget).key, func(n, o *httpTarget) *httpTarget { n.stats = o.stats; return n })
+		var jobs []svcJob
+		for _, t := range targets {
+			if t.stats == nil {
+				t.stats = newHTTPStats(t.cfg.Name, ls.names, t.labels)
+			}
+			jobs = append(jobs, svcJob{
+				key: t.key(), spec: t.cfg, interval: t.cfg.IntervalD(), timeout: t.cfg.TimeoutD(),
+				run: c.probeFunc(t),
+			})
 		}
-		targets = append(targets, &httpTarget{cfg: t, labels: labelValues(names, cfg.Global.Labels, t.Labels), tls: tc})
-	}
-
-	c.mu.Lock()
-	old := map[string]*httpStats{}
-	for _, t := range c.targets {
-		old[seriesKey(t.cfg.Name, c.labelNames, t.labels)] = t.stats
-	}
-	var jobs []svcJob
-	for _, t := range targets {
-		key := seriesKey(t.cfg.Name, names, t.labels)
-		if s, ok := old[key]; ok {
-			t.stats = s
-		} else {
-			t.stats = newHTTPStats(t.cfg.Name, names, t.labels)
-		}
-		jobs = append(jobs, svcJob{
-			key: key, spec: t.cfg, interval: t.cfg.IntervalD(), timeout: t.cfg.TimeoutD(),
-			run: c.probeFunc(t),
-		})
-	}
-	c.targets, c.labelNames = targets, names
-	c.descs = newHTTPDescs(names)
-	c.mu.Unlock()
-	c.sched.apply(jobs)
-	return nil
-}
-
-func clientTLS(s config.TLSSettings) (*tls.Config, error) {
-	tc := &tls.Config{InsecureSkipVerify: s.InsecureSkipVerify, ServerName: s.ServerName}
-	if s.CAFile != "" {
-		pem, err := os.ReadFile(s.CAFile)
-		if err != nil {
-			return nil, err
-		}
-		tc.RootCAs = x509.NewCertPool()
-		if !tc.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s holds no PEM certificate", s.CAFile)
-		}
-	}
-	return tc, nil
+		c.targets, c.labelNames = targets, ls.names
+		c.descs = newHTTPDescs(ls.names)
+		c.mu.Unlock()
+		c.sched.apply(jobs)
+	}, nil
 }
 
 func newHTTPStats(name string, labelNames, values []string) *httpStats {

@@ -1,10 +1,15 @@
 package probes
 
 import (
+	"encoding/pem"
 	"fmt"
+	"io"
 	"math"
 	"net"
-	"strings"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -232,7 +237,7 @@ http:
 		t.Error("keep lacks the unioned labels site=home, isp=\"\"")
 	}
 	hc := c.(*httpCollector)
-	if err := hc.Reload(mustParse(t, fmt.Sprintf(`
+	if err := reload(hc, mustParse(t, fmt.Sprintf(`
 global: {labels: {site: home}}
 http:
   interval: 100ms
@@ -259,7 +264,7 @@ http:
 		return svcValue(m, "smokemon_http_success", "target=new") == 1
 	})
 
-	if err := hc.Reload(mustParse(t, "global: {interval: 1s}\n")); err != nil {
+	if err := reload(hc, mustParse(t, "global: {interval: 1s}\n")); err != nil {
 		t.Fatal(err)
 	}
 	if err := hc.Update(make(chan prometheus.Metric, 100)); err != collector.ErrNoData {
@@ -276,19 +281,36 @@ http:
 	}
 }
 
-// A reload that names an unreadable CA file is refused and keeps the old settings.
-func TestHTTPReloadErrorKeepsOld(t *testing.T) {
-	c := svcCollector(t, newHTTPCollector, testDeps(), "")
-	hc := c.(*httpCollector)
-	cfg := mustParse(t, `
-http:
-  targets: [{url: "https://127.0.0.1:1/", name: x}]
-`)
-	cfg.HTTP.Targets[0].TLS.CAFile = "/nonexistent/ca.pem"
-	if err := hc.Reload(cfg); err == nil || !strings.Contains(err.Error(), "ca.pem") {
-		t.Fatalf("Reload with a missing CA file: %v", err)
+// ca_file is read once, when the config is parsed: the collector probes with
+// that pool even when the file is gone by the time it starts, and a reload
+// never reads it again.
+func TestHTTPCAFromParseTime(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }))
+	defer srv.Close()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	if len(hc.targets) != 0 {
-		t.Error("a failed reload was partly applied")
+	cfg := mustParse(t, fmt.Sprintf(`
+http:
+  interval: 100ms
+  targets: [{url: %q, name: own-ca, tls: {ca_file: %q}}]
+`, srv.URL+"/", ca))
+	if err := os.Remove(ca); err != nil {
+		t.Fatal(err)
+	}
+	c, err := newHTTPCollector(svcDiscard, cfg, testDeps())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.(collector.Closer).Close() })
+	if err := reload(c, cfg); err != nil {
+		t.Fatalf("reload without the CA file on disk: %v", err)
+	}
+	mfs := svcWait(t, c, "a verified HTTPS probe", 5*time.Second, func(m []*dto.MetricFamily) bool {
+		return svcValue(m, "smokemon_http_probes_total", "target=own-ca") >= 1
+	})
+	if v := svcValue(mfs, "smokemon_http_success", "target=own-ca"); v != 1 {
+		t.Errorf("success = %v, failures: %v", v, svcFailuresByReason(mfs, "smokemon_http", "own-ca", prober.HTTPReasons))
 	}
 }

@@ -133,28 +133,34 @@ type meshDescs struct {
 
 func newMeshCollector(logger *slog.Logger, cfg *config.Config, deps Deps) (collector.Collector, error) {
 	c := &meshCollector{logger: logger, deps: deps, stop: make(chan struct{})}
-	if err := c.Reload(cfg); err != nil {
+	if err := collector.Apply(c, cfg); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// Reload applies a new mesh section. Peers whose name and labels are
-// unchanged keep their counters; the responder is reopened only when its
-// settings change. A responder that cannot listen (port in use) is logged
-// and reported down; the probes still run.
-func (c *meshCollector) Reload(cfg *config.Config) error {
+// Prepare takes a new mesh section. On commit, peers whose name and labels
+// are unchanged keep their counters, and the responder is reopened only
+// when its settings change. Neither the responder's socket nor the peers
+// file can fail a reload, so both are left to the commit: a responder that
+// cannot listen (port in use) is logged and reported down while the probes
+// still run, and a bad peers file keeps the previous list, as it does when
+// it changes between reloads.
+func (c *meshCollector) Prepare(cfg *config.Config) (func(), error) {
+	path := cfg.Mesh.PeersFile
+	if path != "" && !filepath.IsAbs(path) && cfg.Source != config.DefaultName && cfg.Source != "" {
+		path = filepath.Join(filepath.Dir(cfg.Source), path)
+	}
+	return func() { c.commit(cfg, path) }, nil
+}
+
+func (c *meshCollector) commit(cfg *config.Config, path string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.section = cfg.Mesh
 	c.global = cfg.Global.Labels
 	c.resolveIv = time.Duration(cfg.Global.ResolveInterval)
 	c.reloadResponderLocked(cfg.Mesh.Responder)
-
-	path := cfg.Mesh.PeersFile
-	if path != "" && !filepath.IsAbs(path) && cfg.Source != config.DefaultName && cfg.Source != "" {
-		path = filepath.Join(filepath.Dir(cfg.Source), path)
-	}
 	if path != c.file.path {
 		c.file = peersFile{path: path}
 	}
@@ -168,7 +174,6 @@ func (c *meshCollector) Reload(cfg *config.Config) error {
 			go c.pollLoop()
 		})
 	}
-	return nil
 }
 
 func (c *meshCollector) reloadResponderLocked(r config.MeshResponder) {
@@ -245,56 +250,48 @@ func meshPeerEqual(a, b config.MeshPeer) bool {
 func (c *meshCollector) applyPeersLocked() {
 	peers := slices.Clone(c.section.Peers)
 	peers = append(peers, c.file.peers...)
-	own := make([]map[string]string, len(peers))
-	for i, p := range peers {
-		own[i] = p.Labels
-	}
-	labelNames := unionLabelNames(c.global, own...)
-	labelsChanged := !slices.Equal(labelNames, c.labelNames)
-	c.labelNames = labelNames
-	c.descs = newMeshDescs(labelNames)
+	ls := newLabelSet(c.global, ownLabels(peers, func(p config.MeshPeer) map[string]string { return p.Labels })...)
+	labelsChanged := !slices.Equal(ls.names, c.labelNames)
+	c.labelNames = ls.names
+	c.descs = newMeshDescs(ls.names)
 
-	old := map[string]*meshEntry{}
-	for _, e := range c.entries {
-		old[e.cfg.Name] = e
-	}
-	var entries []*meshEntry
+	var next []*meshEntry
 	for _, p := range peers {
-		e := &meshEntry{cfg: p, labels: labelValues(labelNames, c.global, p.Labels)}
+		e := &meshEntry{cfg: p, labels: ls.values(p.Labels)}
 		host, port, _ := net.SplitHostPort(p.Address)
 		pn, _ := strconv.Atoi(port)
 		e.host, e.port, e.tcpPort = host, uint16(pn), uint16(pn)
 		if p.TCPPort != 0 {
 			e.tcpPort = uint16(p.TCPPort)
 		}
-		if o, ok := old[p.Name]; ok {
-			delete(old, p.Name)
-			if o.host == e.host {
-				e.addr, e.nextResolve, e.lastErr = o.addr, o.nextResolve, o.lastErr
-			}
-			if !labelsChanged && slices.Equal(o.labels, e.labels) {
-				e.stats = o.stats
-			}
-			if o.handle != nil && e.stats == o.stats && e.addr.IsValid() {
-				e.handle = o.handle
-			} else if o.handle != nil {
-				c.engine.Remove(o.handle)
-			}
+		next = append(next, e)
+	}
+	entries, gone := reconcile(c.entries, next, func(e *meshEntry) string { return e.cfg.Name }, func(e, o *meshEntry) *meshEntry {
+		if o.host == e.host {
+			e.addr, e.nextResolve, e.lastErr = o.addr, o.nextResolve, o.lastErr
 		}
+		if !labelsChanged && slices.Equal(o.labels, e.labels) {
+			e.stats = o.stats
+		}
+		if o.handle != nil && e.stats == o.stats && e.addr.IsValid() {
+			e.handle, o.handle = o.handle, nil
+		}
+		return e
+	})
+	for _, o := range gone {
+		if o.handle != nil {
+			c.engine.Remove(o.handle)
+		}
+	}
+	for _, e := range entries {
 		if ip, err := netip.ParseAddr(e.host); err == nil {
 			e.addr = ip.Unmap()
 		}
 		if e.stats == nil {
-			e.stats = &meshStats{name: p.Name, labels: e.labels}
+			e.stats = &meshStats{name: e.cfg.Name, labels: e.labels}
 		}
 		if e.addr.IsValid() {
 			c.attachLocked(e)
-		}
-		entries = append(entries, e)
-	}
-	for _, o := range old {
-		if o.handle != nil {
-			c.engine.Remove(o.handle)
 		}
 	}
 	c.entries = entries

@@ -97,7 +97,7 @@ type mtrHop struct {
 
 func newMTRCollector(logger *slog.Logger, cfg *config.Config, deps Deps) (collector.Collector, error) {
 	c := &mtrCollector{logger: logger, deps: deps}
-	if err := c.Reload(cfg); err != nil {
+	if err := collector.Apply(c, cfg); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -105,35 +105,34 @@ func newMTRCollector(logger *slog.Logger, cfg *config.Config, deps Deps) (collec
 
 func (e *mtrEntry) key() string { return e.cfg.Name + "/" + string(e.famChoice) }
 
-// Reload swaps in a new target list. Targets whose settings and labels are
-// unchanged keep their goroutine, counters and learned path.
-func (c *mtrCollector) Reload(cfg *config.Config) error {
-	own := make([]map[string]string, len(cfg.MTR.Targets))
-	for i, t := range cfg.MTR.Targets {
-		own[i] = t.Labels
-	}
-	labelNames := unionLabelNames(cfg.Global.Labels, own...)
-	var entries []*mtrEntry
+// Prepare builds the new target list; on commit, targets whose settings and
+// labels are unchanged keep their goroutine, counters and learned path.
+func (c *mtrCollector) Prepare(cfg *config.Config) (func(), error) {
+	ls := newLabelSet(cfg.Global.Labels, ownLabels(cfg.MTR.Targets, func(t config.MTRTarget) map[string]string { return t.Labels })...)
+	var next []*mtrEntry
 	for _, t := range cfg.MTR.Targets {
 		for _, f := range t.Family.Each() {
-			entries = append(entries, &mtrEntry{cfg: t, famChoice: f, labels: labelValues(labelNames, cfg.Global.Labels, t.Labels)})
+			next = append(next, &mtrEntry{cfg: t, famChoice: f, labels: ls.values(t.Labels)})
 		}
 	}
+	resolveIv := time.Duration(cfg.Global.ResolveInterval)
+	return func() { c.commit(ls.names, next, resolveIv) }, nil
+}
 
+func (c *mtrCollector) commit(labelNames []string, next []*mtrEntry, resolveIv time.Duration) {
 	c.mu.Lock()
-	old := map[string]*mtrEntry{}
-	for _, e := range c.entries {
-		old[e.key()] = e
-	}
 	sameLabels := slices.Equal(labelNames, c.labelNames)
-	var start []*mtrEntry
-	for i, e := range entries {
-		if o, ok := old[e.key()]; ok && sameLabels && slices.Equal(o.labels, e.labels) && reflect.DeepEqual(o.cfg, e.cfg) {
-			entries[i] = o
-			delete(old, e.key())
-			continue
+	entries, gone := reconcile(c.entries, next, (*mtrEntry).key, func(e, o *mtrEntry) *mtrEntry {
+		if sameLabels && slices.Equal(o.labels, e.labels) && reflect.DeepEqual(o.cfg, e.cfg) {
+			return o
 		}
-		start = append(start, e)
+		return e
+	})
+	var start []*mtrEntry
+	for _, e := range entries {
+		if e.st == nil {
+			start = append(start, e)
+		}
 	}
 	if len(entries) > 0 && c.tracer == nil {
 		// A tracer that cannot open any socket still reports why, per family.
@@ -144,15 +143,15 @@ func (c *mtrCollector) Reload(cfg *config.Config) error {
 		c.tracer = tr
 	}
 	c.entries, c.labelNames = entries, labelNames
-	c.resolveIv = time.Duration(cfg.Global.ResolveInterval)
+	c.resolveIv = resolveIv
 	c.descs = newMTRDescs(labelNames)
 	c.mu.Unlock()
 
 	// Stop the old goroutines outside the lock: a scrape never waits for them.
-	for _, o := range old {
+	for _, o := range gone {
 		o.cancel()
 	}
-	for _, o := range old {
+	for _, o := range gone {
 		<-o.done
 	}
 	for i, e := range start {
@@ -179,7 +178,6 @@ func (c *mtrCollector) Reload(cfg *config.Config) error {
 			tr.Close() // idle: no sockets, no goroutines
 		}
 	}
-	return nil
 }
 
 // run probes one target until ctx ends. A round that ctx interrupts is

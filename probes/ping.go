@@ -148,7 +148,7 @@ func newPingCollector(logger *slog.Logger, cfg *config.Config, deps Deps) (colle
 		kick:       make(chan struct{}, 1),
 		stop:       make(chan struct{}),
 	}
-	if err := c.Reload(cfg); err != nil {
+	if err := collector.Apply(c, cfg); err != nil {
 		return nil, err
 	}
 	c.done.Add(1)
@@ -156,49 +156,50 @@ func newPingCollector(logger *slog.Logger, cfg *config.Config, deps Deps) (colle
 	return c, nil
 }
 
-// Reload swaps in a new target list. Targets whose name, family and labels
-// are unchanged keep their counters and histograms.
-func (c *pingCollector) Reload(cfg *config.Config) error {
-	own := make([]map[string]string, len(cfg.Ping.Targets))
-	for i, t := range cfg.Ping.Targets {
-		own[i] = t.Labels
-	}
-	labelNames := unionLabelNames(cfg.Global.Labels, own...)
-	var entries []*pingEntry
+// Prepare builds the new target list; on commit, targets whose name, family
+// and labels are unchanged keep their counters and histograms.
+func (c *pingCollector) Prepare(cfg *config.Config) (func(), error) {
+	ls := newLabelSet(cfg.Global.Labels, ownLabels(cfg.Ping.Targets, func(t config.Target) map[string]string { return t.Labels })...)
+	var next []*pingEntry
 	for _, t := range cfg.Ping.Targets {
 		for _, f := range t.Family.Each() {
-			entries = append(entries, &pingEntry{cfg: t, famChoice: f, labels: labelValues(labelNames, cfg.Global.Labels, t.Labels)})
+			next = append(next, &pingEntry{cfg: t, famChoice: f, labels: ls.values(t.Labels)})
 		}
 	}
+	resolveIv := time.Duration(cfg.Global.ResolveInterval)
+	return func() { c.commit(ls.names, next, resolveIv) }, nil
+}
 
+func (e *pingEntry) key() string { return e.cfg.Name + "/" + string(e.famChoice) }
+
+func (c *pingCollector) commit(labelNames []string, next []*pingEntry, resolveIv time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	old := map[string]*pingEntry{}
-	for _, e := range c.entries {
-		old[e.cfg.Name+"/"+string(e.famChoice)] = e
-	}
 	labelsChanged := !slices.Equal(labelNames, c.labelNames)
 	c.labelNames = labelNames
 	c.descs = newPingDescs(labelNames)
+	entries, gone := reconcile(c.entries, next, (*pingEntry).key, func(e, o *pingEntry) *pingEntry {
+		if o.cfg.Host == e.cfg.Host {
+			e.addr, e.nextResolve, e.lastErr = o.addr, o.nextResolve, o.lastErr
+		}
+		if !labelsChanged && slices.Equal(o.labels, e.labels) && o.stats != nil {
+			e.stats = o.stats
+		}
+		// Keep the engine's handle (and its place in the schedule) when
+		// the same stats go on; attachLocked updates its settings.
+		if o.handle != nil && e.stats == o.stats && e.addr.IsValid() {
+			e.handle, o.handle = o.handle, nil
+		}
+		return e
+	})
+	for _, o := range gone {
+		if o.handle != nil {
+			c.engine.Remove(o.handle)
+		}
+	}
 	stats := map[statsKey]*pingStats{}
 	resolveErr := map[string]*atomic.Uint64{}
 	for _, e := range entries {
-		if o, ok := old[e.cfg.Name+"/"+string(e.famChoice)]; ok {
-			delete(old, e.cfg.Name+"/"+string(e.famChoice))
-			if o.cfg.Host == e.cfg.Host {
-				e.addr, e.nextResolve, e.lastErr = o.addr, o.nextResolve, o.lastErr
-			}
-			if !labelsChanged && slices.Equal(o.labels, e.labels) && o.stats != nil {
-				e.stats = o.stats
-			}
-			// Keep the engine's handle (and its place in the schedule) when
-			// the same stats go on; attachLocked updates its settings.
-			if o.handle != nil && e.stats == o.stats && e.addr.IsValid() {
-				e.handle = o.handle
-			} else if o.handle != nil {
-				c.engine.Remove(o.handle)
-			}
-		}
 		if r, ok := c.resolveErr[e.cfg.Name]; ok {
 			resolveErr[e.cfg.Name] = r
 		} else if _, ok := resolveErr[e.cfg.Name]; !ok {
@@ -215,18 +216,12 @@ func (c *pingCollector) Reload(cfg *config.Config) error {
 			c.attachLocked(e, stats)
 		}
 	}
-	for _, o := range old {
-		if o.handle != nil {
-			c.engine.Remove(o.handle)
-		}
-	}
 	c.entries, c.stats, c.resolveErr = entries, stats, resolveErr
-	c.resolveIv = time.Duration(cfg.Global.ResolveInterval)
+	c.resolveIv = resolveIv
 	select {
 	case c.kick <- struct{}{}:
 	default:
 	}
-	return nil
 }
 
 // attachLocked (re)starts probing e at e.addr, with the stats of its family.

@@ -97,7 +97,7 @@ ping:
 			t.Fatalf("%s: received %v before reload", n, counter(before, "smokemon_ping_received_total", n))
 		}
 	}
-	err := pc.Reload(mustParse(t, `
+	err := reload(pc, mustParse(t, `
 global: {interval: 50ms}
 ping:
   targets:

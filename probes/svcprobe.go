@@ -8,7 +8,6 @@ import (
 	"context"
 	"reflect"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -50,12 +49,6 @@ func labelMap(names, values []string, extra ...string) prometheus.Labels {
 		l[extra[i]] = extra[i+1]
 	}
 	return l
-}
-
-// seriesKey identifies a series set across reloads: same name and same label
-// names and values keep their counters and histograms.
-func seriesKey(name string, labelNames, values []string) string {
-	return name + "\x00" + strings.Join(labelNames, "\x01") + "\x00" + strings.Join(values, "\x01")
 }
 
 // probeDescs describe what every service probe exports per target: probes

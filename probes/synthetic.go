@@ -52,10 +52,10 @@ type syntheticCollector struct {
 }
 
 type portalCheck struct {
-	cfg    config.CaptivePortalTarget
-	labels []string
-	tls    *tls.Config
-	stats  *portalStats
+	cfg config.CaptivePortalTarget
+	series
+	tls   *tls.Config
+	stats *portalStats
 }
 
 type portalStats struct {
@@ -69,10 +69,10 @@ type portalStats struct {
 }
 
 type dohCheck struct {
-	cfg    config.DoHTarget
-	labels []string
-	tls    *tls.Config
-	stats  *dohStats
+	cfg config.DoHTarget
+	series
+	tls   *tls.Config
+	stats *dohStats
 }
 
 type dohStats struct {
@@ -91,76 +91,52 @@ type syntheticDescs struct {
 
 func newSyntheticCollector(logger *slog.Logger, cfg *config.Config, deps Deps) (collector.Collector, error) {
 	c := &syntheticCollector{logger: logger, deps: deps}
-	if err := c.Reload(cfg); err != nil {
+	if err := collector.Apply(c, cfg); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// Reload applies new checks; unchanged ones keep their series.
-func (c *syntheticCollector) Reload(cfg *config.Config) error {
+// Prepare builds the new checks, with the CA pools the config loaded when it
+// was parsed; on commit, unchanged ones keep their series.
+func (c *syntheticCollector) Prepare(cfg *config.Config) (func(), error) {
 	sc := cfg.Synthetic
-	var own []map[string]string
+	own := append(ownLabels(sc.CaptivePortal, func(t config.CaptivePortalTarget) map[string]string { return t.Labels }),
+		ownLabels(sc.DoH, func(t config.DoHTarget) map[string]string { return t.Labels })...)
+	ls := newLabelSet(cfg.Global.Labels, own...)
+	var nextP []*portalCheck
+	var nextD []*dohCheck
 	for _, t := range sc.CaptivePortal {
-		own = append(own, t.Labels)
+		nextP = append(nextP, &portalCheck{cfg: t, series: ls.series(t.Name, t.Labels), tls: t.TLS.ClientConfig()})
 	}
 	for _, t := range sc.DoH {
-		own = append(own, t.Labels)
+		nextD = append(nextD, &dohCheck{cfg: t, series: ls.series(t.Name, t.Labels), tls: t.TLS.ClientConfig()})
 	}
-	names := unionLabelNames(cfg.Global.Labels, own...)
-	var portals []*portalCheck
-	var dohs []*dohCheck
-	for _, t := range sc.CaptivePortal {
-		tc, err := clientTLS(t.TLS)
-		if err != nil {
-			return fmt.Errorf("captive portal check %s: %w", t.Name, err)
+	return func() {
+		c.mu.Lock()
+		portals, _ := reconcile(c.portals, nextP, (*portalCheck).key, func(n, o *portalCheck) *portalCheck { n.stats = o.stats; return n })
+		dohs, _ := reconcile(c.dohs, nextD, (*dohCheck).key, func(n, o *dohCheck) *dohCheck { n.stats = o.stats; return n })
+		var jobs []svcJob
+		for _, p := range portals {
+			if p.stats == nil {
+				p.stats = &portalStats{probeStats: newProbeStats(newSvcHistogram("synthetic", "captive_portal_check_duration_seconds",
+					"Duration of captive-portal checks that got an HTTP response (fresh connection: lookup, connect, TLS, request, body).",
+					labelMap(ls.names, p.labels, "target", p.cfg.Name)))}
+			}
+			jobs = append(jobs, svcJob{key: "portal/" + p.key(), spec: p.cfg, interval: p.cfg.IntervalD(), timeout: p.cfg.TimeoutD(), run: c.portalFunc(p)})
 		}
-		portals = append(portals, &portalCheck{cfg: t, labels: labelValues(names, cfg.Global.Labels, t.Labels), tls: tc})
-	}
-	for _, t := range sc.DoH {
-		tc, err := clientTLS(t.TLS)
-		if err != nil {
-			return fmt.Errorf("DoH check %s: %w", t.Name, err)
+		for _, d := range dohs {
+			if d.stats == nil {
+				d.stats = &dohStats{probeStats: newProbeStats(newSvcHistogram("synthetic", "doh_lookup_duration_seconds",
+					"Duration of DNS-over-HTTPS lookups that got a DNS answer, on a fresh connection each (lookup of the server's name, connect, TLS, query, answer).",
+					labelMap(ls.names, d.labels, "target", d.cfg.Name)))}
+			}
+			jobs = append(jobs, svcJob{key: "doh/" + d.key(), spec: d.cfg, interval: d.cfg.IntervalD(), timeout: d.cfg.TimeoutD(), run: c.dohFunc(d)})
 		}
-		dohs = append(dohs, &dohCheck{cfg: t, labels: labelValues(names, cfg.Global.Labels, t.Labels), tls: tc})
-	}
-
-	c.mu.Lock()
-	oldP := map[string]*portalStats{}
-	for _, p := range c.portals {
-		oldP[seriesKey(p.cfg.Name, c.labelNames, p.labels)] = p.stats
-	}
-	oldD := map[string]*dohStats{}
-	for _, d := range c.dohs {
-		oldD[seriesKey(d.cfg.Name, c.labelNames, d.labels)] = d.stats
-	}
-	var jobs []svcJob
-	for _, p := range portals {
-		key := seriesKey(p.cfg.Name, names, p.labels)
-		if s, ok := oldP[key]; ok {
-			p.stats = s
-		} else {
-			p.stats = &portalStats{probeStats: newProbeStats(newSvcHistogram("synthetic", "captive_portal_check_duration_seconds",
-				"Duration of captive-portal checks that got an HTTP response (fresh connection: lookup, connect, TLS, request, body).",
-				labelMap(names, p.labels, "target", p.cfg.Name)))}
-		}
-		jobs = append(jobs, svcJob{key: "portal/" + key, spec: p.cfg, interval: p.cfg.IntervalD(), timeout: p.cfg.TimeoutD(), run: c.portalFunc(p)})
-	}
-	for _, d := range dohs {
-		key := seriesKey(d.cfg.Name, names, d.labels)
-		if s, ok := oldD[key]; ok {
-			d.stats = s
-		} else {
-			d.stats = &dohStats{probeStats: newProbeStats(newSvcHistogram("synthetic", "doh_lookup_duration_seconds",
-				"Duration of DNS-over-HTTPS lookups that got a DNS answer, on a fresh connection each (lookup of the server's name, connect, TLS, query, answer).",
-				labelMap(names, d.labels, "target", d.cfg.Name)))}
-		}
-		jobs = append(jobs, svcJob{key: "doh/" + key, spec: d.cfg, interval: d.cfg.IntervalD(), timeout: d.cfg.TimeoutD(), run: c.dohFunc(d)})
-	}
-	c.portals, c.dohs, c.labelNames, c.descs = portals, dohs, names, newSyntheticDescs(names)
-	c.mu.Unlock()
-	c.sched.apply(jobs)
-	return nil
+		c.portals, c.dohs, c.labelNames, c.descs = portals, dohs, ls.names, newSyntheticDescs(ls.names)
+		c.mu.Unlock()
+		c.sched.apply(jobs)
+	}, nil
 }
 
 // portalFunc checks for a captive portal: the URL must answer the expected

@@ -38,9 +38,9 @@ type tcpCollector struct {
 }
 
 type tcpTarget struct {
-	cfg    config.TCPTarget
-	labels []string
-	stats  *tcpStats
+	cfg config.TCPTarget
+	series
+	stats *tcpStats
 }
 
 type tcpStats struct {
@@ -56,43 +56,36 @@ type tcpDescs struct {
 
 func newTCPCollector(logger *slog.Logger, cfg *config.Config, deps Deps) (collector.Collector, error) {
 	c := &tcpCollector{logger: logger, deps: deps}
-	if err := c.Reload(cfg); err != nil {
+	if err := collector.Apply(c, cfg); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// Reload applies a new target list; unchanged targets keep their series.
-func (c *tcpCollector) Reload(cfg *config.Config) error {
-	var own []map[string]string
-	for _, t := range cfg.TCP.Targets {
-		own = append(own, t.Labels)
-	}
-	names := unionLabelNames(cfg.Global.Labels, own...)
-	c.mu.Lock()
-	old := map[string]*tcpStats{}
-	for _, t := range c.targets {
-		old[seriesKey(t.cfg.Name, c.labelNames, t.labels)] = t.stats
-	}
-	var targets []*tcpTarget
-	var jobs []svcJob
+// Prepare builds the new target list; on commit, unchanged targets keep
+// their series.
+func (c *tcpCollector) Prepare(cfg *config.Config) (func(), error) {
+	ls := newLabelSet(cfg.Global.Labels, ownLabels(cfg.TCP.Targets, func(t config.TCPTarget) map[string]string { return t.Labels })...)
+	var next []*tcpTarget
 	for _, tc := range cfg.TCP.Targets {
-		t := &tcpTarget{cfg: tc, labels: labelValues(names, cfg.Global.Labels, tc.Labels)}
-		key := seriesKey(tc.Name, names, t.labels)
-		if s, ok := old[key]; ok {
-			t.stats = s
-		} else {
-			t.stats = &tcpStats{probeStats: newProbeStats(newSvcHistogram("tcp", "connect_duration_seconds",
-				"Time to complete the TCP handshake (SYN to SYN-ACK as the client sees it). Failed connects are not observed.",
-				labelMap(names, t.labels, "target", tc.Name)))}
-		}
-		targets = append(targets, t)
-		jobs = append(jobs, svcJob{key: key, spec: tc, interval: tc.IntervalD(), timeout: tc.TimeoutD(), run: c.probeFunc(t)})
+		next = append(next, &tcpTarget{cfg: tc, series: ls.series(tc.Name, tc.Labels)})
 	}
-	c.targets, c.labelNames, c.descs = targets, names, newTCPDescs(names)
-	c.mu.Unlock()
-	c.sched.apply(jobs)
-	return nil
+	return func() {
+		c.mu.Lock()
+		targets, _ := reconcile(c.targets, next, (*tcpTarget).key, func(n, o *tcpTarget) *tcpTarget { n.stats = o.stats; return n })
+		var jobs []svcJob
+		for _, t := range targets {
+			if t.stats == nil {
+				t.stats = &tcpStats{probeStats: newProbeStats(newSvcHistogram("tcp", "connect_duration_seconds",
+					"Time to complete the TCP handshake (SYN to SYN-ACK as the client sees it). Failed connects are not observed.",
+					labelMap(ls.names, t.labels, "target", t.cfg.Name)))}
+			}
+			jobs = append(jobs, svcJob{key: t.key(), spec: t.cfg, interval: t.cfg.IntervalD(), timeout: t.cfg.TimeoutD(), run: c.probeFunc(t)})
+		}
+		c.targets, c.labelNames, c.descs = targets, ls.names, newTCPDescs(ls.names)
+		c.mu.Unlock()
+		c.sched.apply(jobs)
+	}, nil
 }
 
 func (c *tcpCollector) probeFunc(t *tcpTarget) func(ctx context.Context) func() {
