@@ -443,110 +443,93 @@ func (c *meshCollector) Update(ch chan<- prometheus.Metric) error {
 	if len(c.entries) == 0 && !c.respWant && c.file.path == "" {
 		return collector.ErrNoData
 	}
-	d := c.descs
-	gauge := func(desc *prometheus.Desc, v float64, lv ...string) {
-		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, lv...)
-	}
-	counter := func(desc *prometheus.Desc, v uint64, lv ...string) {
-		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), lv...)
-	}
+	d, out := c.descs, emitter(ch)
 	if c.respWant {
-		rc := &c.respCount
-		for p, on := range map[mesh.Proto]bool{mesh.UDP: c.respCfg.UDPPort != 0, mesh.TCP: c.respCfg.TCPPort != 0} {
-			if !on {
-				continue
-			}
-			up := 0.0
-			if c.responder != nil {
-				up = 1
-			}
-			pn := p.String()
-			gauge(d.respUp, up, pn)
-			counter(d.respRequests, rc.Requests[p].Load(), pn)
-			counter(d.respReplies, rc.Replies[p].Load(), pn)
-			counter(d.respLimited, rc.RateLimited[p].Load(), pn)
-			counter(d.respBad, rc.Malformed[p].Load(), pn)
-		}
-		if c.respCfg.TCPPort != 0 {
-			counter(d.respRefused, rc.ConnRefused.Load())
-		}
+		c.updateResponder(out)
 	}
 	if c.file.path != "" {
-		ok := 0.0
-		if c.file.ok {
-			ok = 1
-		}
-		gauge(d.fileOK, ok)
+		out.gauge(d.fileOK, boolValue(c.file.ok))
 		if !c.file.lastOK.IsZero() {
-			gauge(d.fileOKTime, float64(c.file.lastOK.UnixNano())/1e9)
+			out.gauge(d.fileOKTime, float64(c.file.lastOK.UnixNano())/1e9)
 		}
 	}
 	if len(c.entries) > 0 {
-		up := 0.0
-		if c.engine != nil {
-			up = 1
-		}
-		gauge(d.proberUp, up)
+		out.gauge(d.proberUp, boolValue(c.engine != nil))
 	}
 	if c.engine != nil {
 		cn := &c.engine.Counters
-		counter(d.unmatched, cn.Late.Load(), "late")
-		counter(d.unmatched, cn.Foreign.Load(), "foreign")
-		counter(d.unmatched, cn.Malformed.Load(), "malformed")
+		out.counter(d.unmatched, cn.Late.Load(), "late")
+		out.counter(d.unmatched, cn.Foreign.Load(), "foreign")
+		out.counter(d.unmatched, cn.Malformed.Load(), "malformed")
 	}
 	maxUnc := time.Duration(c.section.MaxClockUncertainty)
 	for _, e := range c.entries {
-		lv := append([]string{e.cfg.Name}, e.labels...)
-		ip := ""
-		if e.addr.IsValid() {
-			ip = e.addr.String()
-		}
-		gauge(d.info, 1, append([]string{e.cfg.Name, e.cfg.Address, ip}, e.labels...)...)
-		up := 0.0
-		if e.handle != nil {
-			up = 1
-		}
-		gauge(d.up, up, lv...)
-		s := e.stats
-		for p, name := range []string{config.MeshUDP, config.MeshTCP, config.MeshTCPConnect} {
-			if !e.cfg.Has(name) || s.rtt[p] == nil {
-				continue
-			}
-			plv := append([]string{e.cfg.Name, name}, e.labels...)
-			counter(d.sent, s.sent[p].Load(), plv...)
-			counter(d.received, s.received[p].Load(), plv...)
-			dirs := []mesh.Direction{mesh.DirUnknown}
-			if mesh.Proto(p) == mesh.UDP {
-				dirs = []mesh.Direction{mesh.Forward, mesh.Return, mesh.DirUnknown}
-			}
-			for _, dir := range dirs {
-				counter(d.lost, s.lost[p][dir].Load(), append([]string{e.cfg.Name, name, dir.String()}, e.labels...)...)
-			}
-			s.rtt[p].Collect(ch)
-		}
-		if e.cfg.Has(config.MeshUDP) && s.oneWay[0] != nil {
-			for _, dir := range []mesh.Direction{mesh.Forward, mesh.Return} {
-				counter(d.reordered, s.reordered[dir].Load(), append([]string{e.cfg.Name, dir.String()}, e.labels...)...)
-				s.oneWay[dir].Collect(ch)
-			}
-			s.clockMu.Lock()
-			est, ok := s.clock.Estimate(maxUnc)
-			s.clockMu.Unlock()
-			if ok {
-				gauge(d.offset, est.Offset.Seconds(), lv...)
-				gauge(d.uncertainty, est.Uncertainty.Seconds(), lv...)
-				trust := 0.0
-				if est.Trustworthy {
-					trust = 1
-				}
-				gauge(d.trustworthy, trust, lv...)
-			}
-		}
-		if e.cfg.Has(config.MeshTCP) {
-			counter(d.reconnects, s.reconnect.Load(), lv...)
-		}
+		c.updatePeer(out, e, maxUnc)
 	}
 	return nil
+}
+
+func (c *meshCollector) updateResponder(out emitter) {
+	d, rc := c.descs, &c.respCount
+	for p, on := range map[mesh.Proto]bool{mesh.UDP: c.respCfg.UDPPort != 0, mesh.TCP: c.respCfg.TCPPort != 0} {
+		if !on {
+			continue
+		}
+		pn := p.String()
+		out.gauge(d.respUp, boolValue(c.responder != nil), pn)
+		out.counter(d.respRequests, rc.Requests[p].Load(), pn)
+		out.counter(d.respReplies, rc.Replies[p].Load(), pn)
+		out.counter(d.respLimited, rc.RateLimited[p].Load(), pn)
+		out.counter(d.respBad, rc.Malformed[p].Load(), pn)
+	}
+	if c.respCfg.TCPPort != 0 {
+		out.counter(d.respRefused, rc.ConnRefused.Load())
+	}
+}
+
+func (c *meshCollector) updatePeer(out emitter, e *meshEntry, maxUnc time.Duration) {
+	d := c.descs
+	lv := append([]string{e.cfg.Name}, e.labels...)
+	ip := ""
+	if e.addr.IsValid() {
+		ip = e.addr.String()
+	}
+	out.gauge(d.info, 1, append([]string{e.cfg.Name, e.cfg.Address, ip}, e.labels...)...)
+	out.gauge(d.up, boolValue(e.handle != nil), lv...)
+	s := e.stats
+	for p, name := range []string{config.MeshUDP, config.MeshTCP, config.MeshTCPConnect} {
+		if !e.cfg.Has(name) || s.rtt[p] == nil {
+			continue
+		}
+		plv := append([]string{e.cfg.Name, name}, e.labels...)
+		out.counter(d.sent, s.sent[p].Load(), plv...)
+		out.counter(d.received, s.received[p].Load(), plv...)
+		dirs := []mesh.Direction{mesh.DirUnknown}
+		if mesh.Proto(p) == mesh.UDP {
+			dirs = []mesh.Direction{mesh.Forward, mesh.Return, mesh.DirUnknown}
+		}
+		for _, dir := range dirs {
+			out.counter(d.lost, s.lost[p][dir].Load(), append([]string{e.cfg.Name, name, dir.String()}, e.labels...)...)
+		}
+		s.rtt[p].Collect(out)
+	}
+	if e.cfg.Has(config.MeshUDP) && s.oneWay[0] != nil {
+		for _, dir := range []mesh.Direction{mesh.Forward, mesh.Return} {
+			out.counter(d.reordered, s.reordered[dir].Load(), append([]string{e.cfg.Name, dir.String()}, e.labels...)...)
+			s.oneWay[dir].Collect(out)
+		}
+		s.clockMu.Lock()
+		est, ok := s.clock.Estimate(maxUnc)
+		s.clockMu.Unlock()
+		if ok {
+			out.gauge(d.offset, est.Offset.Seconds(), lv...)
+			out.gauge(d.uncertainty, est.Uncertainty.Seconds(), lv...)
+			out.gauge(d.trustworthy, boolValue(est.Trustworthy), lv...)
+		}
+	}
+	if e.cfg.Has(config.MeshTCP) {
+		out.counter(d.reconnects, s.reconnect.Load(), lv...)
+	}
 }
 
 // Close stops the loop, the prober and the responder.

@@ -12,6 +12,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/config"
 	"github.com/smokemon/smokemon/internal/prober"
@@ -77,4 +78,15 @@ func boolValue(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// emitter sends constant samples, the way every probe's Update reports.
+type emitter chan<- prometheus.Metric
+
+func (e emitter) gauge(d *prometheus.Desc, v float64, lv ...string) {
+	e <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, lv...)
+}
+
+func (e emitter) counter(d *prometheus.Desc, v uint64, lv ...string) {
+	e <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), lv...)
 }

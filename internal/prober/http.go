@@ -80,51 +80,27 @@ type stageError struct {
 func (e *stageError) Error() string { return e.stage + ": " + e.err.Error() }
 func (e *stageError) Unwrap() error { return e.err }
 
-// HTTP makes one request on a connection of its own, timing each phase. The
-// transport may still be dialing in the
-// background after Do returns (it detaches dials from the request), so the
-// closures fill res only under mu and every return hands out a copy taken
-// under mu.
+// httpRun is one HTTP probe in progress. The transport may still be dialing
+// in the background after Do returns (it detaches dials from the request),
+// so the dial and trace callbacks fill res only under mu, and every return
+// hands out a copy taken under mu.
+type httpRun struct {
+	env  Env
+	ctx  context.Context
+	spec HTTPRequest
+
+	mu                         sync.Mutex
+	res                        HTTPResult
+	tlsStart, wrote, firstByte time.Time
+	tlsFailed                  bool
+}
+
+// HTTP makes one request on a connection of its own, timing each phase.
 func (e Env) HTTP(ctx context.Context, spec HTTPRequest) HTTPResult {
 	start := time.Now()
-	var (
-		res                        HTTPResult
-		mu                         sync.Mutex
-		tlsStart, wrote, firstByte time.Time
-		tlsFailed                  bool
-	)
-	dial := func(_ context.Context, network, addr string) (net.Conn, error) {
-		// The transport detaches dials from the request's cancellation; the
-		// probe's context bounds them instead.
-		host, port, err := net.SplitHostPort(addr)
-		if err != nil {
-			return nil, err
-		}
-		ip, err := netip.ParseAddr(host)
-		if err != nil {
-			t0 := time.Now()
-			ip, err = e.LookupHost(ctx, host, spec.Family, spec.Resolver)
-			mu.Lock()
-			res.Phases[PhaseResolve] += time.Since(t0)
-			res.Resolved = true
-			mu.Unlock()
-			if err != nil {
-				return nil, &stageError{"dns", err}
-			}
-		}
-		conn, d, err := e.Dial(ctx, "tcp", net.JoinHostPort(ip.String(), port))
-		mu.Lock()
-		res.Phases[PhaseConnect] += d
-		res.IP = ip
-		mu.Unlock()
-		if err != nil {
-			return nil, &stageError{"connect", err}
-		}
-		bindConn(ctx, conn) // released when ctx ends, which is when the probe does
-		return conn, nil
-	}
+	r := &httpRun{env: e, ctx: ctx, spec: spec}
 	tr := &http.Transport{
-		DialContext:       dial,
+		DialContext:       r.dial,
 		TLSClientConfig:   spec.TLS.Clone(),
 		DisableKeepAlives: true,
 		ForceAttemptHTTP2: true,
@@ -140,48 +116,13 @@ func (e Env) HTTP(ctx context.Context, spec HTTPRequest) HTTPResult {
 		}
 		return nil
 	}}
-	trace := &httptrace.ClientTrace{
-		TLSHandshakeStart: func() { mu.Lock(); tlsStart = time.Now(); mu.Unlock() },
-		TLSHandshakeDone: func(_ tls.ConnectionState, err error) {
-			mu.Lock()
-			res.Phases[PhaseTLS] += time.Since(tlsStart)
-			tlsFailed = tlsFailed || err != nil
-			mu.Unlock()
-		},
-		WroteRequest: func(httptrace.WroteRequestInfo) { mu.Lock(); wrote = time.Now(); mu.Unlock() },
-		GotFirstResponseByte: func() {
-			mu.Lock()
-			firstByte = time.Now()
-			res.Phases[PhaseProcessing] += firstByte.Sub(wrote)
-			mu.Unlock()
-		},
-	}
-	fail := func(err error) HTTPResult {
-		mu.Lock()
-		defer mu.Unlock()
-		res.Err = err
-		var se *stageError
-		switch {
-		case NetReason(ctx, err) == "timeout":
-			// The socket's deadline may fire a moment before the context's.
-			res.Reason = "timeout"
-		case errors.As(err, &se):
-			res.Reason = se.stage
-		case tlsFailed || isTLSError(err):
-			res.Reason = "tls"
-		default:
-			res.Reason = "other"
-		}
-		return res
-	}
-
 	var body io.Reader
 	if spec.Body != nil {
 		body = bytes.NewReader(spec.Body)
 	}
-	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), spec.Method, spec.URL, body)
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, r.trace()), spec.Method, spec.URL, body)
 	if err != nil {
-		return fail(err)
+		return r.fail(err)
 	}
 	for k, v := range spec.Headers {
 		if strings.EqualFold(k, "Host") {
@@ -192,7 +133,7 @@ func (e Env) HTTP(ctx context.Context, spec HTTPRequest) HTTPResult {
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return fail(err)
+		return r.fail(err)
 	}
 	defer resp.Body.Close()
 	var sink io.Writer = io.Discard
@@ -202,20 +143,92 @@ func (e Env) HTTP(ctx context.Context, spec HTTPRequest) HTTPResult {
 	}
 	n, err := io.Copy(sink, io.LimitReader(resp.Body, spec.MaxBody))
 	end := time.Now()
-	mu.Lock()
-	res.Status, res.BodyBytes, res.TLS = resp.StatusCode, n, resp.TLS
-	res.Location = resp.Header.Get("Location")
-	mu.Unlock()
+	r.mu.Lock()
+	r.res.Status, r.res.BodyBytes, r.res.TLS = resp.StatusCode, n, resp.TLS
+	r.res.Location = resp.Header.Get("Location")
+	r.mu.Unlock()
 	if err != nil {
-		return fail(fmt.Errorf("reading the body: %w", err))
+		return r.fail(fmt.Errorf("reading the body: %w", err))
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	res.Phases[PhaseTransfer] = end.Sub(firstByte)
-	res.Total = end.Sub(start)
-	res.Completed = true
-	res.Body = buf.Bytes()
-	return res
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.res.Phases[PhaseTransfer] = end.Sub(r.firstByte)
+	r.res.Total = end.Sub(start)
+	r.res.Completed = true
+	r.res.Body = buf.Bytes()
+	return r.res
+}
+
+// dial looks the host up and connects, timing both. The transport detaches
+// dials from the request's cancellation; the probe's context bounds them
+// instead.
+func (r *httpRun) dial(_ context.Context, network, addr string) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		t0 := time.Now()
+		ip, err = r.env.LookupHost(r.ctx, host, r.spec.Family, r.spec.Resolver)
+		r.mu.Lock()
+		r.res.Phases[PhaseResolve] += time.Since(t0)
+		r.res.Resolved = true
+		r.mu.Unlock()
+		if err != nil {
+			return nil, &stageError{"dns", err}
+		}
+	}
+	conn, d, err := r.env.Dial(r.ctx, "tcp", net.JoinHostPort(ip.String(), port))
+	r.mu.Lock()
+	r.res.Phases[PhaseConnect] += d
+	r.res.IP = ip
+	r.mu.Unlock()
+	if err != nil {
+		return nil, &stageError{"connect", err}
+	}
+	bindConn(r.ctx, conn) // released when ctx ends, which is when the probe does
+	return conn, nil
+}
+
+// trace times the TLS handshake and the wait for the first response byte.
+func (r *httpRun) trace() *httptrace.ClientTrace {
+	return &httptrace.ClientTrace{
+		TLSHandshakeStart: func() { r.mu.Lock(); r.tlsStart = time.Now(); r.mu.Unlock() },
+		TLSHandshakeDone: func(_ tls.ConnectionState, err error) {
+			r.mu.Lock()
+			r.res.Phases[PhaseTLS] += time.Since(r.tlsStart)
+			r.tlsFailed = r.tlsFailed || err != nil
+			r.mu.Unlock()
+		},
+		WroteRequest: func(httptrace.WroteRequestInfo) { r.mu.Lock(); r.wrote = time.Now(); r.mu.Unlock() },
+		GotFirstResponseByte: func() {
+			r.mu.Lock()
+			r.firstByte = time.Now()
+			r.res.Phases[PhaseProcessing] += r.firstByte.Sub(r.wrote)
+			r.mu.Unlock()
+		},
+	}
+}
+
+// fail ends the probe with err, sorted into one of HTTPReasons.
+func (r *httpRun) fail(err error) HTTPResult {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.res.Err = err
+	var se *stageError
+	switch {
+	case NetReason(r.ctx, err) == "timeout":
+		// The socket's deadline may fire a moment before the context's.
+		r.res.Reason = "timeout"
+	case errors.As(err, &se):
+		r.res.Reason = se.stage
+	case r.tlsFailed || isTLSError(err):
+		r.res.Reason = "tls"
+	default:
+		r.res.Reason = "other"
+	}
+	return r.res
 }
 
 func isTLSError(err error) bool {
