@@ -30,9 +30,9 @@ func init() {
 var dnsReasons = []string{"timeout", "network", "rcode", "answers"}
 
 type dnsCollector struct {
-	logger *slog.Logger
-	deps   Deps
-	sched  svcScheduler
+	logger       *slog.Logger
+	deps         Deps
+	svcScheduler // runs the probes; its Close stops them
 
 	resolvConfErrors atomic.Uint64
 
@@ -71,11 +71,7 @@ type dnsDescs struct {
 }
 
 func newDNSCollector(logger *slog.Logger, cfg *config.Config, deps Deps) (collector.Collector, error) {
-	c := &dnsCollector{logger: logger, deps: deps}
-	if err := collector.Apply(c, cfg); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return started(&dnsCollector{logger: logger, deps: deps}, cfg)
 }
 
 // Prepare builds the new target list; on commit, unchanged targets keep
@@ -98,7 +94,7 @@ func (c *dnsCollector) Prepare(cfg *config.Config) (func(), error) {
 		}
 		c.targets, c.labelNames, c.descs = targets, ls.names, newDNSDescs(ls.names)
 		c.mu.Unlock()
-		c.sched.apply(jobs)
+		c.apply(jobs)
 	}, nil
 }
 
@@ -222,12 +218,6 @@ func (c *dnsCollector) Update(ch chan<- prometheus.Metric) error {
 		}
 		se.mu.Unlock()
 	}
-	return nil
-}
-
-// Close stops every probe; queries in flight are aborted.
-func (c *dnsCollector) Close() error {
-	c.sched.stop()
 	return nil
 }
 

@@ -26,9 +26,9 @@ func init() {
 }
 
 type httpCollector struct {
-	logger *slog.Logger
-	deps   Deps
-	sched  svcScheduler
+	logger       *slog.Logger
+	deps         Deps
+	svcScheduler // runs the probes; its Close stops them
 
 	mu         sync.Mutex
 	labelNames []string
@@ -64,11 +64,7 @@ type httpDescs struct {
 }
 
 func newHTTPCollector(logger *slog.Logger, cfg *config.Config, deps Deps) (collector.Collector, error) {
-	c := &httpCollector{logger: logger, deps: deps}
-	if err := collector.Apply(c, cfg); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return started(&httpCollector{logger: logger, deps: deps}, cfg)
 }
 
 // Prepare builds the new target list, with the CA pools the config loaded
@@ -96,7 +92,7 @@ func (c *httpCollector) Prepare(cfg *config.Config) (func(), error) {
 		c.targets, c.labelNames = targets, ls.names
 		c.descs = newHTTPDescs(ls.names)
 		c.mu.Unlock()
-		c.sched.apply(jobs)
+		c.apply(jobs)
 	}, nil
 }
 
@@ -204,12 +200,6 @@ func (c *httpCollector) Update(ch chan<- prometheus.Metric) error {
 			h.Collect(ch)
 		}
 	}
-	return nil
-}
-
-// Close stops every probe; one in flight is aborted.
-func (c *httpCollector) Close() error {
-	c.sched.stop()
 	return nil
 }
 

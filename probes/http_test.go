@@ -19,6 +19,7 @@ import (
 	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/lab"
 	"github.com/smokemon/smokemon/internal/prober"
+	"github.com/smokemon/smokemon/internal/testutil"
 )
 
 // Phase timings against delays injected in the lab: the DNS server answers
@@ -161,7 +162,7 @@ func TestHTTPTimeoutHonoured(t *testing.T) {
 	dst.MustRun(t, "nft", "add chain inet smk_blackhole in { type filter hook input priority -10 ; }")
 	dst.MustRun(t, "nft", "add rule inet smk_blackhole in tcp dport 8081 drop")
 	deps := svcDeps(t, tp.Client, "")
-	c, err := newHTTPCollector(svcDiscard, mustParse(t, fmt.Sprintf(`
+	c, err := newHTTPCollector(testutil.Logger(), mustParse(t, fmt.Sprintf(`
 http:
   interval: 400ms
   timeout: 250ms
@@ -270,9 +271,9 @@ http:
 	if err := hc.Update(make(chan prometheus.Metric, 100)); err != collector.ErrNoData {
 		t.Errorf("idle Update returned %v, want collector.ErrNoData", err)
 	}
-	hc.sched.mu.Lock()
-	running := len(hc.sched.running)
-	hc.sched.mu.Unlock()
+	hc.svcScheduler.mu.Lock()
+	running := len(hc.svcScheduler.running)
+	hc.svcScheduler.mu.Unlock()
 	if running != 0 {
 		t.Errorf("%d probe goroutines run without targets", running)
 	}
@@ -299,7 +300,7 @@ http:
 	if err := os.Remove(ca); err != nil {
 		t.Fatal(err)
 	}
-	c, err := newHTTPCollector(svcDiscard, cfg, testDeps())
+	c, err := newHTTPCollector(testutil.Logger(), cfg, testDeps())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -132,11 +132,7 @@ type meshDescs struct {
 }
 
 func newMeshCollector(logger *slog.Logger, cfg *config.Config, deps Deps) (collector.Collector, error) {
-	c := &meshCollector{logger: logger, deps: deps, stop: make(chan struct{})}
-	if err := collector.Apply(c, cfg); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return started(&meshCollector{logger: logger, deps: deps, stop: make(chan struct{})}, cfg)
 }
 
 // Prepare takes a new mesh section. On commit, peers whose name and labels

@@ -96,11 +96,7 @@ type mtrHop struct {
 }
 
 func newMTRCollector(logger *slog.Logger, cfg *config.Config, deps Deps) (collector.Collector, error) {
-	c := &mtrCollector{logger: logger, deps: deps}
-	if err := collector.Apply(c, cfg); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return started(&mtrCollector{logger: logger, deps: deps}, cfg)
 }
 
 func (e *mtrEntry) key() string { return e.cfg.Name + "/" + string(e.famChoice) }

@@ -54,6 +54,14 @@ func register(name string, f factory) {
 	})
 }
 
+// started puts cfg in force in a new collector c, for its factory.
+func started(c collector.Reloader, cfg *config.Config) (collector.Collector, error) {
+	if err := collector.Apply(c, cfg); err != nil {
+		return nil, err
+	}
+	return c.(collector.Collector), nil
+}
+
 // resolveRetry is how soon a failed lookup is tried again.
 const resolveRetry = 10 * time.Second
 

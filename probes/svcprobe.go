@@ -1,8 +1,8 @@
 package probes
 
 // Shared machinery of the service probes (http, dns, tcp, synthetic): a
-// schedule per target, a stub resolver that reads --path.rootfs, dialing that
-// tests can move into a lab namespace, and label and histogram helpers.
+// schedule per target, and the histograms and per-target counters they all
+// export. The probes themselves are internal/prober's.
 
 import (
 	"context"
@@ -15,11 +15,6 @@ import (
 
 	"github.com/smokemon/smokemon/collector"
 )
-
-// netnsDo runs fn where the probes' sockets are created. Tests swap in a lab
-// host's Do, so every socket the probes open lives in that namespace; timings
-// are taken inside fn, so the namespace switch costs nothing measured.
-var netnsDo = func(fn func() error) error { return fn() }
 
 // svcBuckets span a LAN service answering in 100µs to a probe that uses its
 // whole 30s timeout, in 1-2-5 steps.
@@ -213,4 +208,9 @@ func (s *svcScheduler) loop(parent context.Context, j svcJob, offset time.Durati
 	}
 }
 
-func (s *svcScheduler) stop() { s.apply(nil) }
+// Close stops every probe; one in flight is aborted (its sockets are bound
+// to its context).
+func (s *svcScheduler) Close() error {
+	s.apply(nil)
+	return nil
+}

@@ -40,9 +40,9 @@ var (
 )
 
 type syntheticCollector struct {
-	logger *slog.Logger
-	deps   Deps
-	sched  svcScheduler
+	logger       *slog.Logger
+	deps         Deps
+	svcScheduler // runs the probes; its Close stops them
 
 	mu         sync.Mutex
 	labelNames []string
@@ -90,11 +90,7 @@ type syntheticDescs struct {
 }
 
 func newSyntheticCollector(logger *slog.Logger, cfg *config.Config, deps Deps) (collector.Collector, error) {
-	c := &syntheticCollector{logger: logger, deps: deps}
-	if err := collector.Apply(c, cfg); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return started(&syntheticCollector{logger: logger, deps: deps}, cfg)
 }
 
 // Prepare builds the new checks, with the CA pools the config loaded when it
@@ -135,7 +131,7 @@ func (c *syntheticCollector) Prepare(cfg *config.Config) (func(), error) {
 		}
 		c.portals, c.dohs, c.labelNames, c.descs = portals, dohs, ls.names, newSyntheticDescs(ls.names)
 		c.mu.Unlock()
-		c.sched.apply(jobs)
+		c.apply(jobs)
 	}, nil
 }
 
@@ -266,12 +262,6 @@ func (c *syntheticCollector) Update(ch chan<- prometheus.Metric) error {
 		}
 		s.mu.Unlock()
 	}
-	return nil
-}
-
-// Close stops every check; one in flight is aborted.
-func (c *syntheticCollector) Close() error {
-	c.sched.stop()
 	return nil
 }
 

@@ -27,9 +27,9 @@ func init() {
 var tcpReasons = []string{"refused", "timeout", "unreachable", "dns", "other"}
 
 type tcpCollector struct {
-	logger *slog.Logger
-	deps   Deps
-	sched  svcScheduler
+	logger       *slog.Logger
+	deps         Deps
+	svcScheduler // runs the probes; its Close stops them
 
 	mu         sync.Mutex
 	labelNames []string
@@ -55,11 +55,7 @@ type tcpDescs struct {
 }
 
 func newTCPCollector(logger *slog.Logger, cfg *config.Config, deps Deps) (collector.Collector, error) {
-	c := &tcpCollector{logger: logger, deps: deps}
-	if err := collector.Apply(c, cfg); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return started(&tcpCollector{logger: logger, deps: deps}, cfg)
 }
 
 // Prepare builds the new target list; on commit, unchanged targets keep
@@ -84,7 +80,7 @@ func (c *tcpCollector) Prepare(cfg *config.Config) (func(), error) {
 		}
 		c.targets, c.labelNames, c.descs = targets, ls.names, newTCPDescs(ls.names)
 		c.mu.Unlock()
-		c.sched.apply(jobs)
+		c.apply(jobs)
 	}, nil
 }
 
@@ -145,12 +141,6 @@ func (c *tcpCollector) Update(ch chan<- prometheus.Metric) error {
 		ch <- prometheus.MustNewConstMetric(d.info, prometheus.GaugeValue, 1, append(slices.Clone(lv), t.cfg.Address, s.ip)...)
 		s.mu.Unlock()
 	}
-	return nil
-}
-
-// Close stops every probe; a connect in flight is aborted.
-func (c *tcpCollector) Close() error {
-	c.sched.stop()
 	return nil
 }
 
