@@ -31,7 +31,7 @@ import (
 // Unconfigured, the collector has no goroutines, no engine and no series; a
 // reload adds and removes targets (and the engine) cleanly.
 func TestBandwidthIdleUnlessConfigured(t *testing.T) {
-	c, err := newBandwidth(discard(), mustParse(t, "ping: {targets: []}\n"), testDeps(), "iperf3")
+	c, err := newBandwidth(testutil.Logger(), mustParse(t, "ping: {targets: []}\n"), testDeps(), "iperf3")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,8 +64,6 @@ func TestBandwidthIdleUnlessConfigured(t *testing.T) {
 		t.Error("engine or targets left after the last target was removed")
 	}
 }
-
-func discard() *slog.Logger { return testutil.Logger() }
 
 // labBandwidth builds the collector with its ICMP sockets in h and an iperf3
 // that runs in h (through `ip netns exec`), as if the exporter ran there.
@@ -100,7 +98,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 func bwScrape(t *testing.T, c collector.Collector) string {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(collector.SetOf(discard(), map[string]collector.Collector{"bandwidth": c}))
+	reg.MustRegister(collector.SetOf(testutil.Logger(), map[string]collector.Collector{"bandwidth": c}))
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -131,23 +129,20 @@ func bwSample(body, series string) float64 {
 // waitRuns scrapes until every series given has counted at least one run.
 func waitRuns(t *testing.T, c collector.Collector, limit time.Duration, series ...string) string {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		body := bwScrape(t, c)
-		done := true
+	var body string
+	done := testutil.Eventually(limit, 100*time.Millisecond, func() bool {
+		body = bwScrape(t, c)
 		for _, s := range series {
 			if !(bwSample(body, s) >= 1) {
-				done = false
+				return false
 			}
 		}
-		if done {
-			return body
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("runs not done after %s:\n%s", limit, body)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return true
+	})
+	if !done {
+		t.Fatalf("runs not done after %s:\n%s", limit, body)
 	}
+	return body
 }
 
 // The lab's uplink is shaped to 20 Mbit/s in both directions behind a 20 ms
@@ -378,7 +373,7 @@ bandwidth:
 // Every probe of a window is accounted for as soon as its reply is in, so
 // a phase ends one RTT after its window, not one ping timeout.
 func TestBufferbloatSamplerDrainsPromptly(t *testing.T) {
-	eng, err := pinger.New(discard(), pinger.Options{Families: []pinger.Family{pinger.IPv4}})
+	eng, err := pinger.New(testutil.Logger(), pinger.Options{Families: []pinger.Family{pinger.IPv4}})
 	if err != nil {
 		t.Skipf("no ICMP socket: %v", err)
 	}

@@ -117,12 +117,9 @@ func (s mtrSnap) hopIPs(target string) []string {
 func waitMTR(t *testing.T, c collector.Collector, what string, limit time.Duration, cond func(mtrSnap) bool) mtrSnap {
 	t.Helper()
 	var s mtrSnap
-	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if s = mtrGather(t, c); cond(s) {
-			return s
-		}
+	if !testutil.Eventually(limit, 50*time.Millisecond, func() bool { s = mtrGather(t, c); return cond(s) }) {
+		t.Fatalf("timed out after %v waiting for %s", limit, what)
 	}
-	t.Fatalf("timed out after %v waiting for %s", limit, what)
 	return s
 }
 
@@ -406,9 +403,7 @@ mtr:
 	if took := time.Since(t0); took > 100*time.Millisecond {
 		t.Errorf("Close took %v", took)
 	}
-	for deadline := time.Now().Add(time.Second); runtime.NumGoroutine() > base && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(time.Second, 10*time.Millisecond, func() bool { return runtime.NumGoroutine() <= base })
 	if n := runtime.NumGoroutine(); n > base {
 		t.Errorf("%d goroutines after Close, %d before the collector", n, base)
 	}

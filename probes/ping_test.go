@@ -194,13 +194,11 @@ ping:
 `))
 	waitFor := func(what string, cond func(map[string]map[string]*dto.Metric) bool) map[string]map[string]*dto.Metric {
 		t.Helper()
-		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-			if m := gather(t, pc); cond(m) {
-				return m
-			}
+		var m map[string]map[string]*dto.Metric
+		if !testutil.Eventually(15*time.Second, 100*time.Millisecond, func() bool { m = gather(t, pc); return cond(m) }) {
+			t.Fatalf("timed out waiting for %s", what)
 		}
-		t.Fatalf("timed out waiting for %s", what)
-		return nil
+		return m
 	}
 	gauge := func(m map[string]map[string]*dto.Metric, name, target string) float64 {
 		return m[name][target].GetGauge().GetValue()

@@ -29,8 +29,6 @@ import (
 
 // Helpers of the service-probe tests (http, dns, tcp, synthetic).
 
-var svcDiscard = testutil.Logger()
-
 // svcSpareProcs raises GOMAXPROCS for a timing test. The lab's DNS and HTTP
 // servers run in the test process and hold their delays in a blocking
 // clock_nanosleep; each such sleep keeps a P until sysmon retakes it (up to
@@ -60,7 +58,7 @@ func svcDeps(t *testing.T, h *lab.Host, resolvConf string) Deps {
 
 func svcCollector(t *testing.T, f factory, deps Deps, yml string) collector.Collector {
 	t.Helper()
-	c, err := f(svcDiscard, mustParse(t, yml), deps)
+	c, err := f(testutil.Logger(), mustParse(t, yml), deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +71,7 @@ func svcCollector(t *testing.T, f factory, deps Deps, yml string) collector.Coll
 func svcGather(t testing.TB, c collector.Collector) []*dto.MetricFamily {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(collector.SetOf(svcDiscard, map[string]collector.Collector{"svc": c}))
+	reg.MustRegister(collector.SetOf(testutil.Logger(), map[string]collector.Collector{"svc": c}))
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -223,15 +221,12 @@ func svcMedian(v []float64) float64 {
 // svcWait polls until cond holds on a fresh gather.
 func svcWait(t *testing.T, c collector.Collector, what string, limit time.Duration, cond func([]*dto.MetricFamily) bool) []*dto.MetricFamily {
 	t.Helper()
-	for deadline := time.Now().Add(limit); ; time.Sleep(20 * time.Millisecond) {
-		mfs := svcGather(t, c)
-		if cond(mfs) {
-			return mfs
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", limit, what)
-		}
-	}
+	var mfs []*dto.MetricFamily
+	testutil.WaitFor(t, limit, what, func() bool {
+		mfs = svcGather(t, c)
+		return cond(mfs)
+	})
+	return mfs
 }
 
 // svcNoProbeGoroutines fails if a probe goroutine survived Close.

@@ -6,6 +6,7 @@ package testutil
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -23,21 +24,29 @@ import (
 // should fail clearly, not hang, when that happens.
 func FreePort(t testing.TB) int {
 	t.Helper()
+	port, err := LoopbackPort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
+
+// LoopbackPort is FreePort for programs without a testing.TB (the benches).
+func LoopbackPort() (int, error) {
 	for range 20 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			t.Fatal(err)
+			return 0, err
 		}
 		port := l.Addr().(*net.TCPAddr).Port
 		l.Close()
 		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
 		if err == nil {
 			u.Close()
-			return port
+			return port, nil
 		}
 	}
-	t.Fatal("no port free for both TCP and UDP on 127.0.0.1 after 20 tries")
-	return 0
+	return 0, errors.New("no port free for both TCP and UDP on 127.0.0.1 after 20 tries")
 }
 
 // FreeAddr is FreePort as a dialable "127.0.0.1:port".

@@ -12,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/bench/artifact"
+	"github.com/smokemon/smokemon/internal/testutil"
 )
 
 func main() {
@@ -40,20 +40,12 @@ type proc struct {
 	url  string
 }
 
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
 func start(name, bin string, args ...string) (*proc, error) {
-	addr, err := freePort()
+	port, err := testutil.LoopbackPort()
 	if err != nil {
 		return nil, err
 	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	cmd := exec.Command(bin, append([]string{"--web.listen-address=" + addr}, args...)...)
 	cmd.Stderr = io.Discard
 	if err := cmd.Start(); err != nil {
