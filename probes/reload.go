@@ -1,7 +1,6 @@
 package probes
 
 import (
-	"slices"
 	"sort"
 	"strings"
 )
@@ -62,11 +61,6 @@ type series struct {
 
 func (s series) key() string {
 	return s.name + "\x00" + strings.Join(s.labelNames, "\x01") + "\x00" + strings.Join(s.labels, "\x01")
-}
-
-// sameSeries tells whether s and o, of the same name, have the same labels.
-func (s series) sameSeries(o series) bool {
-	return slices.Equal(s.labelNames, o.labelNames) && slices.Equal(s.labels, o.labels)
 }
 
 // reconcile matches the next targets to the running ones by key. keep gets

@@ -253,6 +253,19 @@ func TestReload(t *testing.T) {
 	if strings.Contains(body, `target="two"`) {
 		t.Error("half of a bad config was applied")
 	}
+	inForce := func() string {
+		t.Helper()
+		resp, err := e.client.Get(e.base + "/config")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if c := inForce(); !strings.Contains(c, "127.0.3.1") || strings.Contains(c, "127.0.3.2") {
+		t.Errorf("/config after a bad reload is not the config in force:\n%s", c)
+	}
 	resp, err := e.client.Post(e.base+"/-/reload", "", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -279,6 +292,9 @@ func TestReload(t *testing.T) {
 	}
 	if v := sample(body, `smokemon_ping_sent_total{family="ip4",target="one"}`); !(v > sentBefore) {
 		t.Errorf("target one's counter was reset by a reload: %v -> %v", sentBefore, v)
+	}
+	if c := inForce(); !strings.Contains(c, "127.0.3.2") {
+		t.Errorf("/config after a good reload lacks the new target:\n%s", c)
 	}
 	resp, _ = e.client.Get(e.base + "/-/reload")
 	if resp.StatusCode != http.StatusMethodNotAllowed {

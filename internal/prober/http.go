@@ -19,7 +19,9 @@ import (
 	"github.com/smokemon/smokemon/internal/config"
 )
 
-// HTTPReasons is the bounded set of reasons an HTTP request fails for.
+// HTTPReasons is the bounded set of reasons an HTTP probe fails for ("status"
+// is the caller's verdict on a response), all exported from the start so
+// rate() sees the first failure.
 var HTTPReasons = []string{"dns", "connect", "tls", "timeout", "status", "other"}
 
 // HTTP phases, in the order a request goes through them.
@@ -32,11 +34,8 @@ const (
 	NPhases
 )
 
+// PhaseNames are the phases' label values.
 var PhaseNames = [NPhases]string{"resolve", "connect", "tls", "processing", "transfer"}
-
-// httpReasons is the bounded set of failure reasons, all exported from the start
-// so rate() sees the first failure.
-var httpReasons = []string{"dns", "connect", "tls", "timeout", "status", "other"}
 
 // maxRedirects is how many redirects a probe follows, as a browser would.
 const maxRedirects = 10
