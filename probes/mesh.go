@@ -29,7 +29,7 @@ import (
 
 // meshPollInterval is how often the peers file's mtime is checked and due
 // names are looked up: one stat(2) a second.
-var meshPollInterval = time.Second
+const meshPollInterval = time.Second
 
 func init() {
 	register("mesh", newMeshCollector)

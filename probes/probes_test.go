@@ -63,15 +63,7 @@ func TestReloadIsAllOrNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go acceptAndClose(l)
 	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer srv.Close()
 	yml := func(name, extra string) *config.Config {
@@ -138,5 +130,17 @@ http: {interval: 50ms, targets: [{url: %q, name: %s-http}]}
 	}
 	if n := cs["refuser"].(*refuser).committed; n != 1 {
 		t.Errorf("refuser committed %d times, want 1", n)
+	}
+}
+
+// acceptAndClose completes every TCP handshake on ln, as a server that
+// hangs up at once does, until ln is closed.
+func acceptAndClose(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.Close()
 	}
 }

@@ -25,15 +25,7 @@ func TestTCPInLab(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go acceptAndClose(ln)
 	tp.Client.MustRun(t, "ip", "route", "add", "unreachable", "198.19.99.0/24")
 	deps := svcDeps(t, tp.Client, "")
 	c := svcCollector(t, newTCPCollector, deps, fmt.Sprintf(`

@@ -234,19 +234,17 @@ func TestEmulatedARMBinariesServeMetrics(t *testing.T) {
 			}()
 			client := &http.Client{Timeout: 20 * time.Second}
 			var body string
-			for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-				resp, err := client.Get("http://" + addr + "/metrics")
-				if err == nil {
-					b, _ := io.ReadAll(resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode == 200 {
-						body = string(b)
-						break
-					}
+			if !testutil.Eventually(60*time.Second, 200*time.Millisecond, func() bool {
+				var resp *http.Response
+				if resp, err = client.Get("http://" + addr + "/metrics"); err != nil {
+					return false
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("no /metrics after 60s (last error %v)", err)
-				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				body = string(b)
+				return resp.StatusCode == 200
+			}) {
+				t.Fatalf("no /metrics after 60s (last error %v)", err)
 			}
 			t.Logf("%s under %s: first scrape after %v, %d bytes", c.arch, c.qemu, time.Since(start).Round(time.Millisecond), len(body))
 			build := regexp.MustCompile(`smokemon_exporter_build_info\{[^}]*goarch="` + c.goarch + `"[^}]*version="` + regexp.QuoteMeta(testVersion) + `"[^}]*\} 1`)
