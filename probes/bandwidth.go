@@ -50,7 +50,7 @@ type bandwidthCollector struct {
 	deps   Deps
 	iperf3 string
 
-	reloadMu sync.Mutex // serialises Reload and Close
+	reloadMu sync.Mutex // serialises a reload's commit and Close
 	engineMu sync.Mutex // serialises opening and closing the engine
 	engine   atomic.Pointer[pinger.Engine]
 
@@ -65,7 +65,7 @@ type bandwidthTarget struct {
 	cfg    config.BandwidthTarget
 	labels []string // values for the collector's labelNames
 
-	// Owned by the target's loop while it runs, by Reload otherwise.
+	// Owned by the target's loop while it runs, by a reload's commit otherwise.
 	next   time.Time
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -298,7 +298,7 @@ func (c *bandwidthCollector) run(ctx context.Context, t *bandwidthTarget) {
 	for _, dir := range cfg.Directions {
 		res, reason, busy, msg := c.measure(ctx, t, eng, ref, dir)
 		if ctx.Err() != nil {
-			return // stopped by Reload or Close: not a failed run
+			return // stopped by a reload or Close: not a failed run
 		}
 		if res != nil {
 			res.idle = idle

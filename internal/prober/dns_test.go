@@ -24,7 +24,7 @@ import (
 type dnsServer struct {
 	addr     string
 	names    map[string]string // name (no trailing dot) -> address
-	truncate bool
+	truncate atomic.Bool
 	queries  atomic.Int32
 }
 
@@ -50,7 +50,7 @@ func startDNS(t *testing.T, names map[string]string) *dnsServer {
 		switch {
 		case !ok:
 			m.Rcode = dns.RcodeNameError
-		case s.truncate && udp:
+		case s.truncate.Load() && udp:
 			m.Truncated = true
 		default:
 			a := netip.MustParseAddr(ip)
@@ -161,7 +161,7 @@ func TestLookupHostTimesOut(t *testing.T) {
 // A truncated UDP answer is asked again over TCP, and says so.
 func TestDNSExchangeTCPFallback(t *testing.T) {
 	srv := startDNS(t, map[string]string{"big.lab.test": "127.0.0.8"})
-	srv.truncate = true
+	srv.truncate.Store(true)
 	e := Env{}
 	r, fb, err := e.DNSExchange(ctxTimeout(t, time.Second), srv.addr, dnsmsg.NewQuery(QueryID(), "big.lab.test", dnsmsg.TypeA), "udp")
 	if err != nil || !fb || r.Truncated || len(r.Addrs) != 1 || r.Addrs[0].String() != "127.0.0.8" {
