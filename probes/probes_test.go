@@ -55,7 +55,7 @@ func (r *refuser) Prepare(cfg *config.Config) (func(), error) {
 }
 
 // A reload that one collector's Prepare refuses changes nothing in any
-// collector: the probes keep their old targets, labels and schedules. Once
+// collector: six probes keep their old targets, labels and schedules. Once
 // nobody refuses, every collector takes the new config.
 func TestReloadIsAllOrNothing(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -68,14 +68,20 @@ func TestReloadIsAllOrNothing(t *testing.T) {
 	defer srv.Close()
 	yml := func(name, extra string) *config.Config {
 		return mustParse(t, fmt.Sprintf(`
-global: {labels: {site: home%s}}
-tcp: {interval: 50ms, targets: [{address: %q, name: %s-tcp}]}
-http: {interval: 50ms, targets: [{url: %q, name: %s-http}]}
-`, extra, l.Addr().String(), name, srv.URL+"/", name))
+global: {labels: {site: home%[4]s}}
+tcp: {interval: 50ms, targets: [{address: %[2]q, name: %[1]s-tcp}]}
+http: {interval: 50ms, targets: [{url: %[3]q, name: %[1]s-http}]}
+dns: {interval: 50ms, targets: [{query: www.lab.test, name: %[1]s-dns, resolvers: ["127.0.0.1:1"]}]}
+ping: {targets: [{host: 127.0.0.1, name: %[1]s-ping}]}
+mtr: {targets: [{host: 127.0.0.1, name: %[1]s-mtr}]}
+bandwidth: {targets: [{server: 127.0.0.1, name: %[1]s-bandwidth, interval: 1h, splay: 1h}]}
+`, name, l.Addr().String(), srv.URL+"/", extra))
 	}
 	old := yml("old", "")
 	cs := map[string]collector.Collector{"refuser": &refuser{}}
-	for name, f := range map[string]factory{"tcp": newTCPCollector, "http": newHTTPCollector} {
+	probes := map[string]factory{"tcp": newTCPCollector, "http": newHTTPCollector, "dns": newDNSCollector,
+		"ping": newPingCollector, "mtr": newMTRCollector, "bandwidth": newBandwidthCollector}
+	for name, f := range probes {
 		c, err := f(testutil.Logger(), old, testDeps())
 		if err != nil {
 			t.Fatal(err)
@@ -109,8 +115,16 @@ http: {interval: 50ms, targets: [{url: %q, name: %s-http}]}
 		sort.Strings(out)
 		return out
 	}
+	names := func(gen string) []string {
+		var out []string
+		for p := range probes {
+			out = append(out, "site=home,target="+gen+"-"+p)
+		}
+		sort.Strings(out)
+		return out
+	}
 	before := targets()
-	if want := []string{"site=home,target=old-http", "site=home,target=old-tcp"}; !slices.Equal(before, want) {
+	if want := names("old"); !slices.Equal(before, want) {
 		t.Fatalf("before any reload: %v, want %v", before, want)
 	}
 	if err := set.Reload(yml("new", ", refuse: yes")); err == nil || !strings.Contains(err.Error(), "refuser") {
@@ -125,7 +139,7 @@ http: {interval: 50ms, targets: [{url: %q, name: %s-http}]}
 	if err := set.Reload(yml("new", "")); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := targets(), []string{"site=home,target=new-http", "site=home,target=new-tcp"}; !slices.Equal(got, want) {
+	if got, want := targets(), names("new"); !slices.Equal(got, want) {
 		t.Errorf("after a good reload: %v, want %v", got, want)
 	}
 	if n := cs["refuser"].(*refuser).committed; n != 1 {
