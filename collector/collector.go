@@ -1,6 +1,9 @@
-// Package collector holds smokemon_exporter's collectors, one file each, and
-// the framework that runs them: registration with a default on/off state,
-// --collector.NAME flags, and per-collector duration and success on every scrape.
+// Package collector is the framework that runs smokemon_exporter's
+// collectors (registration with a default on/off state, --collector.NAME
+// flags, per-collector duration and success on every scrape, two-phase
+// reload) and the host collectors, one file each, that read this machine's
+// /proc, /sys and nl80211. The continuous network probes register from
+// package probes.
 package collector
 
 import (
@@ -26,10 +29,24 @@ type Collector interface {
 	Update(ch chan<- prometheus.Metric) error
 }
 
-// Reloader is implemented by collectors whose work depends on the config file.
-// Reload must either apply cfg completely or return an error and keep the old one.
+// Reloader is implemented by collectors whose work depends on the config
+// file. A reload has two phases, as Prometheus' rules.Manager.Update has:
+// Prepare does everything that can fail (reading, resolving, building the
+// new target set) and leaves the running collector as it is; the commit it
+// returns puts cfg in force and cannot fail. A commit that is never called
+// must leave nothing behind.
 type Reloader interface {
-	Reload(cfg *config.Config) error
+	Prepare(cfg *config.Config) (commit func(), err error)
+}
+
+// Apply prepares cfg and commits it, for a collector's start-up.
+func Apply(r Reloader, cfg *config.Config) error {
+	commit, err := r.Prepare(cfg)
+	if err != nil {
+		return err
+	}
+	commit()
+	return nil
 }
 
 // Closer is implemented by collectors that run goroutines of their own.
@@ -37,21 +54,50 @@ type Closer interface {
 	Close() error
 }
 
-// Factory builds a collector; cfg is the configuration in force at start-up.
+// Factory builds a collector that reads the config; cfg is the one in force
+// at start-up.
 type Factory func(logger *slog.Logger, cfg *config.Config) (Collector, error)
+
+// HostFactory builds a host collector that needs no config.
+type HostFactory func(logger *slog.Logger) (Collector, error)
 
 // ErrNoData means the collector has nothing to report on this machine (no wifi,
 // no battery): the scrape is still a success.
 var ErrNoData = errors.New("collector returned no data")
 
+type registration struct {
+	factory Factory
+	host    bool
+}
+
 var (
-	factories      = map[string]Factory{}
+	factories      = map[string]registration{}
 	enabledFlags   = map[string]*bool{}
 	explicitlySet  = map[string]bool{}
 	disableDefault = kingpin.Flag("collector.disable-defaults", "Set all collectors to disabled by default.").Default("false").Bool()
 )
 
-func registerCollector(name string, enabledByDefault bool, f Factory) {
+// registerCollector registers a host collector of this package.
+func registerCollector(name string, enabledByDefault bool, f HostFactory) {
+	register(name, enabledByDefault, true, func(l *slog.Logger, _ *config.Config) (Collector, error) { return f(l) })
+}
+
+// registerConfigured registers a host collector that reads the config.
+func registerConfigured(name string, enabledByDefault bool, f Factory) {
+	register(name, enabledByDefault, true, f)
+}
+
+// RegisterProbe registers a collector that probes the network (package
+// probes calls it from init). Probes are not host collectors: they are left
+// out of HostCollectors.
+func RegisterProbe(name string, enabledByDefault bool, f Factory) {
+	register(name, enabledByDefault, false, f)
+}
+
+func register(name string, enabledByDefault, host bool, f Factory) {
+	if _, dup := factories[name]; dup {
+		panic("collector " + name + " registered twice")
+	}
 	def := "disabled"
 	if enabledByDefault {
 		def = "enabled"
@@ -60,7 +106,7 @@ func registerCollector(name string, enabledByDefault bool, f Factory) {
 		Default(fmt.Sprint(enabledByDefault)).
 		Action(func(*kingpin.ParseContext) error { explicitlySet[name] = true; return nil })
 	enabledFlags[name] = flag.Bool()
-	factories[name] = f
+	factories[name] = registration{factory: f, host: host}
 }
 
 // Names lists every registered collector, sorted.
@@ -70,6 +116,18 @@ func Names() []string {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	return names
+}
+
+// HostCollectors lists, sorted, the collectors of this package: those that
+// read this machine's /proc, /sys and nl80211 rather than probe the network.
+func HostCollectors() []string {
+	var names []string
+	for _, n := range Names() {
+		if factories[n].host {
+			names = append(names, n)
+		}
+	}
 	return names
 }
 
@@ -111,7 +169,7 @@ func NewSet(logger *slog.Logger, cfg *config.Config, names []string) (*Set, erro
 		if !ok {
 			return nil, fmt.Errorf("unknown collector %q (known: %v)", n, Names())
 		}
-		c, err := f(logger.With("collector", n), cfg)
+		c, err := f.factory(logger.With("collector", n), cfg)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("collector %s: %w", n, err))
 			continue
@@ -121,22 +179,47 @@ func NewSet(logger *slog.Logger, cfg *config.Config, names []string) (*Set, erro
 	return s, errors.Join(errs...)
 }
 
+// SetOf runs collectors that are already built, under the names given.
+func SetOf(logger *slog.Logger, collectors map[string]Collector) *Set {
+	return &Set{logger: logger, collectors: collectors}
+}
+
 // Collector returns a running collector by name (nil if not enabled).
 func (s *Set) Collector(name string) Collector { return s.collectors[name] }
 
-// Reload hands cfg to every collector that reads the config. All collectors
-// validate before any applies, through config.Parse; a collector that still
-// fails keeps its old settings and the error is returned.
+// Reload puts cfg in force in every collector that reads the config, or in
+// none: every collector prepares it first, and only when all of them
+// succeed do they all commit. On an error nothing has changed anywhere, so
+// the caller can go on showing the old config as the one in force.
 func (s *Set) Reload(cfg *config.Config) error {
-	var errs []error
-	for n, c := range s.collectors {
-		if r, ok := c.(Reloader); ok {
-			if err := r.Reload(cfg); err != nil {
-				errs = append(errs, fmt.Errorf("collector %s: %w", n, err))
-			}
-		}
+	var (
+		commits []func()
+		errs    []error
+	)
+	names := make([]string, 0, len(s.collectors))
+	for n := range s.collectors {
+		names = append(names, n)
 	}
-	return errors.Join(errs...)
+	sort.Strings(names)
+	for _, n := range names {
+		r, ok := s.collectors[n].(Reloader)
+		if !ok {
+			continue
+		}
+		commit, err := r.Prepare(cfg)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("collector %s: %w", n, err))
+			continue
+		}
+		commits = append(commits, commit)
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	for _, commit := range commits {
+		commit()
+	}
+	return nil
 }
 
 // Close stops collectors that run in the background.

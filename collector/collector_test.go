@@ -2,11 +2,11 @@ package collector
 
 import (
 	"errors"
-	"io"
-	"log/slog"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/smokemon/smokemon/internal/testutil"
 )
 
 type fnCollector func(ch chan<- prometheus.Metric) error
@@ -18,7 +18,7 @@ var okDesc = prometheus.NewDesc("smokemon_test_ok", "A test gauge.", nil, nil)
 // One collector failing, panicking or having nothing to say must never fail
 // the scrape or hide the others' metrics.
 func TestSetIsolatesCollectors(t *testing.T) {
-	s := &Set{logger: slog.New(slog.NewTextHandler(io.Discard, nil)), collectors: map[string]Collector{
+	s := SetOf(testutil.Logger(), map[string]Collector{
 		"good": fnCollector(func(ch chan<- prometheus.Metric) error {
 			ch <- prometheus.MustNewConstMetric(okDesc, prometheus.GaugeValue, 1)
 			return nil
@@ -26,7 +26,7 @@ func TestSetIsolatesCollectors(t *testing.T) {
 		"failing": fnCollector(func(chan<- prometheus.Metric) error { return errors.New("sensor gone") }),
 		"panicky": fnCollector(func(chan<- prometheus.Metric) error { panic("malformed sysfs") }),
 		"nothing": fnCollector(func(chan<- prometheus.Metric) error { return ErrNoData }),
-	}}
+	})
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(s)
 	mfs, err := reg.Gather()
@@ -59,9 +59,9 @@ func TestSetIsolatesCollectors(t *testing.T) {
 func TestEnabledHonoursDisableDefaults(t *testing.T) {
 	defer func(d bool, e map[string]bool) { *disableDefault, explicitlySet = d, e }(*disableDefault, explicitlySet)
 	*disableDefault = true
-	explicitlySet = map[string]bool{"ping": true}
-	if got := Enabled(); len(got) != 1 || got[0] != "ping" {
-		t.Errorf("Enabled() = %v, want [ping]", got)
+	explicitlySet = map[string]bool{"cpu": true}
+	if got := Enabled(); len(got) != 1 || got[0] != "cpu" {
+		t.Errorf("Enabled() = %v, want [cpu]", got)
 	}
 	*disableDefault = false
 	explicitlySet = map[string]bool{}

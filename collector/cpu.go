@@ -8,8 +8,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/procfs/sysfs"
-
-	"github.com/smokemon/smokemon/internal/config"
 )
 
 // The cpu collector reports CPU time by mode summed over cores (per-core
@@ -34,7 +32,7 @@ type cpuCollector struct {
 	coreThrottles, pkgThrottles                   *prometheus.Desc
 }
 
-func newCPUCollector(logger *slog.Logger, _ *config.Config) (Collector, error) {
+func newCPUCollector(logger *slog.Logger) (Collector, error) {
 	if _, err := procFS(); err != nil {
 		return nil, err
 	}

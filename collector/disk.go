@@ -10,8 +10,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
-
-	"github.com/smokemon/smokemon/internal/config"
 )
 
 // The disk collector reports space on real filesystems, bytes written per
@@ -44,7 +42,7 @@ type diskCollector struct {
 	size, free, avail, readonly, written, read, lifeTime, preEOL *prometheus.Desc
 }
 
-func newDiskCollector(logger *slog.Logger, _ *config.Config) (Collector, error) {
+func newDiskCollector(logger *slog.Logger) (Collector, error) {
 	if _, err := blockFS(); err != nil {
 		return nil, err
 	}

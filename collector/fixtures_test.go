@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
-	"io"
-	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -19,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/smokemon/smokemon/internal/config"
+	"github.com/smokemon/smokemon/internal/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite the fixture golden files")
@@ -33,12 +31,6 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// hostCollectors are the collectors that read this machine's /proc, /sys and
-// nl80211; the others probe the network.
-func hostCollectors() []string {
-	return []string{"cpu", "disk", "gpu", "memory", "netstat", "nodeinfo", "power", "pressure", "thermal", "wifi"}
-}
-
 // withPaths points the path flags at root's proc, sys, rootfs and dev until the test ends.
 func withPaths(t testing.TB, root string) {
 	old := [...]string{*procPath, *sysPath, *rootfsPath, *devPath}
@@ -50,10 +42,29 @@ func withPaths(t testing.TB, root string) {
 }
 
 // noNL80211 makes the wifi collector use /proc/net/wireless, as on a machine without cfg80211.
-func noNL80211(t testing.TB) {
-	old := wifiDial
-	wifiDial = func() (wifiClient, error) { return nil, errors.New("nl80211 not in fixtures") }
-	t.Cleanup(func() { wifiDial = old })
+func noNL80211() (wifiClient, error) { return nil, errors.New("nl80211 not in fixtures") }
+
+// newHostSet builds every host collector, the wifi one with dial.
+func newHostSet(t testing.TB, dial func() (wifiClient, error)) *Set {
+	t.Helper()
+	logger, cfg := testutil.Logger(), testConfig()
+	cs := map[string]Collector{}
+	for _, n := range HostCollectors() {
+		var c Collector
+		var err error
+		if n == "wifi" {
+			c, err = newWifi(logger, dial)
+		} else {
+			c, err = factories[n].factory(logger, cfg)
+		}
+		if err != nil {
+			t.Fatalf("collector %s: %v", n, err)
+		}
+		cs[n] = c
+	}
+	set := SetOf(logger, cs)
+	t.Cleanup(set.Close)
+	return set
 }
 
 // fixtureStatfs answers statfs for fixture mount points with fixed numbers
@@ -67,8 +78,6 @@ func fixtureStatfs(path string, st *unix.Statfs_t) error {
 	return nil
 }
 
-func newTestLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
 func testConfig() *config.Config {
 	cfg := config.Default()
 	cfg.Global.NodeName = "edge-01"
@@ -80,12 +89,7 @@ func testConfig() *config.Config {
 func scrapeFixture(t *testing.T, board string) []byte {
 	t.Helper()
 	withPaths(t, filepath.Join("testdata", "fixtures", board))
-	noNL80211(t)
-	set, err := NewSet(newTestLogger(), testConfig(), hostCollectors())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(set.Close)
+	set := newHostSet(t, noNL80211)
 	set.Collector("disk").(*diskCollector).statfs = fixtureStatfs
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(set)
@@ -128,23 +132,8 @@ func TestFixtures(t *testing.T) {
 					t.Errorf("a collector failed on %s: %s", board, l)
 				}
 			}
-			promtoolCheck(t, got)
+			testutil.PromtoolCheck(t, got)
 		})
-	}
-}
-
-// promtoolCheck fails on anything `promtool check metrics` reports.
-func promtoolCheck(t *testing.T, exposition []byte) {
-	t.Helper()
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Skip("promtool not installed (Debian package prometheus): metric lint skipped")
-	}
-	cmd := exec.Command(promtool, "check", "metrics")
-	cmd.Stdin = bytes.NewReader(exposition)
-	out, err := cmd.CombinedOutput()
-	if err != nil || len(bytes.TrimSpace(out)) > 0 {
-		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
 }
 

@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/smokemon/smokemon/internal/config"
 )
 
 // The gpu collector reports the Jetson integrated GPU's load and clock: a
@@ -34,7 +32,7 @@ type gpuCollector struct {
 	load, freq, freqMax *prometheus.Desc
 }
 
-func newGPUCollector(logger *slog.Logger, _ *config.Config) (Collector, error) {
+func newGPUCollector(logger *slog.Logger) (Collector, error) {
 	return &gpuCollector{
 		logger:  logger,
 		load:    hostDesc("gpu", "load_ratio", "Share of recent time the Jetson GPU was busy (0-1)."),

@@ -14,6 +14,8 @@ import (
 	"github.com/mdlayher/wifi"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/smokemon/smokemon/internal/testutil"
 )
 
 // fixtureFiles returns the contents of every fixture file called name, to seed fuzzers.
@@ -177,7 +179,7 @@ func TestRPiMailboxFailureDegrades(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(root, "dev", "vcio"), nil, 0o644)
 	withPaths(t, root)
-	c, err := newPowerCollector(newTestLogger(), testConfig())
+	c, err := newPowerCollector(testutil.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,10 +287,7 @@ func (f *fakeWifi) Close() error { return nil }
 
 func TestWifiRoams(t *testing.T) {
 	fake := &fakeWifi{}
-	old := wifiDial
-	wifiDial = func() (wifiClient, error) { return fake, nil }
-	t.Cleanup(func() { wifiDial = old })
-	c, err := newWifiCollector(newTestLogger(), testConfig())
+	c, err := newWifi(testutil.Logger(), func() (wifiClient, error) { return fake, nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +300,7 @@ func TestWifiRoams(t *testing.T) {
 		w.mu.Unlock()
 	}
 	reg := prometheus.NewPedanticRegistry()
-	set := &Set{logger: newTestLogger(), collectors: map[string]Collector{"wifi": c}}
+	set := SetOf(testutil.Logger(), map[string]Collector{"wifi": c})
 	reg.MustRegister(set)
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -333,9 +332,9 @@ func TestHostCollectorsLive(t *testing.T) {
 	if _, err := os.Stat("/proc/pressure/cpu"); err == nil {
 		mustHaveData["pressure"] = true
 	}
-	for _, name := range hostCollectors() {
+	for _, name := range HostCollectors() {
 		t.Run(name, func(t *testing.T) {
-			c, err := factories[name](newTestLogger(), cfg)
+			c, err := factories[name].factory(testutil.Logger(), cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -355,7 +354,7 @@ func TestHostCollectorsLive(t *testing.T) {
 }
 
 func BenchmarkHostScrape(b *testing.B) {
-	set, err := NewSet(newTestLogger(), testConfig(), hostCollectors())
+	set, err := NewSet(testutil.Logger(), testConfig(), HostCollectors())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -7,8 +7,6 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/smokemon/smokemon/internal/config"
 )
 
 // The memory collector reports the few memory figures that explain a stall:
@@ -24,7 +22,7 @@ type memoryCollector struct {
 	total, available, free, cached, swapTotal, swapUsed, oomKills *prometheus.Desc
 }
 
-func newMemoryCollector(logger *slog.Logger, _ *config.Config) (Collector, error) {
+func newMemoryCollector(logger *slog.Logger) (Collector, error) {
 	if _, err := procFS(); err != nil {
 		return nil, err
 	}

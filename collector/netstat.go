@@ -7,8 +7,6 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/procfs"
-
-	"github.com/smokemon/smokemon/internal/config"
 )
 
 // The netstat collector reports the kernel's own view of trouble (TCP
@@ -44,7 +42,7 @@ type netdevField struct {
 	get  func(*procfs.NetDevLine) uint64
 }
 
-func newNetstatCollector(logger *slog.Logger, _ *config.Config) (Collector, error) {
+func newNetstatCollector(logger *slog.Logger) (Collector, error) {
 	if _, err := procFS(); err != nil {
 		return nil, err
 	}

@@ -18,7 +18,7 @@ import (
 // so dashboards and the analyzer can tell a Pi 4 from an Orin without a lookup table.
 
 func init() {
-	registerCollector("nodeinfo", true, newNodeInfoCollector)
+	registerConfigured("nodeinfo", true, newNodeInfoCollector)
 }
 
 type nodeInfoCollector struct {
@@ -35,23 +35,24 @@ func newNodeInfoCollector(logger *slog.Logger, cfg *config.Config) (Collector, e
 		desc:   hostDesc("node", "info", "The node's name (global.node_name, else the host name), board model, kernel release, OS and CPU architecture; always 1.", "node", "model", "kernel", "os", "arch"),
 		labels: []string{"", boardModel(logger), readTrimmed(procFilePath("sys/kernel/osrelease")), osName(), machineArch()},
 	}
-	return c, c.Reload(cfg)
+	return c, Apply(c, cfg)
 }
 
-// Reload picks up a changed global.node_name.
-func (c *nodeInfoCollector) Reload(cfg *config.Config) error {
+// Prepare picks up a changed global.node_name (else the host name).
+func (c *nodeInfoCollector) Prepare(cfg *config.Config) (func(), error) {
 	name := cfg.Global.NodeName
 	if name == "" {
 		h, err := os.Hostname()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		name = h
 	}
-	c.mu.Lock()
-	c.labels[0] = name
-	c.mu.Unlock()
-	return nil
+	return func() {
+		c.mu.Lock()
+		c.labels[0] = name
+		c.mu.Unlock()
+	}, nil
 }
 
 func (c *nodeInfoCollector) Update(ch chan<- prometheus.Metric) error {

@@ -37,3 +37,9 @@ func rootfsFilePath(name ...string) string {
 func procFS() (procfs.FS, error)       { return procfs.NewFS(*procPath) }
 func sysFS() (sysfs.FS, error)         { return sysfs.NewFS(*sysPath) }
 func blockFS() (blockdevice.FS, error) { return blockdevice.NewFS(*procPath, *sysPath) }
+
+// ProcPath is --path.procfs, for the probes that read the routing table.
+func ProcPath() string { return *procPath }
+
+// RootfsPath is --path.rootfs, for the probes that read /etc/resolv.conf and /etc/hosts.
+func RootfsPath() string { return *rootfsPath }

@@ -14,8 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/procfs/sysfs"
 	"golang.org/x/sys/unix"
-
-	"github.com/smokemon/smokemon/internal/config"
 )
 
 // The power collector reports what a flaky supply looks like from inside the
@@ -36,7 +34,7 @@ type powerCollector struct {
 	rpiCondition, rpiSource                                                *prometheus.Desc
 }
 
-func newPowerCollector(logger *slog.Logger, _ *config.Config) (Collector, error) {
+func newPowerCollector(logger *slog.Logger) (Collector, error) {
 	if _, err := sysFS(); err != nil {
 		return nil, err
 	}

@@ -4,8 +4,6 @@ import (
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/smokemon/smokemon/internal/config"
 )
 
 // The pressure collector reports Linux pressure stall information: the time
@@ -26,7 +24,7 @@ type pressureDescs struct {
 	some, full *prometheus.Desc
 }
 
-func newPressureCollector(logger *slog.Logger, _ *config.Config) (Collector, error) {
+func newPressureCollector(logger *slog.Logger) (Collector, error) {
 	if _, err := procFS(); err != nil {
 		return nil, err
 	}

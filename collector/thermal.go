@@ -11,8 +11,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/procfs/sysfs"
-
-	"github.com/smokemon/smokemon/internal/config"
 )
 
 // The thermal collector reports every thermal zone (not only the hottest),
@@ -31,7 +29,7 @@ type thermalCollector struct {
 	hwmonVolts, hwmonAmps, hwmonWatts, hwmonFan *prometheus.Desc
 }
 
-func newThermalCollector(logger *slog.Logger, _ *config.Config) (Collector, error) {
+func newThermalCollector(logger *slog.Logger) (Collector, error) {
 	if _, err := sysFS(); err != nil {
 		return nil, err
 	}

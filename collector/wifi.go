@@ -9,8 +9,6 @@ import (
 
 	"github.com/mdlayher/wifi"
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/smokemon/smokemon/internal/config"
 )
 
 // The wifi collector reports the radio side of a wireless uplink through
@@ -33,9 +31,9 @@ type wifiClient interface {
 	Close() error
 }
 
-// wifiDial opens nl80211; tests replace it to use the /proc/net/wireless path
-// against fixtures or to drive the roam counter.
-var wifiDial = func() (wifiClient, error) { return wifi.New() }
+// dialNL80211 opens nl80211. Tests pass newWifi another dial, to use the
+// /proc/net/wireless path against fixtures or to drive the roam counter.
+func dialNL80211() (wifiClient, error) { return wifi.New() }
 
 type wifiCollector struct {
 	logger *slog.Logger
@@ -52,7 +50,11 @@ type wifiCollector struct {
 	freq, signal, txRate, rxRate, retries, failures, beaconLoss, connected, info, roamsDesc *prometheus.Desc
 }
 
-func newWifiCollector(logger *slog.Logger, _ *config.Config) (Collector, error) {
+func newWifiCollector(logger *slog.Logger) (Collector, error) {
+	return newWifi(logger, dialNL80211)
+}
+
+func newWifi(logger *slog.Logger, dial func() (wifiClient, error)) (Collector, error) {
 	if _, err := procFS(); err != nil {
 		return nil, err
 	}
@@ -71,7 +73,7 @@ func newWifiCollector(logger *slog.Logger, _ *config.Config) (Collector, error) 
 		info:       hostDesc("wifi", "station_info", "The network and access point an interface is associated with; always 1.", "interface", "ssid", "bssid"),
 		roamsDesc:  hostDesc("wifi", "roams_total", "Changes of access point (BSSID) seen by the exporter since it started, sampled every 5s.", "interface"),
 	}
-	client, err := wifiDial()
+	client, err := dial()
 	if err != nil {
 		// Without cfg80211 (no wifi hardware, or a container) there is
 		// nothing to sample; /proc/net/wireless may still be there.

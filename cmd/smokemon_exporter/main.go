@@ -29,6 +29,7 @@ import (
 
 	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/config"
+	_ "github.com/smokemon/smokemon/probes" // registers the network probes with collector
 )
 
 const name = "smokemon_exporter"
@@ -63,25 +64,7 @@ func run() int {
 		os.Stdout.Write(config.DefaultYAML())
 		return 0
 	}
-	load := func() (*config.Config, error) {
-		var cfg *config.Config
-		if *configFile == "" {
-			cfg = config.Default()
-			if len(*hosts) > 0 {
-				cfg.Ping.Targets = nil // hosts on the command line replace the default target
-			}
-		} else {
-			c, err := config.LoadFile(*configFile)
-			if err != nil {
-				return nil, err
-			}
-			cfg = c
-		}
-		if err := cfg.AddHosts(*hosts); err != nil {
-			return nil, err
-		}
-		return cfg, nil
-	}
+	load := func() (*config.Config, error) { return loadConfig(*configFile, *hosts) }
 	cfg, err := load()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: invalid configuration:\n%s\n", name, err)
@@ -124,31 +107,84 @@ func run() int {
 	reloads := newReloadMetrics(reg)
 	reloads.succeeded()
 
-	var cfgMu sync.Mutex
-	current := cfg
-	reload := func() error {
-		cfgMu.Lock()
-		defer cfgMu.Unlock()
-		next, err := load()
-		if err == nil {
-			err = set.Reload(next)
-		}
-		if err != nil {
-			reloads.failed()
-			logger.Error("reload failed; the running configuration stays in force", "err", err)
-			return err
-		}
-		current = next
-		reloads.succeeded()
-		logger.Info("configuration reloaded", "config", next.Source, "ping_targets", len(next.Ping.Targets))
-		return nil
+	x := &reloader{logger: logger, set: set, reloads: reloads, load: load, current: cfg}
+	mux, err := x.mux(reg, *metricsPath, *maxRequests)
+	if err != nil {
+		logger.Error("landing page", "err", err)
+		return 1
 	}
 
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			x.reload()
+		}
+	}()
+	return serve(&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, toolkitFlags, logger)
+}
+
+// loadConfig reads file (the embedded default when empty) and adds the
+// command line's hosts.
+func loadConfig(file string, hosts []string) (*config.Config, error) {
+	var cfg *config.Config
+	if file == "" {
+		cfg = config.Default()
+		if len(hosts) > 0 {
+			cfg.Ping.Targets = nil // hosts on the command line replace the default target
+		}
+	} else {
+		c, err := config.LoadFile(file)
+		if err != nil {
+			return nil, err
+		}
+		cfg = c
+	}
+	if err := cfg.AddHosts(hosts); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// reloader is the running exporter's configuration in force and what
+// changes it.
+type reloader struct {
+	logger  *slog.Logger
+	set     *collector.Set
+	reloads *reloadMetrics
+	load    func() (*config.Config, error)
+
+	mu      sync.Mutex // serialises reloads; guards current
+	current *config.Config
+}
+
+// reload loads the config again and puts it in force in every collector,
+// or, on any error, in none: current, which /config shows, changes only
+// when the set took the new config.
+func (x *reloader) reload() error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	next, err := x.load()
+	if err == nil {
+		err = x.set.Reload(next)
+	}
+	if err != nil {
+		x.reloads.failed()
+		x.logger.Error("reload failed; the running configuration stays in force", "err", err)
+		return err
+	}
+	x.current = next
+	x.reloads.succeeded()
+	x.logger.Info("configuration reloaded", "config", next.Source, "ping_targets", len(next.Ping.Targets))
+	return nil
+}
+
+func (x *reloader) mux(reg *prometheus.Registry, metricsPath string, maxRequests int) (*http.ServeMux, error) {
 	mux := http.NewServeMux()
-	mux.Handle(*metricsPath, &scrapeGC{next: promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		ErrorLog:            slog.NewLogLogger(logger.Handler(), slog.LevelError),
+	mux.Handle(metricsPath, &scrapeGC{next: promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog:            slog.NewLogLogger(x.logger.Handler(), slog.LevelError),
 		ErrorHandling:       promhttp.ContinueOnError,
-		MaxRequestsInFlight: *maxRequests,
+		MaxRequestsInFlight: maxRequests,
 		EnableOpenMetrics:   true,
 	})})
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Healthy.") })
@@ -159,46 +195,40 @@ func run() int {
 			http.Error(w, "use POST to reload", http.StatusMethodNotAllowed)
 			return
 		}
-		if err := reload(); err != nil {
+		if err := x.reload(); err != nil {
 			http.Error(w, "reload failed, the running configuration stays in force:\n"+err.Error(), http.StatusInternalServerError)
 			return
 		}
 		fmt.Fprintln(w, "Reloaded.")
 	})
 	mux.HandleFunc("/config", func(w http.ResponseWriter, _ *http.Request) {
-		cfgMu.Lock()
-		defer cfgMu.Unlock()
+		x.mu.Lock()
+		defer x.mu.Unlock()
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "# source: %s\n", current.Source)
-		yaml.NewEncoder(w).Encode(current)
+		fmt.Fprintf(w, "# source: %s\n", x.current.Source)
+		yaml.NewEncoder(w).Encode(x.current)
 	})
-	if *metricsPath != "/" {
+	if metricsPath != "/" {
 		landing, err := web.NewLandingPage(web.LandingConfig{
 			Name:        "smokemon exporter",
 			Description: "Continuous ping, path and host metrics for edge nodes",
 			Version:     version.Info(),
 			Links: []web.LandingLinks{
-				{Address: *metricsPath, Text: "Metrics"},
+				{Address: metricsPath, Text: "Metrics"},
 				{Address: "/config", Text: "Configuration in force"},
 				{Address: "/-/healthy", Text: "Health"},
 			},
 		})
 		if err != nil {
-			logger.Error("landing page", "err", err)
-			return 1
+			return nil, err
 		}
 		mux.Handle("/", landing)
 	}
+	return mux, nil
+}
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		for range hup {
-			reload()
-		}
-	}()
-
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+// serve runs srv until it fails (exit status 1) or a signal stops it (0).
+func serve(srv *http.Server, toolkitFlags *web.FlagConfig, logger *slog.Logger) int {
 	errc := make(chan error, 1)
 	go func() { errc <- web.ListenAndServe(srv, toolkitFlags, logger) }()
 	term := make(chan os.Signal, 1)

@@ -32,26 +32,13 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/smokemon/smokemon/internal/lab"
+	"github.com/smokemon/smokemon/internal/testutil"
 )
 
-var binary string
+func TestMain(m *testing.M) { os.Exit(testutil.Run(m)) }
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "smokemon-e2e")
-	if err != nil {
-		panic(err)
-	}
-	// World-readable, so a test can also run the binary as an unprivileged user.
-	os.Chmod(dir, 0o755)
-	binary = filepath.Join(dir, "smokemon_exporter")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building smokemon_exporter: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+// exporterBin is the binary under test, built once per test run.
+func exporterBin(t *testing.T) string { return testutil.BuildBinary(t, ".") }
 
 // exporter is a running smokemon_exporter.
 type exporter struct {
@@ -59,16 +46,6 @@ type exporter struct {
 	out    *syncBuffer
 	base   string
 	client *http.Client
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // syncBuffer is the exporter's output: its process writes it while a test reads it.
@@ -87,9 +64,9 @@ func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return 
 // start runs the binary on a loopback port and waits until it answers.
 func start(t *testing.T, args ...string) *exporter {
 	t.Helper()
-	addr := freePort(t)
+	addr := testutil.FreeAddr(t)
 	e := &exporter{out: &syncBuffer{}, base: "http://" + addr, client: &http.Client{Timeout: 5 * time.Second}}
-	e.cmd = exec.Command(binary, append([]string{"--web.listen-address=" + addr}, args...)...)
+	e.cmd = exec.Command(exporterBin(t), append([]string{"--web.listen-address=" + addr}, args...)...)
 	e.cmd.Stdout, e.cmd.Stderr = e.out, e.out
 	if err := e.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -107,13 +84,16 @@ func start(t *testing.T, args ...string) *exporter {
 
 func (e *exporter) waitReady(t *testing.T) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if resp, err := e.client.Get(e.base + "/-/ready"); err == nil {
+	ready := testutil.Eventually(10*time.Second, 50*time.Millisecond, func() bool {
+		resp, err := e.client.Get(e.base + "/-/ready")
+		if err == nil {
 			resp.Body.Close()
-			return
 		}
+		return err == nil
+	})
+	if !ready {
+		t.Fatalf("exporter did not become ready; output:\n%s", e.out)
 	}
-	t.Fatalf("exporter did not become ready; output:\n%s", e.out)
 }
 
 func (e *exporter) scrape(t *testing.T) string {
@@ -162,10 +142,9 @@ func writeFile(t *testing.T, dir, name, content string) string {
 
 func TestDefaultRunServesPingAndLandingPage(t *testing.T) {
 	e := start(t)
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) && !(sample(e.scrape(t), `smokemon_ping_received_total{family="ip4",target="localhost"}`) >= 2) {
-		time.Sleep(200 * time.Millisecond)
-	}
+	testutil.Eventually(5*time.Second, 200*time.Millisecond, func() bool {
+		return sample(e.scrape(t), `smokemon_ping_received_total{family="ip4",target="localhost"}`) >= 2
+	})
 	body := e.scrape(t)
 	for _, want := range []string{
 		`smokemon_ping_received_total{family="ip4",target="localhost"}`,
@@ -217,7 +196,7 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 }
 
 func TestVersionFlag(t *testing.T) {
-	out, err := exec.Command(binary, "--version").CombinedOutput()
+	out, err := exec.Command(exporterBin(t), "--version").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "smokemon_exporter, version") {
 		t.Errorf("--version: %v: %s", err, out)
 	}
@@ -226,7 +205,7 @@ func TestVersionFlag(t *testing.T) {
 func TestBadConfigNamesFileLineAndField(t *testing.T) {
 	dir := t.TempDir()
 	cfg := writeFile(t, dir, "bad.yml", "ping:\n  targets:\n    - host: 127.0.0.1\n      interval: soon\n")
-	out, err := exec.Command(binary, "--config.file="+cfg, "--config.check").CombinedOutput()
+	out, err := exec.Command(exporterBin(t), "--config.file="+cfg, "--config.check").CombinedOutput()
 	if err == nil {
 		t.Fatal("a bad config was accepted")
 	}
@@ -234,7 +213,7 @@ func TestBadConfigNamesFileLineAndField(t *testing.T) {
 		t.Errorf("message %q lacks %q", out, want)
 	}
 	good := writeFile(t, dir, "good.yml", "ping:\n  targets:\n    - host: 127.0.0.1\n")
-	if out, err := exec.Command(binary, "--config.file="+good, "--config.check").CombinedOutput(); err != nil {
+	if out, err := exec.Command(exporterBin(t), "--config.file="+good, "--config.check").CombinedOutput(); err != nil {
 		t.Errorf("--config.check on a good config: %v: %s", err, out)
 	}
 }
@@ -245,7 +224,7 @@ func TestPortInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	cmd := exec.Command(binary, "--web.listen-address="+l.Addr().String())
+	cmd := exec.Command(exporterBin(t), "--web.listen-address="+l.Addr().String())
 	done := make(chan []byte)
 	go func() { out, _ := cmd.CombinedOutput(); done <- out }()
 	select {
@@ -260,7 +239,7 @@ func TestPortInUse(t *testing.T) {
 }
 
 func TestUnreadableWebConfig(t *testing.T) {
-	out, err := exec.Command(binary, "--web.config.file=/nonexistent/web.yml").CombinedOutput()
+	out, err := exec.Command(exporterBin(t), "--web.config.file=/nonexistent/web.yml").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "--web.config.file /nonexistent/web.yml") {
 		t.Errorf("err %v, output:\n%s", err, out)
 	}
@@ -287,6 +266,19 @@ func TestReload(t *testing.T) {
 	}
 	if strings.Contains(body, `target="two"`) {
 		t.Error("half of a bad config was applied")
+	}
+	inForce := func() string {
+		t.Helper()
+		resp, err := e.client.Get(e.base + "/config")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if c := inForce(); !strings.Contains(c, "127.0.3.1") || strings.Contains(c, "127.0.3.2") {
+		t.Errorf("/config after a bad reload is not the config in force:\n%s", c)
 	}
 	resp, err := e.client.Post(e.base+"/-/reload", "", nil)
 	if err != nil {
@@ -315,6 +307,9 @@ func TestReload(t *testing.T) {
 	if v := sample(body, `smokemon_ping_sent_total{family="ip4",target="one"}`); !(v > sentBefore) {
 		t.Errorf("target one's counter was reset by a reload: %v -> %v", sentBefore, v)
 	}
+	if c := inForce(); !strings.Contains(c, "127.0.3.2") {
+		t.Errorf("/config after a good reload lacks the new target:\n%s", c)
+	}
 	resp, _ = e.client.Get(e.base + "/-/reload")
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("GET /-/reload: %s", resp.Status)
@@ -342,8 +337,8 @@ func TestTLSAndBasicAuth(t *testing.T) {
 	hash, _ := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
 	webCfg := writeFile(t, dir, "web.yml", fmt.Sprintf("tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\nbasic_auth_users:\n  prom: %s\n", hash))
 
-	addr := freePort(t)
-	cmd := exec.Command(binary, "--web.listen-address="+addr, "--web.config.file="+webCfg)
+	addr := testutil.FreeAddr(t)
+	cmd := exec.Command(exporterBin(t), "--web.listen-address="+addr, "--web.config.file="+webCfg)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -369,11 +364,10 @@ func TestTLSAndBasicAuth(t *testing.T) {
 		return resp.StatusCode, nil
 	}
 	var code int
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if code, err = get("prom", "s3cret"); err == nil {
-			break
-		}
-	}
+	testutil.Eventually(10*time.Second, 50*time.Millisecond, func() bool {
+		code, err = get("prom", "s3cret")
+		return err == nil
+	})
 	if code != 200 {
 		t.Fatalf("with the right password: %d %v\n%s", code, err, &out)
 	}
@@ -400,7 +394,7 @@ func labExporter(t *testing.T, h *lab.Host, wrap []string, args ...string) *expo
 		out:    &syncBuffer{},
 		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: h.DialContext}},
 	}
-	argv := append(append(wrap[:len(wrap):len(wrap)], binary, "--web.listen-address=127.0.0.1:9917"), args...)
+	argv := append(append(wrap[:len(wrap):len(wrap)], exporterBin(t), "--web.listen-address=127.0.0.1:9917"), args...)
 	e.cmd = h.Start(t, argv...)
 	e.waitReady(t)
 	return e
@@ -480,12 +474,10 @@ func TestUnprivilegedSockets(t *testing.T) {
 	dg.Sysctl("net.ipv4.ping_group_range", "0 2147483647")
 	e := labExporter(t, dg, nobody, "127.0.0.1")
 	var body string
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+	testutil.Eventually(5*time.Second, 200*time.Millisecond, func() bool {
 		body = e.scrape(t)
-		if sample(body, `smokemon_ping_received_total{family="ip4",target="127.0.0.1"}`) >= 2 {
-			break
-		}
-	}
+		return sample(body, `smokemon_ping_received_total{family="ip4",target="127.0.0.1"}`) >= 2
+	})
 	if v := sample(body, `smokemon_ping_received_total{family="ip4",target="127.0.0.1"}`); !(v >= 2) {
 		t.Errorf("datagram socket: %v replies", v)
 	}

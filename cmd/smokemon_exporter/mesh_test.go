@@ -6,11 +6,13 @@ import (
 	"math"
 	"net"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/smokemon/smokemon/internal/lab"
+	"github.com/smokemon/smokemon/internal/testutil"
 )
 
 // meshNode runs the real binary with a mesh config inside a lab host.
@@ -205,7 +207,7 @@ func TestMeshLossDirectionInLab(t *testing.T) {
 // of the real binary ignores junk and answers a probe with no more bytes.
 func TestMeshPeersFileReloadAndResponder(t *testing.T) {
 	dir := t.TempDir()
-	port := strings.Split(freePort(t), ":")[1]
+	port := strconv.Itoa(testutil.FreePort(t))
 	writeFile(t, dir, "peers.yml", fmt.Sprintf("- {address: \"127.0.0.1:%s\", name: one}\n", port))
 	cfg := writeFile(t, dir, "c.yml", fmt.Sprintf("mesh:\n  responder: {listen: 127.0.0.1, udp_port: %s, tcp_port: %s}\n  interval: 100ms\n  peers_file: peers.yml\n", port, port))
 	e := start(t, "--config.file="+cfg, "--collector.disable-defaults", "--collector.mesh")

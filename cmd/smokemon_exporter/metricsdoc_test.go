@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/smokemon/smokemon/internal/lab"
+	"github.com/smokemon/smokemon/internal/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite docs/metrics.md from the real output")
@@ -148,15 +149,15 @@ mesh:
 `, web.URL+"/", web.TLSURL+"/", ca, resolver.Addr, iperf))
 	e := labExporter(t, h, nil, "--config.file="+cfg)
 	var body string
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+	if testutil.Eventually(30*time.Second, 500*time.Millisecond, func() bool {
 		body = e.scrape(t)
 		// The bufferbloat grade comes last: after both directions of the
 		// bandwidth test, seconds after the first direction's throughput.
-		if strings.Contains(body, "smokemon_bandwidth_bufferbloat_grade_info{") && strings.Contains(body, "smokemon_mtr_hop_rtt_avg_seconds{") &&
+		return strings.Contains(body, "smokemon_bandwidth_bufferbloat_grade_info{") && strings.Contains(body, "smokemon_mtr_hop_rtt_avg_seconds{") &&
 			strings.Contains(body, "smokemon_synthetic_doh_lookup_duration_seconds_count{") &&
-			strings.Contains(body, "smokemon_mesh_one_way_delay_seconds_count{") {
-			return body
-		}
+			strings.Contains(body, "smokemon_mesh_one_way_delay_seconds_count{")
+	}) {
+		return body
 	}
 	t.Fatalf("not every probe reported within 30s:\n%s", body)
 	return ""

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"net"
@@ -45,6 +46,23 @@ type TLSSettings struct {
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
 	CAFile             string `yaml:"ca_file"` // PEM bundle trusted instead of the system roots
 	ServerName         string `yaml:"server_name"`
+
+	// caPEM is ca_file's content, read once when the config is parsed, so
+	// a reload never meets a file that changed or vanished after
+	// validation. Bytes rather than a pool: collectors compare target
+	// settings with reflect.DeepEqual, and a CertPool holds funcs.
+	caPEM []byte
+}
+
+// ClientConfig is the tls.Config of these settings, with ca_file's
+// certificates (as parsed) as the roots when one is set.
+func (t TLSSettings) ClientConfig() *tls.Config {
+	tc := &tls.Config{InsecureSkipVerify: t.InsecureSkipVerify, ServerName: t.ServerName}
+	if t.caPEM != nil {
+		tc.RootCAs = x509.NewCertPool()
+		tc.RootCAs.AppendCertsFromPEM(t.caPEM) // checked when parsed
+	}
+	return tc
 }
 
 // Section defaults of the service probes.
@@ -139,7 +157,9 @@ func (t *TLSSettings) check(path string, add adder) {
 	}
 	if !x509.NewCertPool().AppendCertsFromPEM(data) {
 		add(path+".ca_file", "%s holds no PEM certificate", t.CAFile)
+		return
 	}
+	t.caPEM = data
 }
 
 func checkURL(path, v string, add adder) {

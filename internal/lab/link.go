@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/smokemon/smokemon/internal/testutil"
 )
 
 // Sides of a Link, for SetDown, SetUp and the accessors.
@@ -67,22 +69,15 @@ func (k *Link) waitReady() {
 	for side, h := range k.Hosts {
 		mroute := "multicast ff00::/8 dev " + k.Ifs[side] + " "
 		v6 := k.Addr(side, true).IsValid()
-		deadline := time.Now().Add(5 * time.Second)
-		for {
+		testutil.WaitFor(k.lab.t, 5*time.Second, fmt.Sprintf("%s: %s to be ready", h, k.Ifs[side]), func() bool {
 			link, err := exec.Command("ip", "-n", h.name, "-o", "link", "show", "dev", k.Ifs[side]).Output()
 			ready := err == nil && strings.Contains(string(link), "state UP ")
 			if ready && v6 {
 				out, err := exec.Command("ip", "-n", h.name, "-6", "route", "show", "table", "local").Output()
 				ready = err == nil && strings.Contains(string(out), mroute)
 			}
-			if ready {
-				break
-			}
-			if time.Now().After(deadline) {
-				k.lab.t.Fatalf("%s: %s not ready after 5s", h, k.Ifs[side])
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return ready
+		})
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"fmt"
 	"math/big"
 	"net"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/smokemon/smokemon/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -337,16 +339,10 @@ func (h *Host) Iperf3Server(t testing.TB, ip string) string {
 	t.Helper()
 	h.Start(t, "iperf3", "-s", "-B", ip, "-p", "5201")
 	addr := net.JoinHostPort(ip, "5201")
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testutil.WaitFor(t, 5*time.Second, fmt.Sprintf("%s: iperf3 to listen on %s", h, addr), func() bool {
 		// ss, not a test connection: iperf3 would count a bare connect as a failed test.
 		out, _ := h.Run("ss", "-Hltn", "sport", "=", ":5201")
-		if strings.Contains(out, "5201") {
-			return addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: iperf3 not listening on %s after 5s", h, addr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return strings.Contains(out, "5201")
+	})
+	return addr
 }

@@ -2,13 +2,13 @@ package mesh
 
 import (
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/smokemon/smokemon/internal/lab"
+	"github.com/smokemon/smokemon/internal/testutil"
 )
 
 // RTT and one-way accuracy against the lab's delay element, with the engine
@@ -22,14 +22,14 @@ func TestMeshAccuracyInLab(t *testing.T) {
 	d := tp.Delay(t)
 	var r *Responder
 	if err := tp.Dst[0].Do(func() (err error) {
-		r, err = NewResponder(slog.New(slog.DiscardHandler), ResponderConfig{UDPPort: 9918, RateLimit: 10000, RateBurst: 1000}, nil)
+		r, err = NewResponder(testutil.Logger(), ResponderConfig{UDPPort: 9918, RateLimit: 10000, RateBurst: 1000}, nil)
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
 	var e *Engine
-	if err := tp.Client.Do(func() (err error) { e, err = NewEngine(slog.New(slog.DiscardHandler)); return err }); err != nil {
+	if err := tp.Client.Do(func() (err error) { e, err = NewEngine(testutil.Logger()); return err }); err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close()

@@ -2,42 +2,24 @@ package mesh
 
 import (
 	"io"
-	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
 	"testing"
 	"time"
-)
 
-// freePort finds a port free for both UDP and TCP on 127.0.0.1.
-func freePort(t *testing.T) int {
-	t.Helper()
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}); err == nil {
-			u.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
-}
+	"github.com/smokemon/smokemon/internal/testutil"
+)
 
 func startResponder(t *testing.T, cfg ResponderConfig) *Responder {
 	t.Helper()
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	cfg.Listen = "127.0.0.1"
 	cfg.UDPPort, cfg.TCPPort = port, port
 	if cfg.MaxConnections == 0 {
 		cfg.MaxConnections = 8
 	}
-	r, err := NewResponder(slog.New(slog.DiscardHandler), cfg, nil)
+	r, err := NewResponder(testutil.Logger(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +224,7 @@ func (r *recorder) Reconnected()              { r.mu.Lock(); r.reconnects++; r.m
 
 func newEngine(t *testing.T) *Engine {
 	t.Helper()
-	e, err := NewEngine(slog.New(slog.DiscardHandler))
+	e, err := NewEngine(testutil.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +266,7 @@ func TestEngineTCPReconnectAndConnect(t *testing.T) {
 	r := startResponder(t, ResponderConfig{RateLimit: 1000, RateBurst: 100})
 	e := newEngine(t)
 	ap := netip.MustParseAddrPort(r.TCPAddr().String())
-	closed := netip.AddrPortFrom(ap.Addr(), uint16(freePort(t)))
+	closed := netip.AddrPortFrom(ap.Addr(), uint16(testutil.FreePort(t)))
 	good, bad := &recorder{}, &recorder{}
 	s := Settings{Interval: 20 * time.Millisecond, Timeout: 15 * time.Millisecond, Size: HeaderLen, ReconnectAfter: 3}
 	s.Protos[TCP], s.Protos[TCPConnect] = true, true

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/smokemon/smokemon/internal/lab"
+	"github.com/smokemon/smokemon/internal/testutil"
 )
 
 // RTT accuracy against the lab's delay element: the engine in the client
@@ -25,7 +26,7 @@ func TestRTTAccuracyThroughDelayElement(t *testing.T) {
 	dst := tp.Addr(tp.Dst[0], false)
 	var e *Engine
 	err := tp.Client.Do(func() (err error) {
-		e, err = New(quietLogger(), Options{Families: []Family{IPv4}, Socket: KindRaw})
+		e, err = New(testutil.Logger(), Options{Families: []Family{IPv4}, Socket: KindRaw})
 		return err
 	})
 	if err != nil {
@@ -38,11 +39,7 @@ func TestRTTAccuracyThroughDelayElement(t *testing.T) {
 		r := &recorder{}
 		tg := e.Add(dst, Settings{Interval: 10 * time.Millisecond, Timeout: timeout, Size: 56}, r)
 		defer e.Remove(tg)
-		for deadline := time.Now().Add(time.Duration(n)*15*time.Millisecond + 5*time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			if r.snapshot().replies >= n {
-				break
-			}
-		}
+		testutil.Eventually(time.Duration(n)*15*time.Millisecond+5*time.Second, 50*time.Millisecond, func() bool { return r.snapshot().replies >= n })
 		s := r.snapshot()
 		if len(s.rtts) < n {
 			return nil, lab.Shortfall(len(s.rtts), n, fmt.Errorf("only %d of %d replies (lost %d)", len(s.rtts), n, s.lost))

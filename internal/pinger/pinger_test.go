@@ -2,13 +2,13 @@ package pinger
 
 import (
 	"fmt"
-	"io"
-	"log/slog"
 	"net/netip"
 	"os"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/smokemon/smokemon/internal/testutil"
 )
 
 // recorder is a Handler that keeps everything it is told.
@@ -45,13 +45,11 @@ func (r *recorder) snapshot() recorder {
 	return recorder{sent: r.sent, replies: r.replies, dups: r.dups, lost: r.lost, rtts: append([]time.Duration(nil), r.rtts...), ttls: append([]int(nil), r.ttls...), errs: r.errs}
 }
 
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
 // newEngine opens an engine or skips: without CAP_NET_RAW and with the
 // default ping_group_range no ICMP socket can be had.
 func newEngine(t *testing.T, opts Options) *Engine {
 	t.Helper()
-	e, err := New(quietLogger(), opts)
+	e, err := New(testutil.Logger(), opts)
 	if err != nil {
 		t.Skipf("no ICMP socket on this machine (needs root/CAP_NET_RAW or net.ipv4.ping_group_range): %v", err)
 	}

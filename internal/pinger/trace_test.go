@@ -8,13 +8,14 @@ import (
 	"time"
 
 	"github.com/smokemon/smokemon/internal/lab"
+	"github.com/smokemon/smokemon/internal/testutil"
 )
 
 // newLabTracer opens a tracer whose sockets live in h's namespace.
 func newLabTracer(t *testing.T, h *lab.Host) *Tracer {
 	t.Helper()
 	var tr *Tracer
-	if err := h.Do(func() (err error) { tr, err = NewTracer(quietLogger()); return err }); err != nil {
+	if err := h.Do(func() (err error) { tr, err = NewTracer(testutil.Logger()); return err }); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tr.Close() })
@@ -113,7 +114,7 @@ func TestTraceAndPingEngineApart(t *testing.T) {
 	tp := lab.Topology(t)
 	tr := newLabTracer(t, tp.Client)
 	var e *Engine
-	if err := tp.Client.Do(func() (err error) { e, err = New(quietLogger(), Options{Socket: KindRaw}); return err }); err != nil {
+	if err := tp.Client.Do(func() (err error) { e, err = New(testutil.Logger(), Options{Socket: KindRaw}); return err }); err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close()
@@ -130,10 +131,8 @@ func TestTraceAndPingEngineApart(t *testing.T) {
 			}
 		}
 	}
+	testutil.Eventually(3*time.Second, 20*time.Millisecond, func() bool { return r.snapshot().replies >= 20 })
 	s := r.snapshot()
-	for deadline := time.Now().Add(3 * time.Second); s.replies < 20 && time.Now().Before(deadline); s = r.snapshot() {
-		time.Sleep(20 * time.Millisecond)
-	}
 	if answered != 120 || s.lost != 0 || s.replies < 20 {
 		t.Errorf("tracer answered %d/120; ping sent %d, replies %d, lost %d", answered, s.sent, s.replies, s.lost)
 	}

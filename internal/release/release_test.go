@@ -6,7 +6,6 @@ import (
 	"debug/elf"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/smokemon/smokemon/internal/testutil"
 )
 
 // testVersion is what the release binaries report in smokemon_exporter_build_info
@@ -183,16 +184,6 @@ func TestReleaseBinaries(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // The ARM binaries, run under qemu-user against a Raspberry Pi 4 fixture tree,
 // serve /metrics: the closest thing to a real Pi on these machines. The armv6
 // binary runs on an emulated ARM1176 (the Pi Zero/1 CPU), so an ARMv7-only
@@ -216,7 +207,7 @@ func TestEmulatedARMBinariesServeMetrics(t *testing.T) {
 				t.Skipf("%s not installed (Debian package qemu-user-static)", c.qemu)
 			}
 			t.Parallel()
-			addr := freePort(t)
+			addr := testutil.FreeAddr(t)
 			args := []string{}
 			if c.cpu != "" {
 				args = append(args, "-cpu", c.cpu)
@@ -243,19 +234,17 @@ func TestEmulatedARMBinariesServeMetrics(t *testing.T) {
 			}()
 			client := &http.Client{Timeout: 20 * time.Second}
 			var body string
-			for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-				resp, err := client.Get("http://" + addr + "/metrics")
-				if err == nil {
-					b, _ := io.ReadAll(resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode == 200 {
-						body = string(b)
-						break
-					}
+			if !testutil.Eventually(60*time.Second, 200*time.Millisecond, func() bool {
+				var resp *http.Response
+				if resp, err = client.Get("http://" + addr + "/metrics"); err != nil {
+					return false
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("no /metrics after 60s (last error %v)", err)
-				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				body = string(b)
+				return resp.StatusCode == 200
+			}) {
+				t.Fatalf("no /metrics after 60s (last error %v)", err)
 			}
 			t.Logf("%s under %s: first scrape after %v, %d bytes", c.arch, c.qemu, time.Since(start).Round(time.Millisecond), len(body))
 			build := regexp.MustCompile(`smokemon_exporter_build_info\{[^}]*goarch="` + c.goarch + `"[^}]*version="` + regexp.QuoteMeta(testVersion) + `"[^}]*\} 1`)

@@ -12,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,10 +19,10 @@ import (
 	"slices"
 	"time"
 
+	"github.com/smokemon/smokemon/collector"
+	"github.com/smokemon/smokemon/internal/testutil"
 	"github.com/smokemon/smokemon/tools/bench/artifact"
 )
-
-var hostCollectors = []string{"cpu", "disk", "gpu", "memory", "netstat", "nodeinfo", "power", "pressure", "thermal", "wifi"}
 
 func main() {
 	n := flag.Int("n", 60, "scrapes of each exporter")
@@ -41,20 +40,12 @@ type proc struct {
 	url  string
 }
 
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
 func start(name, bin string, args ...string) (*proc, error) {
-	addr, err := freePort()
+	port, err := testutil.LoopbackPort()
 	if err != nil {
 		return nil, err
 	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	cmd := exec.Command(bin, append([]string{"--web.listen-address=" + addr}, args...)...)
 	cmd.Stderr = io.Discard
 	if err := cmd.Start(); err != nil {
@@ -166,7 +157,7 @@ func run(n int, nodeExporter string) error {
 	}
 
 	hostFlags := []string{"--collector.disable-defaults"}
-	for _, c := range hostCollectors {
+	for _, c := range collector.HostCollectors() {
 		hostFlags = append(hostFlags, "--collector."+c)
 	}
 	sm, err := start("smokemon", bin, hostFlags...)

@@ -14,7 +14,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -24,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/smokemon/smokemon/internal/testutil"
 	"github.com/smokemon/smokemon/tools/bench/artifact"
 )
 
@@ -88,7 +88,7 @@ func run() int {
 }
 
 func round(bin, tmp string, n int, iv, window, warmup time.Duration) (cpuFrac [3]float64, err error) {
-	port := freePort()
+	port := mustPort()
 	respCfg := fmt.Sprintf("mesh:\n  responder: {listen: 127.0.0.1, udp_port: %d, rate_limit: 1000000, rate_burst: 100000}\n", port)
 	var peers, targets strings.Builder
 	fmt.Fprintf(&peers, "mesh:\n  interval: %v\n  timeout: %v\n  protocols: [udp]\n  peers:\n", iv, iv)
@@ -115,7 +115,7 @@ func round(bin, tmp string, n int, iv, window, warmup time.Duration) (cpuFrac [3
 		if err := os.WriteFile(cfg, []byte(s.cfg), 0o644); err != nil {
 			return cpuFrac, err
 		}
-		addr := fmt.Sprintf("127.0.0.1:%d", freePort())
+		addr := fmt.Sprintf("127.0.0.1:%d", mustPort())
 		log, _ := os.Create(filepath.Join(tmp, fmt.Sprintf("log%d-%d", n, i)))
 		cmd := exec.Command(bin, "--web.listen-address="+addr, "--config.file="+cfg, "--collector.disable-defaults", "--collector."+s.coll)
 		cmd.Stdout, cmd.Stderr = log, log
@@ -201,17 +201,10 @@ func replies(addr string) float64 {
 	return sum
 }
 
-func freePort() int {
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			panic(err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p}); err == nil {
-			u.Close()
-			return p
-		}
+func mustPort() int {
+	p, err := testutil.LoopbackPort()
+	if err != nil {
+		panic(err)
 	}
+	return p
 }

@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/smokemon/smokemon/internal/testutil"
 	"github.com/smokemon/smokemon/tools/bench/artifact"
 )
 
@@ -505,7 +506,7 @@ func launch(o *options, k kind, addrs []string, round int) (*running, error) {
 	r := &running{kind: k}
 	switch k {
 	case kSmokemon, kSmokemonAll:
-		port, err := freePort()
+		port, err := testutil.LoopbackPort()
 		if err != nil {
 			return nil, err
 		}
@@ -527,7 +528,7 @@ func launch(o *options, k kind, addrs []string, round int) (*running, error) {
 		r.p, err = start(kindName[k], io.Discard, argv...)
 		return r, err
 	case kFloor, kFloorCollect:
-		port, err := freePort()
+		port, err := testutil.LoopbackPort()
 		if err != nil {
 			return nil, err
 		}
@@ -539,7 +540,7 @@ func launch(o *options, k kind, addrs []string, round int) (*running, error) {
 		r.p, err = start(kindName[k], io.Discard, argv...)
 		return r, err
 	case kSmokeping:
-		port, err := freePort()
+		port, err := testutil.LoopbackPort()
 		if err != nil {
 			return nil, err
 		}

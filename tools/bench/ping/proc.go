@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -128,17 +127,6 @@ func waitHTTP(ctx context.Context, p *proc, url string, limit time.Duration) err
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-// freePort asks the kernel for an unused loopback port. Another process may
-// take it before the tool binds; the tool then fails loudly, not silently.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // cpuSample is a process's CPU time at one instant, two ways: utime+stime

@@ -1,14 +1,15 @@
-package collector
+package probes
 
 import (
 	"fmt"
 	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/config"
+	"github.com/smokemon/smokemon/internal/testutil"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
@@ -22,7 +23,7 @@ func BenchmarkPingScrape(b *testing.B) {
 	for i := range 1000 {
 		fmt.Fprintf(&cfg, "    - {host: 127.4.%d.%d}\n", i/250, i%250+1)
 	}
-	c, err := newPingCollector(slog.New(slog.NewTextHandler(io.Discard, nil)), mustParseB(b, cfg.String()))
+	c, err := newPingCollector(testutil.Logger(), mustParseB(b, cfg.String()), testDeps())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -37,7 +38,7 @@ func BenchmarkPingScrape(b *testing.B) {
 	}
 	pc.mu.Unlock()
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(&Set{logger: slog.New(slog.NewTextHandler(io.Discard, nil)), collectors: map[string]Collector{"ping": c}})
+	reg.MustRegister(collector.SetOf(testutil.Logger(), map[string]collector.Collector{"ping": c}))
 	b.ReportAllocs()
 	for b.Loop() {
 		mfs, err := reg.Gather()

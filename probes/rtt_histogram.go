@@ -1,4 +1,4 @@
-package collector
+package probes
 
 import (
 	"math"

@@ -1,17 +1,25 @@
-package collector
+package probes
 
 import (
+	"encoding/pem"
 	"fmt"
+	"io"
 	"math"
 	"net"
-	"strings"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/lab"
+	"github.com/smokemon/smokemon/internal/prober"
+	"github.com/smokemon/smokemon/internal/testutil"
 )
 
 // Phase timings against delays injected in the lab: the DNS server answers
@@ -30,18 +38,17 @@ func TestHTTPPhasesInLab(t *testing.T) {
 	dnsSrv.Set("www.lab.test", ip)
 	notAfter := time.Now().Add(90 * 24 * time.Hour).Truncate(time.Second)
 	srv := dst.HTTPServer(t, ip, lab.HTTPOptions{Names: []string{"www.lab.test"}, NotAfter: notAfter})
-	svcRootfs(t, "nameserver "+ip+"\n")
-	svcInNamespace(t, tp.Client)
+	deps := svcDeps(t, tp.Client, "nameserver "+ip+"\n")
 	svcSpareProcs(t)
 
-	c := svcCollector(t, newHTTPCollector, fmt.Sprintf(`
+	c := svcCollector(t, newHTTPCollector, deps, fmt.Sprintf(`
 http:
   targets:
     - {url: "https://www.lab.test/", name: web, interval: 250ms, timeout: 240ms, tls: {ca_file: %q}}
 `, svcCAFile(t, srv)))
 
 	series := map[string][]string{}
-	for _, p := range phaseNames {
+	for _, p := range prober.PhaseNames {
 		series[p] = []string{"target=web", "phase=" + p}
 	}
 	const n = 15
@@ -83,12 +90,11 @@ func TestHTTPTLSVerification(t *testing.T) {
 	ip := tp.Addr(dst, false).String()
 	notAfter := time.Now().Add(17 * 24 * time.Hour).Truncate(time.Second)
 	srv := dst.HTTPServer(t, ip, lab.HTTPOptions{NotAfter: notAfter})
-	svcRootfs(t, "")
-	svcInNamespace(t, tp.Client)
+	deps := svcDeps(t, tp.Client, "")
 	// A TLS handshake under the race detector, on a loaded 2-core machine,
 	// can take longer than 500ms (CI's -race run saw the untrusted one time
 	// out twice in a row at 500ms).
-	c := svcCollector(t, newHTTPCollector, fmt.Sprintf(`
+	c := svcCollector(t, newHTTPCollector, deps, fmt.Sprintf(`
 http:
   interval: 2s
   targets:
@@ -113,7 +119,7 @@ http:
 		if v := svcValue(mfs, "smokemon_http_success", "target="+tc.name); v != tc.success {
 			t.Errorf("%s: success %v, want %v", tc.name, v, tc.success)
 		}
-		for _, r := range httpReasons {
+		for _, r := range prober.HTTPReasons {
 			v := svcValue(mfs, "smokemon_http_failures_total", "target="+tc.name, "reason="+r)
 			if (r == tc.reason) != (v > 0) {
 				t.Errorf("%s: failures{reason=%s} = %v", tc.name, r, v)
@@ -157,9 +163,8 @@ func TestHTTPTimeoutHonoured(t *testing.T) {
 	dst.MustRun(t, "nft", "add table inet smk_blackhole")
 	dst.MustRun(t, "nft", "add chain inet smk_blackhole in { type filter hook input priority -10 ; }")
 	dst.MustRun(t, "nft", "add rule inet smk_blackhole in tcp dport 8081 drop")
-	svcRootfs(t, "")
-	svcInNamespace(t, tp.Client)
-	c, err := newHTTPCollector(svcDiscard, mustParse(t, fmt.Sprintf(`
+	deps := svcDeps(t, tp.Client, "")
+	c, err := newHTTPCollector(testutil.Logger(), mustParse(t, fmt.Sprintf(`
 http:
   interval: 400ms
   timeout: 250ms
@@ -167,7 +172,7 @@ http:
     - {url: "http://%[1]s:8080/", name: silent}
     - {url: "http://%[1]s:8081/", name: blackhole}
     - {url: %[2]q, name: fine}
-`, ip, srv.URL+"/")))
+`, ip, srv.URL+"/")), deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +198,7 @@ http:
 		probes := svcValue(mfs, "smokemon_http_probes_total", "target="+n)
 		timeouts := svcValue(mfs, "smokemon_http_failures_total", "target="+n, "reason=timeout")
 		t.Logf("%s: %v probes, %v timeouts in %.2fs (%.1f intervals); failures by reason %v", n, probes, timeouts, elapsed.Seconds(), rounds,
-			svcFailuresByReason(mfs, "smokemon_http", n, httpReasons))
+			svcFailuresByReason(mfs, "smokemon_http", n, prober.HTTPReasons))
 		// A probe that ran past its timeout into the next would cut the count.
 		if probes < math.Floor(rounds)-1 || timeouts != probes {
 			t.Errorf("%s: %v probes, %v of them timeouts, in %.1f intervals", n, probes, timeouts, rounds)
@@ -205,7 +210,7 @@ http:
 	if p := svcValue(mfs, "smokemon_http_probes_total", "target=fine"); p < math.Floor(rounds)-1 {
 		t.Errorf("fine: only %v probes", p)
 	}
-	c.(Closer).Close()
+	c.(collector.Closer).Close()
 	svcNoProbeGoroutines(t)
 }
 
@@ -218,9 +223,8 @@ func TestHTTPReloadAndIdle(t *testing.T) {
 	dst := tp.Dst[0]
 	ip := tp.Addr(dst, false).String()
 	srv := dst.HTTPServer(t, ip, lab.HTTPOptions{})
-	svcRootfs(t, "")
-	svcInNamespace(t, tp.Client)
-	c := svcCollector(t, newHTTPCollector, fmt.Sprintf(`
+	deps := svcDeps(t, tp.Client, "")
+	c := svcCollector(t, newHTTPCollector, deps, fmt.Sprintf(`
 global: {labels: {site: home}}
 http:
   interval: 100ms
@@ -236,7 +240,7 @@ http:
 		t.Error("keep lacks the unioned labels site=home, isp=\"\"")
 	}
 	hc := c.(*httpCollector)
-	if err := hc.Reload(mustParse(t, fmt.Sprintf(`
+	if err := reload(hc, mustParse(t, fmt.Sprintf(`
 global: {labels: {site: home}}
 http:
   interval: 100ms
@@ -263,15 +267,15 @@ http:
 		return svcValue(m, "smokemon_http_success", "target=new") == 1
 	})
 
-	if err := hc.Reload(mustParse(t, "global: {interval: 1s}\n")); err != nil {
+	if err := reload(hc, mustParse(t, "global: {interval: 1s}\n")); err != nil {
 		t.Fatal(err)
 	}
-	if err := hc.Update(make(chan prometheus.Metric, 100)); err != ErrNoData {
-		t.Errorf("idle Update returned %v, want ErrNoData", err)
+	if err := hc.Update(make(chan prometheus.Metric, 100)); err != collector.ErrNoData {
+		t.Errorf("idle Update returned %v, want collector.ErrNoData", err)
 	}
-	hc.sched.mu.Lock()
-	running := len(hc.sched.running)
-	hc.sched.mu.Unlock()
+	hc.svcScheduler.mu.Lock()
+	running := len(hc.svcScheduler.running)
+	hc.svcScheduler.mu.Unlock()
 	if running != 0 {
 		t.Errorf("%d probe goroutines run without targets", running)
 	}
@@ -280,19 +284,36 @@ http:
 	}
 }
 
-// A reload that names an unreadable CA file is refused and keeps the old settings.
-func TestHTTPReloadErrorKeepsOld(t *testing.T) {
-	c := svcCollector(t, newHTTPCollector, "")
-	hc := c.(*httpCollector)
-	cfg := mustParse(t, `
-http:
-  targets: [{url: "https://127.0.0.1:1/", name: x}]
-`)
-	cfg.HTTP.Targets[0].TLS.CAFile = "/nonexistent/ca.pem"
-	if err := hc.Reload(cfg); err == nil || !strings.Contains(err.Error(), "ca.pem") {
-		t.Fatalf("Reload with a missing CA file: %v", err)
+// ca_file is read once, when the config is parsed: the collector probes with
+// that pool even when the file is gone by the time it starts, and a reload
+// never reads it again.
+func TestHTTPCAFromParseTime(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }))
+	defer srv.Close()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	if len(hc.targets) != 0 {
-		t.Error("a failed reload was partly applied")
+	cfg := mustParse(t, fmt.Sprintf(`
+http:
+  interval: 100ms
+  targets: [{url: %q, name: own-ca, tls: {ca_file: %q}}]
+`, srv.URL+"/", ca))
+	if err := os.Remove(ca); err != nil {
+		t.Fatal(err)
+	}
+	c, err := newHTTPCollector(testutil.Logger(), cfg, testDeps())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.(collector.Closer).Close() })
+	if err := reload(c, cfg); err != nil {
+		t.Fatalf("reload without the CA file on disk: %v", err)
+	}
+	mfs := svcWait(t, c, "a verified HTTPS probe", 5*time.Second, func(m []*dto.MetricFamily) bool {
+		return svcValue(m, "smokemon_http_probes_total", "target=own-ca") >= 1
+	})
+	if v := svcValue(mfs, "smokemon_http_success", "target=own-ca"); v != 1 {
+		t.Errorf("success = %v, failures: %v", v, svcFailuresByReason(mfs, "smokemon_http", "own-ca", prober.HTTPReasons))
 	}
 }

@@ -1,4 +1,4 @@
-package collector
+package probes
 
 import (
 	"encoding/base64"
@@ -58,10 +58,9 @@ func TestSyntheticInLab(t *testing.T) {
 		w.Header().Set("Content-Type", dohMediaType)
 		w.Write(out)
 	})
-	svcRootfs(t, "")
-	svcInNamespace(t, tp.Client)
+	deps := svcDeps(t, tp.Client, "")
 	ca := svcCAFile(t, srv)
-	c := svcCollector(t, newSyntheticCollector, fmt.Sprintf(`
+	c := svcCollector(t, newSyntheticCollector, deps, fmt.Sprintf(`
 synthetic:
   interval: 200ms
   captive_portal:

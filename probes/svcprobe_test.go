@@ -1,16 +1,13 @@
-package collector
+package probes
 
 import (
 	"bytes"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"maps"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -23,21 +20,14 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/config"
 	"github.com/smokemon/smokemon/internal/lab"
+	"github.com/smokemon/smokemon/internal/prober"
+	"github.com/smokemon/smokemon/internal/testutil"
 )
 
 // Helpers of the service-probe tests (http, dns, tcp, synthetic).
-
-var svcDiscard = slog.New(slog.NewTextHandler(io.Discard, nil))
-
-// svcInNamespace makes the probes open their sockets in h for this test.
-func svcInNamespace(t *testing.T, h *lab.Host) {
-	t.Helper()
-	old := netnsDo
-	netnsDo = h.Do
-	t.Cleanup(func() { netnsDo = old })
-}
 
 // svcSpareProcs raises GOMAXPROCS for a timing test. The lab's DNS and HTTP
 // servers run in the test process and hold their delays in a blocking
@@ -50,9 +40,10 @@ func svcSpareProcs(t *testing.T) {
 	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
 }
 
-// svcRootfs points --path.rootfs at a tree holding this resolv.conf and an
-// empty hosts file, so the "system" resolvers are lab servers.
-func svcRootfs(t *testing.T, resolvConf string) {
+// svcDeps make the probes open their sockets in h, and read a rootfs holding
+// this resolv.conf and a hosts file that names only localhost, so the
+// "system" resolvers are lab servers.
+func svcDeps(t *testing.T, h *lab.Host, resolvConf string) Deps {
 	t.Helper()
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "etc"), 0o755)
@@ -60,27 +51,27 @@ func svcRootfs(t *testing.T, resolvConf string) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, "etc", "hosts"), []byte("127.0.0.1 localhost\n"), 0o644)
-	old := *rootfsPath
-	*rootfsPath = dir
-	t.Cleanup(func() { *rootfsPath = old })
+	d := testDeps()
+	d.Net = prober.Env{Netns: h.Do, Rootfs: dir}
+	return d
 }
 
-func svcCollector(t *testing.T, f Factory, yml string) Collector {
+func svcCollector(t *testing.T, f factory, deps Deps, yml string) collector.Collector {
 	t.Helper()
-	c, err := f(svcDiscard, mustParse(t, yml))
+	c, err := f(testutil.Logger(), mustParse(t, yml), deps)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.(Closer).Close() })
+	t.Cleanup(func() { c.(collector.Closer).Close() })
 	return c
 }
 
 // svcGather collects c through a pedantic registry, which rejects
 // inconsistent label sets and bad names.
-func svcGather(t testing.TB, c Collector) []*dto.MetricFamily {
+func svcGather(t testing.TB, c collector.Collector) []*dto.MetricFamily {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(&Set{logger: svcDiscard, collectors: map[string]Collector{"svc": c}})
+	reg.MustRegister(collector.SetOf(testutil.Logger(), map[string]collector.Collector{"svc": c}))
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -131,7 +122,7 @@ func svcValue(mfs []*dto.MetricFamily, name string, want ...string) float64 {
 // value of every single probe: the sum's increase whenever the count rose by
 // exactly one. It skips each series' first skip probes and stops once every
 // series has n values.
-func svcPerProbe(t *testing.T, c Collector, name string, n, skip int, series map[string][]string) map[string][]float64 {
+func svcPerProbe(t *testing.T, c collector.Collector, name string, n, skip int, series map[string][]string) map[string][]float64 {
 	t.Helper()
 	out := map[string][]float64{}
 	type cs struct {
@@ -186,7 +177,7 @@ func svcPerProbe(t *testing.T, c Collector, name string, n, skip int, series map
 // the delays switched. It returns an error for every series more than tol
 // off its want (a series not in want: no delay). Run it under lab.Tries: the lab's delays are
 // timers, which a stalling machine moves by as much as the tolerance.
-func svcInjectedDelay(t *testing.T, c Collector, name string, n int, series map[string][]string, clear, inject func(), want map[string]time.Duration, tol time.Duration) error {
+func svcInjectedDelay(t *testing.T, c collector.Collector, name string, n int, series map[string][]string, clear, inject func(), want map[string]time.Duration, tol time.Duration) error {
 	t.Helper()
 	clear()
 	base := svcPerProbe(t, c, name, n, 1, series)
@@ -228,32 +219,28 @@ func svcMedian(v []float64) float64 {
 }
 
 // svcWait polls until cond holds on a fresh gather.
-func svcWait(t *testing.T, c Collector, what string, limit time.Duration, cond func([]*dto.MetricFamily) bool) []*dto.MetricFamily {
+func svcWait(t *testing.T, c collector.Collector, what string, limit time.Duration, cond func([]*dto.MetricFamily) bool) []*dto.MetricFamily {
 	t.Helper()
-	for deadline := time.Now().Add(limit); ; time.Sleep(20 * time.Millisecond) {
-		mfs := svcGather(t, c)
-		if cond(mfs) {
-			return mfs
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", limit, what)
-		}
-	}
+	var mfs []*dto.MetricFamily
+	testutil.WaitFor(t, limit, what, func() bool {
+		mfs = svcGather(t, c)
+		return cond(mfs)
+	})
+	return mfs
 }
 
 // svcNoProbeGoroutines fails if a probe goroutine survived Close.
 func svcNoProbeGoroutines(t *testing.T) {
 	t.Helper()
 	var stacks string
-	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	if !testutil.Eventually(2*time.Second, 20*time.Millisecond, func() bool {
 		buf := make([]byte, 1<<20)
 		stacks = string(buf[:runtime.Stack(buf, true)])
-		if !strings.Contains(stacks, "(*svcScheduler).loop") && !strings.Contains(stacks, "collector.httpDo") &&
-			!strings.Contains(stacks, "collector.dnsExchange") {
-			return
-		}
+		return !strings.Contains(stacks, "(*svcScheduler).loop") && !strings.Contains(stacks, "prober.Env.HTTP") &&
+			!strings.Contains(stacks, "prober.Env.DNSExchange")
+	}) {
+		t.Errorf("probe goroutines left after Close:\n%s", stacks)
 	}
-	t.Errorf("probe goroutines left after Close:\n%s", stacks)
 }
 
 func svcCAFile(t *testing.T, srv *lab.HTTPServer) string {
@@ -268,9 +255,6 @@ func svcCAFile(t *testing.T, srv *lab.HTTPServer) string {
 // svcPromtool runs `promtool check metrics` on the text exposition of mfs.
 func svcPromtool(t *testing.T, mfs []*dto.MetricFamily) {
 	t.Helper()
-	if _, err := exec.LookPath("promtool"); err != nil {
-		t.Skip("promtool not installed")
-	}
 	var buf bytes.Buffer
 	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
 	for _, mf := range mfs {
@@ -278,11 +262,7 @@ func svcPromtool(t *testing.T, mfs []*dto.MetricFamily) {
 			t.Fatal(err)
 		}
 	}
-	cmd := exec.Command("promtool", "check", "metrics")
-	cmd.Stdin = &buf
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Errorf("promtool check metrics: %v\n%s", err, out)
-	}
+	testutil.PromtoolCheck(t, buf.Bytes())
 }
 
 // probeStats exports every reason from the start and success only once a

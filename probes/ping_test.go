@@ -1,9 +1,7 @@
-package collector
+package probes
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -16,8 +14,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/config"
 	"github.com/smokemon/smokemon/internal/pinger"
+	"github.com/smokemon/smokemon/internal/testutil"
 )
 
 func mustParse(t *testing.T, y string) *config.Config {
@@ -31,7 +31,12 @@ func mustParse(t *testing.T, y string) *config.Config {
 
 func newTestPing(t *testing.T, cfg *config.Config) *pingCollector {
 	t.Helper()
-	c, err := newPingCollector(slog.New(slog.NewTextHandler(io.Discard, nil)), cfg)
+	return newTestPingWith(t, testDeps(), cfg)
+}
+
+func newTestPingWith(t *testing.T, deps Deps, cfg *config.Config) *pingCollector {
+	t.Helper()
+	c, err := newPingCollector(testutil.Logger(), cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,10 +50,10 @@ func newTestPing(t *testing.T, cfg *config.Config) *pingCollector {
 }
 
 // gather collects c and indexes samples by metric name and target label.
-func gather(t *testing.T, c Collector) map[string]map[string]*dto.Metric {
+func gather(t *testing.T, c collector.Collector) map[string]map[string]*dto.Metric {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(&Set{logger: slog.New(slog.NewTextHandler(io.Discard, nil)), collectors: map[string]Collector{"ping": c}})
+	reg.MustRegister(collector.SetOf(testutil.Logger(), map[string]collector.Collector{"ping": c}))
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +97,7 @@ ping:
 			t.Fatalf("%s: received %v before reload", n, counter(before, "smokemon_ping_received_total", n))
 		}
 	}
-	err := pc.Reload(mustParse(t, `
+	err := reload(pc, mustParse(t, `
 global: {interval: 50ms}
 ping:
   targets:
@@ -144,8 +149,9 @@ ping:
 	}
 }
 
-// localDNS serves names from a map on loopback, so lookups never leave the machine.
-func localDNS(t *testing.T, names *sync.Map) {
+// localDNS serves names from a map on loopback, so lookups never leave the
+// machine, and returns a resolver that asks it.
+func localDNS(t *testing.T, names *sync.Map) *net.Resolver {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
@@ -166,11 +172,10 @@ func localDNS(t *testing.T, names *sync.Map) {
 	})}
 	go srv.ActivateAndServe()
 	addr := pc.LocalAddr().String()
-	old := pingResolver
-	pingResolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+	t.Cleanup(func() { srv.Shutdown() })
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "udp", addr)
 	}}
-	t.Cleanup(func() { pingResolver = old; srv.Shutdown() })
 }
 
 // An unresolvable name marks only its target down, counts the error, and
@@ -178,8 +183,9 @@ func localDNS(t *testing.T, names *sync.Map) {
 // info metric.
 func TestPingResolutionFailsRecoversAndFollowsChanges(t *testing.T) {
 	var names sync.Map
-	localDNS(t, &names)
-	pc := newTestPing(t, mustParse(t, `
+	deps := testDeps()
+	deps.Resolver = localDNS(t, &names)
+	pc := newTestPingWith(t, deps, mustParse(t, `
 global: {interval: 100ms, resolve_interval: 1s}
 ping:
   targets:
@@ -188,13 +194,11 @@ ping:
 `))
 	waitFor := func(what string, cond func(map[string]map[string]*dto.Metric) bool) map[string]map[string]*dto.Metric {
 		t.Helper()
-		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-			if m := gather(t, pc); cond(m) {
-				return m
-			}
+		var m map[string]map[string]*dto.Metric
+		if !testutil.Eventually(15*time.Second, 100*time.Millisecond, func() bool { m = gather(t, pc); return cond(m) }) {
+			t.Fatalf("timed out waiting for %s", what)
 		}
-		t.Fatalf("timed out waiting for %s", what)
-		return nil
+		return m
 	}
 	gauge := func(m map[string]map[string]*dto.Metric, name, target string) float64 {
 		return m[name][target].GetGauge().GetValue()
@@ -236,10 +240,7 @@ func TestGatewayFromProcfs(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "net", "ipv6_route"), []byte(
 		"00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo\n"+
 			"00000000000000000000000000000000 00 00000000000000000000000000000000 00 20010002000000000000000000000001 00000400 00000002 00000000 00000003     eth0\n"), 0o644)
-	old := *procPath
-	*procPath = dir
-	defer func() { *procPath = old }()
-	pc := &pingCollector{}
+	pc := &pingCollector{deps: Deps{ProcPath: dir}}
 	if a, err := pc.gateway(config.FamilyIP4); err != nil || a.String() != "198.18.0.1" {
 		t.Errorf("ipv4 gateway = %v, %v", a, err)
 	}

@@ -1,9 +1,10 @@
-package collector
+package probes
 
 import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/miekg/dns"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/lab"
 )
 
@@ -69,11 +71,10 @@ func TestDNSInLab(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer silent.Close()
-	svcRootfs(t, fmt.Sprintf("# lab\nnameserver %s\nnameserver %s\noptions ndots:1\n", ip, gw))
-	svcInNamespace(t, tp.Client)
+	deps := svcDeps(t, tp.Client, fmt.Sprintf("# lab\nnameserver %s\nnameserver %s\noptions ndots:1\n", ip, gw))
 	svcSpareProcs(t)
 
-	c := svcCollector(t, newDNSCollector, fmt.Sprintf(`
+	c := svcCollector(t, newDNSCollector, deps, fmt.Sprintf(`
 global: {labels: {site: lab}}
 dns:
   interval: 200ms
@@ -131,8 +132,8 @@ dns:
 
 	// The timing runs alone, so the other targets' queries do not queue
 	// beside the timed ones on the 2-core machine.
-	c.(Closer).Close()
-	c = svcCollector(t, newDNSCollector, fmt.Sprintf(`
+	c.(collector.Closer).Close()
+	c = svcCollector(t, newDNSCollector, deps, fmt.Sprintf(`
 dns:
   interval: 200ms
   timeout: 150ms
@@ -151,7 +152,7 @@ dns:
 			func() { dnsA.SetDelay(0) }, func() { dnsA.SetDelay(30 * time.Millisecond) },
 			map[string]time.Duration{"explicit": 30 * time.Millisecond, "sysA": 30 * time.Millisecond}, 2*time.Millisecond)
 	})
-	c.(Closer).Close()
+	c.(collector.Closer).Close()
 	svcNoProbeGoroutines(t)
 }
 
@@ -163,9 +164,8 @@ func TestDNSFollowsResolvConf(t *testing.T) {
 	gw := tp.Home.Addr(lab.SideB, false).String()
 	dst.DNSServer(t, ip).Set("www.lab.test", ip)
 	tp.Gateway.DNSServer(t, gw).Set("www.lab.test", ip)
-	svcRootfs(t, fmt.Sprintf("nameserver %s\nnameserver %s\n", ip, gw))
-	svcInNamespace(t, tp.Client)
-	c := svcCollector(t, newDNSCollector, `
+	deps := svcDeps(t, tp.Client, fmt.Sprintf("nameserver %s\nnameserver %s\n", ip, gw))
+	c := svcCollector(t, newDNSCollector, deps, `
 dns:
   interval: 100ms
   targets: [{query: www.lab.test, name: sys}]
@@ -173,19 +173,19 @@ dns:
 	svcWait(t, c, "both resolvers", 5*time.Second, func(m []*dto.MetricFamily) bool {
 		return svcValue(m, "smokemon_dns_success", "target=sys", "resolver="+gw+":53") == 1 && svcValue(m, "smokemon_dns_success", "target=sys", "resolver="+ip+":53") == 1
 	})
-	writeResolvConf(t, "nameserver "+ip+"\n")
+	writeResolvConf(t, deps, "nameserver "+ip+"\n")
 	svcWait(t, c, "the gateway resolver's series to go", 5*time.Second, func(m []*dto.MetricFamily) bool {
 		return svcFind(m, "smokemon_dns_probes_total", "target=sys", "resolver="+gw+":53") == nil
 	})
-	writeResolvConf(t, "# nothing\n")
+	writeResolvConf(t, deps, "# nothing\n")
 	svcWait(t, c, "resolv.conf errors counted", 5*time.Second, func(m []*dto.MetricFamily) bool {
 		return svcValue(m, "smokemon_dns_resolv_conf_errors_total") >= 1
 	})
 }
 
-func writeResolvConf(t *testing.T, s string) {
+func writeResolvConf(t *testing.T, deps Deps, s string) {
 	t.Helper()
-	if err := os.WriteFile(rootfsFilePath("etc", "resolv.conf"), []byte(s), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(deps.Net.Rootfs, "etc", "resolv.conf"), []byte(s), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

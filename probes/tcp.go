@@ -1,4 +1,4 @@
-package collector
+package probes
 
 import (
 	"context"
@@ -11,7 +11,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/config"
+	"github.com/smokemon/smokemon/internal/prober"
 )
 
 // The tcp collector times the TCP handshake to each host:port on its own
@@ -19,14 +21,15 @@ import (
 // connect time, and a failed lookup is a failure of its own ("dns").
 
 func init() {
-	registerCollector("tcp", true, newTCPCollector)
+	register("tcp", newTCPCollector)
 }
 
 var tcpReasons = []string{"refused", "timeout", "unreachable", "dns", "other"}
 
 type tcpCollector struct {
-	logger *slog.Logger
-	sched  svcScheduler
+	logger       *slog.Logger
+	deps         Deps
+	svcScheduler // runs the probes; its Close stops them
 
 	mu         sync.Mutex
 	labelNames []string
@@ -35,9 +38,9 @@ type tcpCollector struct {
 }
 
 type tcpTarget struct {
-	cfg    config.TCPTarget
-	labels []string
-	stats  *tcpStats
+	cfg config.TCPTarget
+	series
+	stats *tcpStats
 }
 
 type tcpStats struct {
@@ -51,45 +54,34 @@ type tcpDescs struct {
 	info  *prometheus.Desc
 }
 
-func newTCPCollector(logger *slog.Logger, cfg *config.Config) (Collector, error) {
-	c := &tcpCollector{logger: logger}
-	if err := c.Reload(cfg); err != nil {
-		return nil, err
-	}
-	return c, nil
+func newTCPCollector(logger *slog.Logger, cfg *config.Config, deps Deps) (collector.Collector, error) {
+	return started(&tcpCollector{logger: logger, deps: deps}, cfg)
 }
 
-// Reload applies a new target list; unchanged targets keep their series.
-func (c *tcpCollector) Reload(cfg *config.Config) error {
-	var own []map[string]string
-	for _, t := range cfg.TCP.Targets {
-		own = append(own, t.Labels)
-	}
-	names := unionLabelNames(cfg.Global.Labels, own...)
-	c.mu.Lock()
-	old := map[string]*tcpStats{}
-	for _, t := range c.targets {
-		old[seriesKey(t.cfg.Name, c.labelNames, t.labels)] = t.stats
-	}
-	var targets []*tcpTarget
-	var jobs []svcJob
+// Prepare builds the new target list; on commit, unchanged targets keep
+// their series.
+func (c *tcpCollector) Prepare(cfg *config.Config) (func(), error) {
+	ls := newLabelSet(cfg.Global.Labels, ownLabels(cfg.TCP.Targets, func(t config.TCPTarget) map[string]string { return t.Labels })...)
+	var next []*tcpTarget
 	for _, tc := range cfg.TCP.Targets {
-		t := &tcpTarget{cfg: tc, labels: labelValues(names, cfg.Global.Labels, tc.Labels)}
-		key := seriesKey(tc.Name, names, t.labels)
-		if s, ok := old[key]; ok {
-			t.stats = s
-		} else {
-			t.stats = &tcpStats{probeStats: newProbeStats(newSvcHistogram("tcp", "connect_duration_seconds",
-				"Time to complete the TCP handshake (SYN to SYN-ACK as the client sees it). Failed connects are not observed.",
-				labelMap(names, t.labels, "target", tc.Name)))}
-		}
-		targets = append(targets, t)
-		jobs = append(jobs, svcJob{key: key, spec: tc, interval: tc.IntervalD(), timeout: tc.TimeoutD(), run: c.probeFunc(t)})
+		next = append(next, &tcpTarget{cfg: tc, series: ls.series(tc.Name, tc.Labels)})
 	}
-	c.targets, c.labelNames, c.descs = targets, names, newTCPDescs(names)
-	c.mu.Unlock()
-	c.sched.apply(jobs)
-	return nil
+	return func() {
+		c.mu.Lock()
+		targets, _ := reconcile(c.targets, next, (*tcpTarget).key, func(n, o *tcpTarget) *tcpTarget { n.stats = o.stats; return n })
+		var jobs []svcJob
+		for _, t := range targets {
+			if t.stats == nil {
+				t.stats = &tcpStats{probeStats: newProbeStats(newSvcHistogram("tcp", "connect_duration_seconds",
+					"Time to complete the TCP handshake (SYN to SYN-ACK as the client sees it). Failed connects are not observed.",
+					labelMap(ls.names, t.labels, "target", t.cfg.Name)))}
+			}
+			jobs = append(jobs, svcJob{key: t.key(), spec: t.cfg, interval: t.cfg.IntervalD(), timeout: t.cfg.TimeoutD(), run: c.probeFunc(t)})
+		}
+		c.targets, c.labelNames, c.descs = targets, ls.names, newTCPDescs(ls.names)
+		c.mu.Unlock()
+		c.apply(jobs)
+	}, nil
 }
 
 func (c *tcpCollector) probeFunc(t *tcpTarget) func(ctx context.Context) func() {
@@ -98,7 +90,7 @@ func (c *tcpCollector) probeFunc(t *tcpTarget) func(ctx context.Context) func() 
 		host, port, _ := net.SplitHostPort(cfg.Address)
 		ip, err := netip.ParseAddr(host)
 		if err != nil {
-			if ip, err = lookupHost(ctx, host, cfg.Family, cfg.Resolver); err != nil {
+			if ip, err = c.deps.Net.LookupHost(ctx, host, cfg.Family, cfg.Resolver); err != nil {
 				reason := "dns"
 				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 					reason = "timeout"
@@ -106,10 +98,10 @@ func (c *tcpCollector) probeFunc(t *tcpTarget) func(ctx context.Context) func() 
 				return func() { c.record(t, reason, 0, netip.Addr{}, err) }
 			}
 		}
-		conn, d, err := dialTimed(ctx, "tcp", net.JoinHostPort(ip.String(), port))
+		conn, d, err := c.deps.Net.Dial(ctx, "tcp", net.JoinHostPort(ip.String(), port))
 		reason := ""
 		if err != nil {
-			reason = netReason(ctx, err)
+			reason = prober.NetReason(ctx, err)
 		} else {
 			conn.Close()
 		}
@@ -138,7 +130,7 @@ func (c *tcpCollector) Update(ch chan<- prometheus.Metric) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.targets) == 0 {
-		return ErrNoData
+		return collector.ErrNoData
 	}
 	d := c.descs
 	for _, t := range c.targets {
@@ -152,12 +144,6 @@ func (c *tcpCollector) Update(ch chan<- prometheus.Metric) error {
 	return nil
 }
 
-// Close stops every probe; a connect in flight is aborted.
-func (c *tcpCollector) Close() error {
-	c.sched.stop()
-	return nil
-}
-
 func newTCPDescs(custom []string) tcpDescs {
 	tl := append([]string{"target"}, custom...)
 	return tcpDescs{
@@ -166,6 +152,6 @@ func newTCPDescs(custom []string) tcpDescs {
 			failures: "Failed TCP connects by reason: refused (RST), timeout (no answer within the timeout), unreachable (ICMP unreachable or no route), dns (host name lookup failed), other.",
 			success:  "1 if the latest TCP connect succeeded.",
 		}),
-		info: prometheus.NewDesc(prometheus.BuildFQName(Namespace, "tcp", "target_info"), "The configured address of a target and the IP of its latest attempt (empty before one).", append(slices.Clone(tl), "address", "ip"), nil),
+		info: prometheus.NewDesc(prometheus.BuildFQName(collector.Namespace, "tcp", "target_info"), "The configured address of a target and the IP of its latest attempt (empty before one).", append(slices.Clone(tl), "address", "ip"), nil),
 	}
 }

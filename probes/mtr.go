@@ -1,8 +1,7 @@
-package collector
+package probes
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"math"
 	"net"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/config"
 	"github.com/smokemon/smokemon/internal/pinger"
 )
@@ -42,11 +42,12 @@ import (
 const mtrStaleRounds = 3
 
 func init() {
-	registerCollector("mtr", true, newMTRCollector)
+	register("mtr", newMTRCollector)
 }
 
 type mtrCollector struct {
 	logger *slog.Logger
+	deps   Deps
 
 	mu         sync.Mutex
 	tracer     *pinger.Tracer // nil while there are no targets
@@ -94,45 +95,40 @@ type mtrHop struct {
 	min, avg, max, sdev float64
 }
 
-func newMTRCollector(logger *slog.Logger, cfg *config.Config) (Collector, error) {
-	c := &mtrCollector{logger: logger}
-	if err := c.Reload(cfg); err != nil {
-		return nil, err
-	}
-	return c, nil
+func newMTRCollector(logger *slog.Logger, cfg *config.Config, deps Deps) (collector.Collector, error) {
+	return started(&mtrCollector{logger: logger, deps: deps}, cfg)
 }
 
 func (e *mtrEntry) key() string { return e.cfg.Name + "/" + string(e.famChoice) }
 
-// Reload swaps in a new target list. Targets whose settings and labels are
-// unchanged keep their goroutine, counters and learned path.
-func (c *mtrCollector) Reload(cfg *config.Config) error {
-	own := make([]map[string]string, len(cfg.MTR.Targets))
-	for i, t := range cfg.MTR.Targets {
-		own[i] = t.Labels
-	}
-	labelNames := unionLabelNames(cfg.Global.Labels, own...)
-	var entries []*mtrEntry
+// Prepare builds the new target list; on commit, targets whose settings and
+// labels are unchanged keep their goroutine, counters and learned path.
+func (c *mtrCollector) Prepare(cfg *config.Config) (func(), error) {
+	ls := newLabelSet(cfg.Global.Labels, ownLabels(cfg.MTR.Targets, func(t config.MTRTarget) map[string]string { return t.Labels })...)
+	var next []*mtrEntry
 	for _, t := range cfg.MTR.Targets {
 		for _, f := range t.Family.Each() {
-			entries = append(entries, &mtrEntry{cfg: t, famChoice: f, labels: labelValues(labelNames, cfg.Global.Labels, t.Labels)})
+			next = append(next, &mtrEntry{cfg: t, famChoice: f, labels: ls.values(t.Labels)})
 		}
 	}
+	resolveIv := time.Duration(cfg.Global.ResolveInterval)
+	return func() { c.commit(ls.names, next, resolveIv) }, nil
+}
 
+func (c *mtrCollector) commit(labelNames []string, next []*mtrEntry, resolveIv time.Duration) {
 	c.mu.Lock()
-	old := map[string]*mtrEntry{}
-	for _, e := range c.entries {
-		old[e.key()] = e
-	}
 	sameLabels := slices.Equal(labelNames, c.labelNames)
-	var start []*mtrEntry
-	for i, e := range entries {
-		if o, ok := old[e.key()]; ok && sameLabels && slices.Equal(o.labels, e.labels) && reflect.DeepEqual(o.cfg, e.cfg) {
-			entries[i] = o
-			delete(old, e.key())
-			continue
+	entries, gone := reconcile(c.entries, next, (*mtrEntry).key, func(e, o *mtrEntry) *mtrEntry {
+		if sameLabels && slices.Equal(o.labels, e.labels) && reflect.DeepEqual(o.cfg, e.cfg) {
+			return o
 		}
-		start = append(start, e)
+		return e
+	})
+	var start []*mtrEntry
+	for _, e := range entries {
+		if e.st == nil {
+			start = append(start, e)
+		}
 	}
 	if len(entries) > 0 && c.tracer == nil {
 		// A tracer that cannot open any socket still reports why, per family.
@@ -143,15 +139,15 @@ func (c *mtrCollector) Reload(cfg *config.Config) error {
 		c.tracer = tr
 	}
 	c.entries, c.labelNames = entries, labelNames
-	c.resolveIv = time.Duration(cfg.Global.ResolveInterval)
+	c.resolveIv = resolveIv
 	c.descs = newMTRDescs(labelNames)
 	c.mu.Unlock()
 
 	// Stop the old goroutines outside the lock: a scrape never waits for them.
-	for _, o := range old {
+	for _, o := range gone {
 		o.cancel()
 	}
-	for _, o := range old {
+	for _, o := range gone {
 		<-o.done
 	}
 	for i, e := range start {
@@ -178,22 +174,6 @@ func (c *mtrCollector) Reload(cfg *config.Config) error {
 			tr.Close() // idle: no sockets, no goroutines
 		}
 	}
-	return nil
-}
-
-func mtrSleepUntil(ctx context.Context, t time.Time) bool {
-	d := time.Until(t)
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // run probes one target until ctx ends. A round that ctx interrupts is
@@ -205,7 +185,7 @@ func (c *mtrCollector) run(ctx context.Context, e *mtrEntry, phase time.Duration
 	c.mu.Unlock()
 	next := time.Now().Add(phase)
 	iv := e.cfg.IntervalD()
-	for mtrSleepUntil(ctx, next) {
+	for sleep(ctx, time.Until(next)) {
 		begin := time.Now()
 		if addr := c.resolve(ctx, e); addr.IsValid() {
 			obs := c.round(ctx, e, tr, addr, begin)
@@ -237,7 +217,7 @@ func (c *mtrCollector) resolve(ctx context.Context, e *mtrEntry) netip.Addr {
 	c.mu.Unlock()
 	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	got, err := mtrLookup(lctx, e.cfg.Host, e.famChoice)
+	got, err := lookupFamily(lctx, c.deps.Resolver, e.cfg.Host, e.famChoice)
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if err != nil {
@@ -264,22 +244,6 @@ func (c *mtrCollector) resolve(ctx context.Context, e *mtrEntry) netip.Addr {
 	}
 	st.addr = got
 	return got
-}
-
-func mtrLookup(ctx context.Context, host string, f config.Family) (netip.Addr, error) {
-	// pingResolver is shared with ping, so tests point both at their own DNS server.
-	addrs, err := pingResolver.LookupNetIP(ctx, "ip", host)
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	for _, want := range familyPreference(f) {
-		for _, a := range addrs {
-			if pinger.FamilyOf(a) == want {
-				return a.Unmap(), nil
-			}
-		}
-	}
-	return netip.Addr{}, fmt.Errorf("%s has no %s address", host, f)
 }
 
 // ttlObs is what one TTL saw during a round.
@@ -322,7 +286,7 @@ func (c *mtrCollector) round(ctx context.Context, e *mtrEntry, tr *pinger.Tracer
 	ttls := make([]int, 0, maxHops)
 	var sendErrs map[string]uint64
 	for k := 0; k < probes; k++ {
-		if !mtrSleepUntil(ctx, begin.Add(time.Duration(k)*spacing)) {
+		if !sleep(ctx, time.Until(begin.Add(time.Duration(k)*spacing))) {
 			return nil
 		}
 		full := limit == maxHops
@@ -501,7 +465,7 @@ type mtrDescs struct {
 func newMTRDescs(custom []string) mtrDescs {
 	tl := append([]string{"target", "family"}, custom...)
 	hl := append(slices.Clone(tl), "hop")
-	name := func(n string) string { return prometheus.BuildFQName(Namespace, "mtr", n) }
+	name := func(n string) string { return prometheus.BuildFQName(collector.Namespace, "mtr", n) }
 	return mtrDescs{
 		sent:          prometheus.NewDesc(name("hop_sent_total"), "Echo requests sent with the TTL (hop limit) of this hop, counted in complete rounds.", hl, nil),
 		received:      prometheus.NewDesc(name("hop_received_total"), "Answers from this hop within the timeout (time exceeded, or the destination's echo reply). Loss that does not persist to later hops is the router rate-limiting ICMP, not forwarding loss.", hl, nil),
@@ -527,7 +491,7 @@ func (c *mtrCollector) Update(ch chan<- prometheus.Metric) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.entries) == 0 {
-		return ErrNoData
+		return collector.ErrNoData
 	}
 	d := c.descs
 	for _, fam := range []pinger.Family{pinger.IPv4, pinger.IPv6} {
@@ -556,7 +520,7 @@ func (c *mtrCollector) Update(ch chan<- prometheus.Metric) error {
 		count(d.rounds, float64(st.rounds), lv...)
 		count(d.changes, float64(st.changes), lv...)
 		gauge(d.hops, float64(len(st.hops)), lv...)
-		gauge(d.reached, mtrBool(st.reached), lv...)
+		gauge(d.reached, boolValue(st.reached), lv...)
 		for reason, n := range st.sendErrs {
 			count(d.sendErrors, float64(n), append(slices.Clone(lv), reason)...)
 		}
@@ -580,13 +544,6 @@ func (c *mtrCollector) Update(ch chan<- prometheus.Metric) error {
 		st.mu.Unlock()
 	}
 	return nil
-}
-
-func mtrBool(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // Close stops every target's goroutine and the tracer.

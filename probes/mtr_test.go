@@ -1,9 +1,7 @@
-package collector
+package probes
 
 import (
 	"fmt"
-	"io"
-	"log/slog"
 	"math"
 	"runtime"
 	"sort"
@@ -15,18 +13,25 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/config"
 	"github.com/smokemon/smokemon/internal/lab"
+	"github.com/smokemon/smokemon/internal/testutil"
 )
 
 // newLabMTR builds the mtr collector inside h's namespace: its sockets live
 // there for good, its goroutines run anywhere.
 func newLabMTR(t *testing.T, h *lab.Host, yml string) *mtrCollector {
 	t.Helper()
+	return newLabMTRWith(t, h, testDeps(), yml)
+}
+
+func newLabMTRWith(t *testing.T, h *lab.Host, deps Deps, yml string) *mtrCollector {
+	t.Helper()
 	cfg := mustParse(t, yml)
-	var c Collector
+	var c collector.Collector
 	if err := h.Do(func() (err error) {
-		c, err = newMTRCollector(slog.New(slog.NewTextHandler(io.Discard, nil)), cfg)
+		c, err = newMTRCollector(testutil.Logger(), cfg, deps)
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -40,10 +45,10 @@ func newLabMTR(t *testing.T, h *lab.Host, yml string) *mtrCollector {
 // per-target series).
 type mtrSnap map[string]map[string]*dto.Metric
 
-func mtrGather(t *testing.T, c Collector) mtrSnap {
+func mtrGather(t *testing.T, c collector.Collector) mtrSnap {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(&Set{logger: slog.New(slog.NewTextHandler(io.Discard, nil)), collectors: map[string]Collector{"mtr": c}})
+	reg.MustRegister(collector.SetOf(testutil.Logger(), map[string]collector.Collector{"mtr": c}))
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -109,15 +114,12 @@ func (s mtrSnap) hopIPs(target string) []string {
 	return ips
 }
 
-func waitMTR(t *testing.T, c Collector, what string, limit time.Duration, cond func(mtrSnap) bool) mtrSnap {
+func waitMTR(t *testing.T, c collector.Collector, what string, limit time.Duration, cond func(mtrSnap) bool) mtrSnap {
 	t.Helper()
 	var s mtrSnap
-	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if s = mtrGather(t, c); cond(s) {
-			return s
-		}
+	if !testutil.Eventually(limit, 50*time.Millisecond, func() bool { s = mtrGather(t, c); return cond(s) }) {
+		t.Fatalf("timed out after %v waiting for %s", limit, what)
 	}
-	t.Fatalf("timed out after %v waiting for %s", limit, what)
 	return s
 }
 
@@ -130,14 +132,15 @@ func addrStrings(tp *lab.Topo, v6 bool) []string {
 }
 
 // mtr finds the lab's exact hop list in both families, by literal address
-// and by name (through the same resolver hook as ping), with no loss and
+// and by name (through a resolver that asks a loopback DNS server), with no loss and
 // plausible RTTs.
 func TestMTRLabHopList(t *testing.T) {
 	tp := lab.Topology(t)
 	var names sync.Map
-	localDNS(t, &names)
+	deps := testDeps()
+	deps.Resolver = localDNS(t, &names)
 	names.Store("dst.smokemon.test", tp.Addr(tp.Dst[0], false).String())
-	c := newLabMTR(t, tp.Client, fmt.Sprintf(`
+	c := newLabMTRWith(t, tp.Client, deps, fmt.Sprintf(`
 mtr:
   interval: 300ms
   probes: 3
@@ -400,9 +403,7 @@ mtr:
 	if took := time.Since(t0); took > 100*time.Millisecond {
 		t.Errorf("Close took %v", took)
 	}
-	for deadline := time.Now().Add(time.Second); runtime.NumGoroutine() > base && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(time.Second, 10*time.Millisecond, func() bool { return runtime.NumGoroutine() <= base })
 	if n := runtime.NumGoroutine(); n > base {
 		t.Errorf("%d goroutines after Close, %d before the collector", n, base)
 	}
@@ -411,7 +412,7 @@ mtr:
 // Without targets the collector is idle: no sockets, no goroutines, no series.
 func TestMTRIdleWithoutTargets(t *testing.T) {
 	base := runtime.NumGoroutine()
-	c, err := newMTRCollector(slog.New(slog.NewTextHandler(io.Discard, nil)), config.Default())
+	c, err := newMTRCollector(testutil.Logger(), config.Default(), testDeps())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,8 +421,8 @@ func TestMTRIdleWithoutTargets(t *testing.T) {
 		t.Errorf("idle collector has a tracer or goroutines")
 	}
 	ch := make(chan prometheus.Metric, 10)
-	if err := c.Update(ch); err != ErrNoData || len(ch) != 0 {
-		t.Errorf("Update = %v with %d metrics, want ErrNoData and none", err, len(ch))
+	if err := c.Update(ch); err != collector.ErrNoData || len(ch) != 0 {
+		t.Errorf("Update = %v with %d metrics, want collector.ErrNoData and none", err, len(ch))
 	}
 }
 

@@ -1,4 +1,4 @@
-package collector
+package probes
 
 import (
 	"bytes"
@@ -15,7 +15,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/smokemon/smokemon/internal/dnsmsg"
 
+	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/config"
+	"github.com/smokemon/smokemon/internal/prober"
 )
 
 // The synthetic collector runs checks that stand for what a user does: is the
@@ -23,7 +25,7 @@ import (
 // how fast. Opt-in: idle unless the synthetic section lists checks.
 
 func init() {
-	registerCollector("synthetic", true, newSyntheticCollector)
+	register("synthetic", newSyntheticCollector)
 }
 
 const (
@@ -38,8 +40,9 @@ var (
 )
 
 type syntheticCollector struct {
-	logger *slog.Logger
-	sched  svcScheduler
+	logger       *slog.Logger
+	deps         Deps
+	svcScheduler // runs the probes; its Close stops them
 
 	mu         sync.Mutex
 	labelNames []string
@@ -49,10 +52,10 @@ type syntheticCollector struct {
 }
 
 type portalCheck struct {
-	cfg    config.CaptivePortalTarget
-	labels []string
-	tls    *tls.Config
-	stats  *portalStats
+	cfg config.CaptivePortalTarget
+	series
+	tls   *tls.Config
+	stats *portalStats
 }
 
 type portalStats struct {
@@ -66,10 +69,10 @@ type portalStats struct {
 }
 
 type dohCheck struct {
-	cfg    config.DoHTarget
-	labels []string
-	tls    *tls.Config
-	stats  *dohStats
+	cfg config.DoHTarget
+	series
+	tls   *tls.Config
+	stats *dohStats
 }
 
 type dohStats struct {
@@ -86,78 +89,50 @@ type syntheticDescs struct {
 	dohRcode, dohAnswers         *prometheus.Desc
 }
 
-func newSyntheticCollector(logger *slog.Logger, cfg *config.Config) (Collector, error) {
-	c := &syntheticCollector{logger: logger}
-	if err := c.Reload(cfg); err != nil {
-		return nil, err
-	}
-	return c, nil
+func newSyntheticCollector(logger *slog.Logger, cfg *config.Config, deps Deps) (collector.Collector, error) {
+	return started(&syntheticCollector{logger: logger, deps: deps}, cfg)
 }
 
-// Reload applies new checks; unchanged ones keep their series.
-func (c *syntheticCollector) Reload(cfg *config.Config) error {
+// Prepare builds the new checks, with the CA pools the config loaded when it
+// was parsed; on commit, unchanged ones keep their series.
+func (c *syntheticCollector) Prepare(cfg *config.Config) (func(), error) {
 	sc := cfg.Synthetic
-	var own []map[string]string
+	own := append(ownLabels(sc.CaptivePortal, func(t config.CaptivePortalTarget) map[string]string { return t.Labels }),
+		ownLabels(sc.DoH, func(t config.DoHTarget) map[string]string { return t.Labels })...)
+	ls := newLabelSet(cfg.Global.Labels, own...)
+	var nextP []*portalCheck
+	var nextD []*dohCheck
 	for _, t := range sc.CaptivePortal {
-		own = append(own, t.Labels)
+		nextP = append(nextP, &portalCheck{cfg: t, series: ls.series(t.Name, t.Labels), tls: t.TLS.ClientConfig()})
 	}
 	for _, t := range sc.DoH {
-		own = append(own, t.Labels)
+		nextD = append(nextD, &dohCheck{cfg: t, series: ls.series(t.Name, t.Labels), tls: t.TLS.ClientConfig()})
 	}
-	names := unionLabelNames(cfg.Global.Labels, own...)
-	var portals []*portalCheck
-	var dohs []*dohCheck
-	for _, t := range sc.CaptivePortal {
-		tc, err := clientTLS(t.TLS)
-		if err != nil {
-			return fmt.Errorf("captive portal check %s: %w", t.Name, err)
+	return func() {
+		c.mu.Lock()
+		portals, _ := reconcile(c.portals, nextP, (*portalCheck).key, func(n, o *portalCheck) *portalCheck { n.stats = o.stats; return n })
+		dohs, _ := reconcile(c.dohs, nextD, (*dohCheck).key, func(n, o *dohCheck) *dohCheck { n.stats = o.stats; return n })
+		var jobs []svcJob
+		for _, p := range portals {
+			if p.stats == nil {
+				p.stats = &portalStats{probeStats: newProbeStats(newSvcHistogram("synthetic", "captive_portal_check_duration_seconds",
+					"Duration of captive-portal checks that got an HTTP response (fresh connection: lookup, connect, TLS, request, body).",
+					labelMap(ls.names, p.labels, "target", p.cfg.Name)))}
+			}
+			jobs = append(jobs, svcJob{key: "portal/" + p.key(), spec: p.cfg, interval: p.cfg.IntervalD(), timeout: p.cfg.TimeoutD(), run: c.portalFunc(p)})
 		}
-		portals = append(portals, &portalCheck{cfg: t, labels: labelValues(names, cfg.Global.Labels, t.Labels), tls: tc})
-	}
-	for _, t := range sc.DoH {
-		tc, err := clientTLS(t.TLS)
-		if err != nil {
-			return fmt.Errorf("DoH check %s: %w", t.Name, err)
+		for _, d := range dohs {
+			if d.stats == nil {
+				d.stats = &dohStats{probeStats: newProbeStats(newSvcHistogram("synthetic", "doh_lookup_duration_seconds",
+					"Duration of DNS-over-HTTPS lookups that got a DNS answer, on a fresh connection each (lookup of the server's name, connect, TLS, query, answer).",
+					labelMap(ls.names, d.labels, "target", d.cfg.Name)))}
+			}
+			jobs = append(jobs, svcJob{key: "doh/" + d.key(), spec: d.cfg, interval: d.cfg.IntervalD(), timeout: d.cfg.TimeoutD(), run: c.dohFunc(d)})
 		}
-		dohs = append(dohs, &dohCheck{cfg: t, labels: labelValues(names, cfg.Global.Labels, t.Labels), tls: tc})
-	}
-
-	c.mu.Lock()
-	oldP := map[string]*portalStats{}
-	for _, p := range c.portals {
-		oldP[seriesKey(p.cfg.Name, c.labelNames, p.labels)] = p.stats
-	}
-	oldD := map[string]*dohStats{}
-	for _, d := range c.dohs {
-		oldD[seriesKey(d.cfg.Name, c.labelNames, d.labels)] = d.stats
-	}
-	var jobs []svcJob
-	for _, p := range portals {
-		key := seriesKey(p.cfg.Name, names, p.labels)
-		if s, ok := oldP[key]; ok {
-			p.stats = s
-		} else {
-			p.stats = &portalStats{probeStats: newProbeStats(newSvcHistogram("synthetic", "captive_portal_check_duration_seconds",
-				"Duration of captive-portal checks that got an HTTP response (fresh connection: lookup, connect, TLS, request, body).",
-				labelMap(names, p.labels, "target", p.cfg.Name)))}
-		}
-		jobs = append(jobs, svcJob{key: "portal/" + key, spec: p.cfg, interval: p.cfg.IntervalD(), timeout: p.cfg.TimeoutD(), run: c.portalFunc(p)})
-	}
-	for _, d := range dohs {
-		key := seriesKey(d.cfg.Name, names, d.labels)
-		if s, ok := oldD[key]; ok {
-			d.stats = s
-		} else {
-			d.stats = &dohStats{probeStats: newProbeStats(newSvcHistogram("synthetic", "doh_lookup_duration_seconds",
-				"Duration of DNS-over-HTTPS lookups that got a DNS answer, on a fresh connection each (lookup of the server's name, connect, TLS, query, answer).",
-				labelMap(names, d.labels, "target", d.cfg.Name)))}
-		}
-		jobs = append(jobs, svcJob{key: "doh/" + key, spec: d.cfg, interval: d.cfg.IntervalD(), timeout: d.cfg.TimeoutD(), run: c.dohFunc(d)})
-	}
-	c.portals, c.dohs, c.labelNames, c.descs = portals, dohs, names, newSyntheticDescs(names)
-	c.mu.Unlock()
-	c.sched.apply(jobs)
-	return nil
+		c.portals, c.dohs, c.labelNames, c.descs = portals, dohs, ls.names, newSyntheticDescs(ls.names)
+		c.mu.Unlock()
+		c.apply(jobs)
+	}, nil
 }
 
 // portalFunc checks for a captive portal: the URL must answer the expected
@@ -166,30 +141,30 @@ func (c *syntheticCollector) Reload(cfg *config.Config) error {
 func (c *syntheticCollector) portalFunc(p *portalCheck) func(ctx context.Context) func() {
 	cfg := p.cfg
 	return func(ctx context.Context) func() {
-		res := httpDo(ctx, httpSpec{
-			url: cfg.URL, method: http.MethodGet, family: cfg.Family, resolver: cfg.Resolver,
-			tls: p.tls, maxBody: portalMaxBody, keepBody: true,
+		res := c.deps.Net.HTTP(ctx, prober.HTTPRequest{
+			URL: cfg.URL, Method: http.MethodGet, Family: cfg.Family, Resolver: cfg.Resolver,
+			TLS: p.tls, MaxBody: portalMaxBody, KeepBody: true,
 		})
 		return func() {
 			s := p.stats
-			if res.completed {
-				s.hist.Observe(res.total.Seconds())
+			if res.Completed {
+				s.hist.Observe(res.Total.Seconds())
 			}
 			s.mu.Lock()
 			defer s.mu.Unlock()
-			// httpDo gives a reason exactly when no response was read.
-			s.record(res.reason)
-			if !res.completed {
+			// HTTP gives a reason exactly when no response was read.
+			s.record(res.Reason)
+			if !res.Completed {
 				return
 			}
-			detected := res.status != cfg.ExpectedStatus ||
-				(cfg.ExpectedBody != "" && !bytes.Contains(res.body, []byte(cfg.ExpectedBody)))
+			detected := res.Status != cfg.ExpectedStatus ||
+				(cfg.ExpectedBody != "" && !bytes.Contains(res.Body, []byte(cfg.ExpectedBody)))
 			if detected && (!s.decided || !s.detected) {
-				c.logger.Warn("captive portal detected", "target", cfg.Name, "status", res.status, "location", res.location)
+				c.logger.Warn("captive portal detected", "target", cfg.Name, "status", res.Status, "location", res.Location)
 			} else if !detected && s.decided && s.detected {
 				c.logger.Info("captive portal gone", "target", cfg.Name)
 			}
-			s.decided, s.detected, s.status = true, detected, res.status
+			s.decided, s.detected, s.status = true, detected, res.Status
 		}
 	}
 }
@@ -201,30 +176,30 @@ func (c *syntheticCollector) dohFunc(d *dohCheck) func(ctx context.Context) func
 		q := dnsmsg.NewQuery(0, cfg.Query, cfg.QType) // RFC 8484 §4.1: ID 0 keeps answers cacheable by HTTP caches
 		wire, err := q.Pack()
 		if err != nil {
-			return func() { d.record(c.logger, "other", nil, httpResult{}, err) }
+			return func() { d.record(c.logger, "other", nil, prober.HTTPResult{}, err) }
 		}
-		spec := httpSpec{
-			url: cfg.URL, method: cfg.Method, family: cfg.Family, resolver: cfg.Resolver, tls: d.tls,
-			headers: map[string]string{"Accept": dohMediaType}, maxBody: dohMaxBody, keepBody: true, follow: true,
+		spec := prober.HTTPRequest{
+			URL: cfg.URL, Method: cfg.Method, Family: cfg.Family, Resolver: cfg.Resolver, TLS: d.tls,
+			Headers: map[string]string{"Accept": dohMediaType}, MaxBody: dohMaxBody, KeepBody: true, Follow: true,
 		}
 		if cfg.Method == http.MethodGet {
 			u, _ := url.Parse(cfg.URL)
 			q := u.Query()
 			q.Set("dns", base64.RawURLEncoding.EncodeToString(wire))
 			u.RawQuery = q.Encode()
-			spec.url = u.String()
+			spec.URL = u.String()
 		} else {
-			spec.body = wire
-			spec.headers["Content-Type"] = dohMediaType
+			spec.Body = wire
+			spec.Headers["Content-Type"] = dohMediaType
 		}
-		res := httpDo(ctx, spec)
-		if res.reason != "" {
-			return func() { d.record(c.logger, res.reason, nil, res, res.err) }
+		res := c.deps.Net.HTTP(ctx, spec)
+		if res.Reason != "" {
+			return func() { d.record(c.logger, res.Reason, nil, res, res.Err) }
 		}
-		if res.status != http.StatusOK {
-			return func() { d.record(c.logger, "status", nil, res, fmt.Errorf("HTTP status %d", res.status)) }
+		if res.Status != http.StatusOK {
+			return func() { d.record(c.logger, "status", nil, res, fmt.Errorf("HTTP status %d", res.Status)) }
 		}
-		r, err := dnsmsg.Parse(res.body)
+		r, err := dnsmsg.Parse(res.Body)
 		if err != nil {
 			return func() { d.record(c.logger, "malformed", nil, res, err) }
 		}
@@ -240,10 +215,10 @@ func (c *syntheticCollector) dohFunc(d *dohCheck) func(ctx context.Context) func
 	}
 }
 
-func (d *dohCheck) record(logger *slog.Logger, reason string, r *dnsmsg.Reply, res httpResult, err error) {
+func (d *dohCheck) record(logger *slog.Logger, reason string, r *dnsmsg.Reply, res prober.HTTPResult, err error) {
 	s := d.stats
 	if r != nil {
-		s.hist.Observe(res.total.Seconds())
+		s.hist.Observe(res.Total.Seconds())
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -262,7 +237,7 @@ func (c *syntheticCollector) Update(ch chan<- prometheus.Metric) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.portals)+len(c.dohs) == 0 {
-		return ErrNoData
+		return collector.ErrNoData
 	}
 	d := c.descs
 	for _, p := range c.portals {
@@ -271,7 +246,7 @@ func (c *syntheticCollector) Update(ch chan<- prometheus.Metric) error {
 		s.mu.Lock()
 		s.collect(ch, d.portal, lv)
 		if s.decided {
-			ch <- prometheus.MustNewConstMetric(d.portalDetected, prometheus.GaugeValue, svcBool(s.detected), lv...)
+			ch <- prometheus.MustNewConstMetric(d.portalDetected, prometheus.GaugeValue, boolValue(s.detected), lv...)
 			ch <- prometheus.MustNewConstMetric(d.portalStatus, prometheus.GaugeValue, float64(s.status), lv...)
 		}
 		s.mu.Unlock()
@@ -290,16 +265,10 @@ func (c *syntheticCollector) Update(ch chan<- prometheus.Metric) error {
 	return nil
 }
 
-// Close stops every check; one in flight is aborted.
-func (c *syntheticCollector) Close() error {
-	c.sched.stop()
-	return nil
-}
-
 func newSyntheticDescs(custom []string) syntheticDescs {
 	tl := append([]string{"target"}, custom...)
 	with := func(v string) []string { return append(slices.Clone(tl), v) }
-	name := func(n string) string { return prometheus.BuildFQName(Namespace, "synthetic", n) }
+	name := func(n string) string { return prometheus.BuildFQName(collector.Namespace, "synthetic", n) }
 	return syntheticDescs{
 		// The portal's metrics speak of checks and errors, not probes and
 		// failures, so they do not follow newProbeDescs' names.

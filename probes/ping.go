@@ -1,4 +1,4 @@
-package collector
+package probes
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,7 +19,9 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/procfs"
 
+	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/config"
 	"github.com/smokemon/smokemon/internal/pinger"
 )
@@ -36,18 +40,13 @@ var pingBuckets = []float64{
 	1, 2, 5, 10, 20,
 }
 
-// resolveRetry is how soon a failed lookup is tried again.
-var resolveRetry = 10 * time.Second
-
-// pingResolver looks target names up; tests point it at a DNS server of their own.
-var pingResolver = net.DefaultResolver
-
 func init() {
-	registerCollector("ping", true, newPingCollector)
+	register("ping", newPingCollector)
 }
 
 type pingCollector struct {
 	logger *slog.Logger
+	deps   Deps
 	engine *pinger.Engine
 
 	mu         sync.Mutex
@@ -123,8 +122,8 @@ type pingDescs struct {
 	proberUp, proberInfo, unmatched                                           *prometheus.Desc
 }
 
-func newPingCollector(logger *slog.Logger, cfg *config.Config) (Collector, error) {
-	if _, err := procFS(); err != nil {
+func newPingCollector(logger *slog.Logger, cfg *config.Config, deps Deps) (collector.Collector, error) {
+	if _, err := procfs.NewFS(deps.ProcPath); err != nil {
 		return nil, err
 	}
 	var kind pinger.SocketKind
@@ -142,13 +141,14 @@ func newPingCollector(logger *slog.Logger, cfg *config.Config) (Collector, error
 	}
 	c := &pingCollector{
 		logger:     logger,
+		deps:       deps,
 		engine:     eng,
 		stats:      map[statsKey]*pingStats{},
 		resolveErr: map[string]*atomic.Uint64{},
 		kick:       make(chan struct{}, 1),
 		stop:       make(chan struct{}),
 	}
-	if err := c.Reload(cfg); err != nil {
+	if err := collector.Apply(c, cfg); err != nil {
 		return nil, err
 	}
 	c.done.Add(1)
@@ -156,49 +156,50 @@ func newPingCollector(logger *slog.Logger, cfg *config.Config) (Collector, error
 	return c, nil
 }
 
-// Reload swaps in a new target list. Targets whose name, family and labels
-// are unchanged keep their counters and histograms.
-func (c *pingCollector) Reload(cfg *config.Config) error {
-	own := make([]map[string]string, len(cfg.Ping.Targets))
-	for i, t := range cfg.Ping.Targets {
-		own[i] = t.Labels
-	}
-	labelNames := unionLabelNames(cfg.Global.Labels, own...)
-	var entries []*pingEntry
+// Prepare builds the new target list; on commit, targets whose name, family
+// and labels are unchanged keep their counters and histograms.
+func (c *pingCollector) Prepare(cfg *config.Config) (func(), error) {
+	ls := newLabelSet(cfg.Global.Labels, ownLabels(cfg.Ping.Targets, func(t config.Target) map[string]string { return t.Labels })...)
+	var next []*pingEntry
 	for _, t := range cfg.Ping.Targets {
 		for _, f := range t.Family.Each() {
-			entries = append(entries, &pingEntry{cfg: t, famChoice: f, labels: labelValues(labelNames, cfg.Global.Labels, t.Labels)})
+			next = append(next, &pingEntry{cfg: t, famChoice: f, labels: ls.values(t.Labels)})
 		}
 	}
+	resolveIv := time.Duration(cfg.Global.ResolveInterval)
+	return func() { c.commit(ls.names, next, resolveIv) }, nil
+}
 
+func (e *pingEntry) key() string { return e.cfg.Name + "/" + string(e.famChoice) }
+
+func (c *pingCollector) commit(labelNames []string, next []*pingEntry, resolveIv time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	old := map[string]*pingEntry{}
-	for _, e := range c.entries {
-		old[e.cfg.Name+"/"+string(e.famChoice)] = e
-	}
 	labelsChanged := !slices.Equal(labelNames, c.labelNames)
 	c.labelNames = labelNames
 	c.descs = newPingDescs(labelNames)
+	entries, gone := reconcile(c.entries, next, (*pingEntry).key, func(e, o *pingEntry) *pingEntry {
+		if o.cfg.Host == e.cfg.Host {
+			e.addr, e.nextResolve, e.lastErr = o.addr, o.nextResolve, o.lastErr
+		}
+		if !labelsChanged && slices.Equal(o.labels, e.labels) && o.stats != nil {
+			e.stats = o.stats
+		}
+		// Keep the engine's handle (and its place in the schedule) when
+		// the same stats go on; attachLocked updates its settings.
+		if o.handle != nil && e.stats == o.stats && e.addr.IsValid() {
+			e.handle, o.handle = o.handle, nil
+		}
+		return e
+	})
+	for _, o := range gone {
+		if o.handle != nil {
+			c.engine.Remove(o.handle)
+		}
+	}
 	stats := map[statsKey]*pingStats{}
 	resolveErr := map[string]*atomic.Uint64{}
 	for _, e := range entries {
-		if o, ok := old[e.cfg.Name+"/"+string(e.famChoice)]; ok {
-			delete(old, e.cfg.Name+"/"+string(e.famChoice))
-			if o.cfg.Host == e.cfg.Host {
-				e.addr, e.nextResolve, e.lastErr = o.addr, o.nextResolve, o.lastErr
-			}
-			if !labelsChanged && slices.Equal(o.labels, e.labels) && o.stats != nil {
-				e.stats = o.stats
-			}
-			// Keep the engine's handle (and its place in the schedule) when
-			// the same stats go on; attachLocked updates its settings.
-			if o.handle != nil && e.stats == o.stats && e.addr.IsValid() {
-				e.handle = o.handle
-			} else if o.handle != nil {
-				c.engine.Remove(o.handle)
-			}
-		}
 		if r, ok := c.resolveErr[e.cfg.Name]; ok {
 			resolveErr[e.cfg.Name] = r
 		} else if _, ok := resolveErr[e.cfg.Name]; !ok {
@@ -215,18 +216,12 @@ func (c *pingCollector) Reload(cfg *config.Config) error {
 			c.attachLocked(e, stats)
 		}
 	}
-	for _, o := range old {
-		if o.handle != nil {
-			c.engine.Remove(o.handle)
-		}
-	}
 	c.entries, c.stats, c.resolveErr = entries, stats, resolveErr
-	c.resolveIv = time.Duration(cfg.Global.ResolveInterval)
+	c.resolveIv = resolveIv
 	select {
 	case c.kick <- struct{}{}:
 	default:
 	}
-	return nil
 }
 
 // attachLocked (re)starts probing e at e.addr, with the stats of its family.
@@ -284,7 +279,7 @@ func (c *pingCollector) newStats(key statsKey, labels []string) *pingStats {
 	s := &pingStats{key: key, labels: labels, sendErrors: map[string]uint64{}}
 	s.pairs = prometheus.MakeLabelPairs(c.descs.sent, append([]string{key.name, key.fam.String()}, labels...))
 	s.ttl.Store(-1)
-	s.hist = newRTTHistogram(c.descs.rtt, s.pairs, pingBuckets, time.Now)
+	s.hist = newRTTHistogram(c.descs.rtt, s.pairs, pingBuckets, c.deps.Now)
 	return s
 }
 
@@ -366,18 +361,24 @@ func (c *pingCollector) lookup(e *pingEntry) (netip.Addr, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	addrs, err := pingResolver.LookupNetIP(ctx, "ip", e.cfg.Host)
+	return lookupFamily(ctx, c.deps.Resolver, e.cfg.Host, e.famChoice)
+}
+
+// lookupFamily looks host up with r and picks an address of family f (auto:
+// IPv4 first).
+func lookupFamily(ctx context.Context, r *net.Resolver, host string, f config.Family) (netip.Addr, error) {
+	addrs, err := r.LookupNetIP(ctx, "ip", host)
 	if err != nil {
 		return netip.Addr{}, err
 	}
-	for _, want := range familyPreference(e.famChoice) {
+	for _, want := range familyPreference(f) {
 		for _, a := range addrs {
 			if pinger.FamilyOf(a) == want {
 				return a.Unmap(), nil
 			}
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("%s has no %s address", e.cfg.Host, e.famChoice)
+	return netip.Addr{}, fmt.Errorf("%s has no %s address", host, f)
 }
 
 func familyPreference(f config.Family) []pinger.Family {
@@ -394,7 +395,7 @@ func familyPreference(f config.Family) []pinger.Family {
 func (c *pingCollector) gateway(f config.Family) (netip.Addr, error) {
 	for _, want := range familyPreference(f) {
 		if want == pinger.IPv4 {
-			fs, err := procFS()
+			fs, err := procfs.NewFS(c.deps.ProcPath)
 			if err != nil {
 				continue
 			}
@@ -410,7 +411,7 @@ func (c *pingCollector) gateway(f config.Family) (netip.Addr, error) {
 			}
 			continue
 		}
-		if a, err := ipv6DefaultGateway(procFilePath("net", "ipv6_route")); err == nil {
+		if a, err := ipv6DefaultGateway(filepath.Join(c.deps.ProcPath, "net", "ipv6_route")); err == nil {
 			return a, nil
 		}
 	}
@@ -508,7 +509,7 @@ func (c *pingCollector) Close() error {
 
 func newPingDescs(custom []string) pingDescs {
 	tl := append([]string{"target", "family"}, custom...)
-	name := func(n string) string { return prometheus.BuildFQName(Namespace, "ping", n) }
+	name := func(n string) string { return prometheus.BuildFQName(collector.Namespace, "ping", n) }
 	return pingDescs{
 		sent:          prometheus.NewDesc(name("sent_total"), "Echo requests sent, or attempted when the kernel refused them (see send_errors_total).", tl, nil),
 		received:      prometheus.NewDesc(name("received_total"), "Echo replies received within the timeout (first reply per request).", tl, nil),
@@ -527,9 +528,10 @@ func newPingDescs(custom []string) pingDescs {
 }
 
 // ipv6DefaultGateway reads /proc/net/ipv6_route, which procfs does not parse:
-// the default route is ::/0 with a next hop, lowest metric first.
+// the default route is ::/0 with a next hop, lowest metric first. (A seq_file
+// with no poll method: os.ReadFile reads it with blocking reads.)
 func ipv6DefaultGateway(path string) (netip.Addr, error) {
-	data, err := readFileNoBlock(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return netip.Addr{}, err
 	}

@@ -1,4 +1,4 @@
-package collector
+package probes
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/config"
 	"github.com/smokemon/smokemon/internal/mesh"
 )
@@ -26,19 +27,17 @@ import (
 // (RTT) and fresh TCP connections (connect latency). Probing runs on the
 // engine's clock; a scrape only reads counters.
 
-// meshResolver looks peer names up; tests point it at a DNS server of their own.
-var meshResolver = net.DefaultResolver
-
 // meshPollInterval is how often the peers file's mtime is checked and due
 // names are looked up: one stat(2) a second.
-var meshPollInterval = time.Second
+const meshPollInterval = time.Second
 
 func init() {
-	registerCollector("mesh", true, newMeshCollector)
+	register("mesh", newMeshCollector)
 }
 
 type meshCollector struct {
 	logger *slog.Logger
+	deps   Deps
 
 	mu        sync.Mutex
 	engine    *mesh.Engine
@@ -132,30 +131,32 @@ type meshDescs struct {
 	respRefused, fileOK, fileOKTime                         *prometheus.Desc
 }
 
-func newMeshCollector(logger *slog.Logger, cfg *config.Config) (Collector, error) {
-	c := &meshCollector{logger: logger, stop: make(chan struct{})}
-	if err := c.Reload(cfg); err != nil {
-		return nil, err
-	}
-	return c, nil
+func newMeshCollector(logger *slog.Logger, cfg *config.Config, deps Deps) (collector.Collector, error) {
+	return started(&meshCollector{logger: logger, deps: deps, stop: make(chan struct{})}, cfg)
 }
 
-// Reload applies a new mesh section. Peers whose name and labels are
-// unchanged keep their counters; the responder is reopened only when its
-// settings change. A responder that cannot listen (port in use) is logged
-// and reported down; the probes still run.
-func (c *meshCollector) Reload(cfg *config.Config) error {
+// Prepare takes a new mesh section. On commit, peers whose name and labels
+// are unchanged keep their counters, and the responder is reopened only
+// when its settings change. Neither the responder's socket nor the peers
+// file can fail a reload, so both are left to the commit: a responder that
+// cannot listen (port in use) is logged and reported down while the probes
+// still run, and a bad peers file keeps the previous list, as it does when
+// it changes between reloads.
+func (c *meshCollector) Prepare(cfg *config.Config) (func(), error) {
+	path := cfg.Mesh.PeersFile
+	if path != "" && !filepath.IsAbs(path) && cfg.Source != config.DefaultName && cfg.Source != "" {
+		path = filepath.Join(filepath.Dir(cfg.Source), path)
+	}
+	return func() { c.commit(cfg, path) }, nil
+}
+
+func (c *meshCollector) commit(cfg *config.Config, path string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.section = cfg.Mesh
 	c.global = cfg.Global.Labels
 	c.resolveIv = time.Duration(cfg.Global.ResolveInterval)
 	c.reloadResponderLocked(cfg.Mesh.Responder)
-
-	path := cfg.Mesh.PeersFile
-	if path != "" && !filepath.IsAbs(path) && cfg.Source != config.DefaultName && cfg.Source != "" {
-		path = filepath.Join(filepath.Dir(cfg.Source), path)
-	}
 	if path != c.file.path {
 		c.file = peersFile{path: path}
 	}
@@ -169,7 +170,6 @@ func (c *meshCollector) Reload(cfg *config.Config) error {
 			go c.pollLoop()
 		})
 	}
-	return nil
 }
 
 func (c *meshCollector) reloadResponderLocked(r config.MeshResponder) {
@@ -246,56 +246,48 @@ func meshPeerEqual(a, b config.MeshPeer) bool {
 func (c *meshCollector) applyPeersLocked() {
 	peers := slices.Clone(c.section.Peers)
 	peers = append(peers, c.file.peers...)
-	own := make([]map[string]string, len(peers))
-	for i, p := range peers {
-		own[i] = p.Labels
-	}
-	labelNames := unionLabelNames(c.global, own...)
-	labelsChanged := !slices.Equal(labelNames, c.labelNames)
-	c.labelNames = labelNames
-	c.descs = newMeshDescs(labelNames)
+	ls := newLabelSet(c.global, ownLabels(peers, func(p config.MeshPeer) map[string]string { return p.Labels })...)
+	labelsChanged := !slices.Equal(ls.names, c.labelNames)
+	c.labelNames = ls.names
+	c.descs = newMeshDescs(ls.names)
 
-	old := map[string]*meshEntry{}
-	for _, e := range c.entries {
-		old[e.cfg.Name] = e
-	}
-	var entries []*meshEntry
+	var next []*meshEntry
 	for _, p := range peers {
-		e := &meshEntry{cfg: p, labels: labelValues(labelNames, c.global, p.Labels)}
+		e := &meshEntry{cfg: p, labels: ls.values(p.Labels)}
 		host, port, _ := net.SplitHostPort(p.Address)
 		pn, _ := strconv.Atoi(port)
 		e.host, e.port, e.tcpPort = host, uint16(pn), uint16(pn)
 		if p.TCPPort != 0 {
 			e.tcpPort = uint16(p.TCPPort)
 		}
-		if o, ok := old[p.Name]; ok {
-			delete(old, p.Name)
-			if o.host == e.host {
-				e.addr, e.nextResolve, e.lastErr = o.addr, o.nextResolve, o.lastErr
-			}
-			if !labelsChanged && slices.Equal(o.labels, e.labels) {
-				e.stats = o.stats
-			}
-			if o.handle != nil && e.stats == o.stats && e.addr.IsValid() {
-				e.handle = o.handle
-			} else if o.handle != nil {
-				c.engine.Remove(o.handle)
-			}
+		next = append(next, e)
+	}
+	entries, gone := reconcile(c.entries, next, func(e *meshEntry) string { return e.cfg.Name }, func(e, o *meshEntry) *meshEntry {
+		if o.host == e.host {
+			e.addr, e.nextResolve, e.lastErr = o.addr, o.nextResolve, o.lastErr
 		}
+		if !labelsChanged && slices.Equal(o.labels, e.labels) {
+			e.stats = o.stats
+		}
+		if o.handle != nil && e.stats == o.stats && e.addr.IsValid() {
+			e.handle, o.handle = o.handle, nil
+		}
+		return e
+	})
+	for _, o := range gone {
+		if o.handle != nil {
+			c.engine.Remove(o.handle)
+		}
+	}
+	for _, e := range entries {
 		if ip, err := netip.ParseAddr(e.host); err == nil {
 			e.addr = ip.Unmap()
 		}
 		if e.stats == nil {
-			e.stats = &meshStats{name: p.Name, labels: e.labels}
+			e.stats = &meshStats{name: e.cfg.Name, labels: e.labels}
 		}
 		if e.addr.IsValid() {
 			c.attachLocked(e)
-		}
-		entries = append(entries, e)
-	}
-	for _, o := range old {
-		if o.handle != nil {
-			c.engine.Remove(o.handle)
 		}
 	}
 	c.entries = entries
@@ -347,7 +339,7 @@ func (c *meshCollector) ensureHistograms(s *meshStats, p mesh.Proto) {
 	}
 	opts := func(name, help string, l prometheus.Labels) prometheus.HistogramOpts {
 		return prometheus.HistogramOpts{
-			Namespace: Namespace, Subsystem: "mesh", Name: name, Help: help,
+			Namespace: collector.Namespace, Subsystem: "mesh", Name: name, Help: help,
 			Buckets:                         pingBuckets,
 			NativeHistogramBucketFactor:     1.05,
 			NativeHistogramMaxBucketNumber:  100,
@@ -401,7 +393,7 @@ func (c *meshCollector) resolveDue() {
 	c.mu.Unlock()
 	for _, e := range due {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		addrs, err := meshResolver.LookupNetIP(ctx, "ip", e.host)
+		addrs, err := c.deps.Resolver.LookupNetIP(ctx, "ip", e.host)
 		cancel()
 		if err == nil && len(addrs) == 0 {
 			err = fmt.Errorf("%s has no address", e.host)
@@ -445,112 +437,95 @@ func (c *meshCollector) Update(ch chan<- prometheus.Metric) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.entries) == 0 && !c.respWant && c.file.path == "" {
-		return ErrNoData
+		return collector.ErrNoData
 	}
-	d := c.descs
-	gauge := func(desc *prometheus.Desc, v float64, lv ...string) {
-		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, lv...)
-	}
-	counter := func(desc *prometheus.Desc, v uint64, lv ...string) {
-		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(v), lv...)
-	}
+	d, out := c.descs, emitter(ch)
 	if c.respWant {
-		rc := &c.respCount
-		for p, on := range map[mesh.Proto]bool{mesh.UDP: c.respCfg.UDPPort != 0, mesh.TCP: c.respCfg.TCPPort != 0} {
-			if !on {
-				continue
-			}
-			up := 0.0
-			if c.responder != nil {
-				up = 1
-			}
-			pn := p.String()
-			gauge(d.respUp, up, pn)
-			counter(d.respRequests, rc.Requests[p].Load(), pn)
-			counter(d.respReplies, rc.Replies[p].Load(), pn)
-			counter(d.respLimited, rc.RateLimited[p].Load(), pn)
-			counter(d.respBad, rc.Malformed[p].Load(), pn)
-		}
-		if c.respCfg.TCPPort != 0 {
-			counter(d.respRefused, rc.ConnRefused.Load())
-		}
+		c.updateResponder(out)
 	}
 	if c.file.path != "" {
-		ok := 0.0
-		if c.file.ok {
-			ok = 1
-		}
-		gauge(d.fileOK, ok)
+		out.gauge(d.fileOK, boolValue(c.file.ok))
 		if !c.file.lastOK.IsZero() {
-			gauge(d.fileOKTime, float64(c.file.lastOK.UnixNano())/1e9)
+			out.gauge(d.fileOKTime, float64(c.file.lastOK.UnixNano())/1e9)
 		}
 	}
 	if len(c.entries) > 0 {
-		up := 0.0
-		if c.engine != nil {
-			up = 1
-		}
-		gauge(d.proberUp, up)
+		out.gauge(d.proberUp, boolValue(c.engine != nil))
 	}
 	if c.engine != nil {
 		cn := &c.engine.Counters
-		counter(d.unmatched, cn.Late.Load(), "late")
-		counter(d.unmatched, cn.Foreign.Load(), "foreign")
-		counter(d.unmatched, cn.Malformed.Load(), "malformed")
+		out.counter(d.unmatched, cn.Late.Load(), "late")
+		out.counter(d.unmatched, cn.Foreign.Load(), "foreign")
+		out.counter(d.unmatched, cn.Malformed.Load(), "malformed")
 	}
 	maxUnc := time.Duration(c.section.MaxClockUncertainty)
 	for _, e := range c.entries {
-		lv := append([]string{e.cfg.Name}, e.labels...)
-		ip := ""
-		if e.addr.IsValid() {
-			ip = e.addr.String()
-		}
-		gauge(d.info, 1, append([]string{e.cfg.Name, e.cfg.Address, ip}, e.labels...)...)
-		up := 0.0
-		if e.handle != nil {
-			up = 1
-		}
-		gauge(d.up, up, lv...)
-		s := e.stats
-		for p, name := range []string{config.MeshUDP, config.MeshTCP, config.MeshTCPConnect} {
-			if !e.cfg.Has(name) || s.rtt[p] == nil {
-				continue
-			}
-			plv := append([]string{e.cfg.Name, name}, e.labels...)
-			counter(d.sent, s.sent[p].Load(), plv...)
-			counter(d.received, s.received[p].Load(), plv...)
-			dirs := []mesh.Direction{mesh.DirUnknown}
-			if mesh.Proto(p) == mesh.UDP {
-				dirs = []mesh.Direction{mesh.Forward, mesh.Return, mesh.DirUnknown}
-			}
-			for _, dir := range dirs {
-				counter(d.lost, s.lost[p][dir].Load(), append([]string{e.cfg.Name, name, dir.String()}, e.labels...)...)
-			}
-			s.rtt[p].Collect(ch)
-		}
-		if e.cfg.Has(config.MeshUDP) && s.oneWay[0] != nil {
-			for _, dir := range []mesh.Direction{mesh.Forward, mesh.Return} {
-				counter(d.reordered, s.reordered[dir].Load(), append([]string{e.cfg.Name, dir.String()}, e.labels...)...)
-				s.oneWay[dir].Collect(ch)
-			}
-			s.clockMu.Lock()
-			est, ok := s.clock.Estimate(maxUnc)
-			s.clockMu.Unlock()
-			if ok {
-				gauge(d.offset, est.Offset.Seconds(), lv...)
-				gauge(d.uncertainty, est.Uncertainty.Seconds(), lv...)
-				trust := 0.0
-				if est.Trustworthy {
-					trust = 1
-				}
-				gauge(d.trustworthy, trust, lv...)
-			}
-		}
-		if e.cfg.Has(config.MeshTCP) {
-			counter(d.reconnects, s.reconnect.Load(), lv...)
-		}
+		c.updatePeer(out, e, maxUnc)
 	}
 	return nil
+}
+
+func (c *meshCollector) updateResponder(out emitter) {
+	d, rc := c.descs, &c.respCount
+	for p, on := range map[mesh.Proto]bool{mesh.UDP: c.respCfg.UDPPort != 0, mesh.TCP: c.respCfg.TCPPort != 0} {
+		if !on {
+			continue
+		}
+		pn := p.String()
+		out.gauge(d.respUp, boolValue(c.responder != nil), pn)
+		out.counter(d.respRequests, rc.Requests[p].Load(), pn)
+		out.counter(d.respReplies, rc.Replies[p].Load(), pn)
+		out.counter(d.respLimited, rc.RateLimited[p].Load(), pn)
+		out.counter(d.respBad, rc.Malformed[p].Load(), pn)
+	}
+	if c.respCfg.TCPPort != 0 {
+		out.counter(d.respRefused, rc.ConnRefused.Load())
+	}
+}
+
+func (c *meshCollector) updatePeer(out emitter, e *meshEntry, maxUnc time.Duration) {
+	d := c.descs
+	lv := append([]string{e.cfg.Name}, e.labels...)
+	ip := ""
+	if e.addr.IsValid() {
+		ip = e.addr.String()
+	}
+	out.gauge(d.info, 1, append([]string{e.cfg.Name, e.cfg.Address, ip}, e.labels...)...)
+	out.gauge(d.up, boolValue(e.handle != nil), lv...)
+	s := e.stats
+	for p, name := range []string{config.MeshUDP, config.MeshTCP, config.MeshTCPConnect} {
+		if !e.cfg.Has(name) || s.rtt[p] == nil {
+			continue
+		}
+		plv := append([]string{e.cfg.Name, name}, e.labels...)
+		out.counter(d.sent, s.sent[p].Load(), plv...)
+		out.counter(d.received, s.received[p].Load(), plv...)
+		dirs := []mesh.Direction{mesh.DirUnknown}
+		if mesh.Proto(p) == mesh.UDP {
+			dirs = []mesh.Direction{mesh.Forward, mesh.Return, mesh.DirUnknown}
+		}
+		for _, dir := range dirs {
+			out.counter(d.lost, s.lost[p][dir].Load(), append([]string{e.cfg.Name, name, dir.String()}, e.labels...)...)
+		}
+		s.rtt[p].Collect(out)
+	}
+	if e.cfg.Has(config.MeshUDP) && s.oneWay[0] != nil {
+		for _, dir := range []mesh.Direction{mesh.Forward, mesh.Return} {
+			out.counter(d.reordered, s.reordered[dir].Load(), append([]string{e.cfg.Name, dir.String()}, e.labels...)...)
+			s.oneWay[dir].Collect(out)
+		}
+		s.clockMu.Lock()
+		est, ok := s.clock.Estimate(maxUnc)
+		s.clockMu.Unlock()
+		if ok {
+			out.gauge(d.offset, est.Offset.Seconds(), lv...)
+			out.gauge(d.uncertainty, est.Uncertainty.Seconds(), lv...)
+			out.gauge(d.trustworthy, boolValue(est.Trustworthy), lv...)
+		}
+	}
+	if e.cfg.Has(config.MeshTCP) {
+		out.counter(d.reconnects, s.reconnect.Load(), lv...)
+	}
 }
 
 // Close stops the loop, the prober and the responder.
@@ -569,7 +544,7 @@ func (c *meshCollector) Close() error {
 }
 
 func newMeshDescs(custom []string) meshDescs {
-	name := func(n string) string { return prometheus.BuildFQName(Namespace, "mesh", n) }
+	name := func(n string) string { return prometheus.BuildFQName(collector.Namespace, "mesh", n) }
 	with := func(l ...string) []string { return append(l, custom...) }
 	return meshDescs{
 		sent:         prometheus.NewDesc(name("sent_total"), "Mesh probes sent (or attempted), per peer and protocol.", with("peer", "protocol"), nil),

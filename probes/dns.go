@@ -1,4 +1,4 @@
-package collector
+package probes
 
 import (
 	"context"
@@ -13,7 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/smokemon/smokemon/internal/dnsmsg"
 
+	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/config"
+	"github.com/smokemon/smokemon/internal/prober"
 )
 
 // The dns collector asks each resolver for a name and type on its own
@@ -22,14 +24,15 @@ import (
 // smokemon_dns_target_info, so the histogram does not repeat them.
 
 func init() {
-	registerCollector("dns", true, newDNSCollector)
+	register("dns", newDNSCollector)
 }
 
 var dnsReasons = []string{"timeout", "network", "rcode", "answers"}
 
 type dnsCollector struct {
-	logger *slog.Logger
-	sched  svcScheduler
+	logger       *slog.Logger
+	deps         Deps
+	svcScheduler // runs the probes; its Close stops them
 
 	resolvConfErrors atomic.Uint64
 
@@ -40,9 +43,9 @@ type dnsCollector struct {
 }
 
 type dnsTarget struct {
-	cfg    config.DNSTarget
-	labels []string
-	series *dnsSeries
+	cfg config.DNSTarget
+	series
+	results *dnsSeries
 }
 
 // dnsSeries are a target's per-resolver results. With system resolvers the set
@@ -67,43 +70,32 @@ type dnsDescs struct {
 	responses, fallbacks, rcode, answers, info, resolvConf *prometheus.Desc
 }
 
-func newDNSCollector(logger *slog.Logger, cfg *config.Config) (Collector, error) {
-	c := &dnsCollector{logger: logger}
-	if err := c.Reload(cfg); err != nil {
-		return nil, err
-	}
-	return c, nil
+func newDNSCollector(logger *slog.Logger, cfg *config.Config, deps Deps) (collector.Collector, error) {
+	return started(&dnsCollector{logger: logger, deps: deps}, cfg)
 }
 
-// Reload applies a new target list; unchanged targets keep their series.
-func (c *dnsCollector) Reload(cfg *config.Config) error {
-	var own []map[string]string
-	for _, t := range cfg.DNS.Targets {
-		own = append(own, t.Labels)
-	}
-	names := unionLabelNames(cfg.Global.Labels, own...)
-	c.mu.Lock()
-	old := map[string]*dnsSeries{}
-	for _, t := range c.targets {
-		old[seriesKey(t.cfg.Name, c.labelNames, t.labels)] = t.series
-	}
-	var targets []*dnsTarget
-	var jobs []svcJob
+// Prepare builds the new target list; on commit, unchanged targets keep
+// their series.
+func (c *dnsCollector) Prepare(cfg *config.Config) (func(), error) {
+	ls := newLabelSet(cfg.Global.Labels, ownLabels(cfg.DNS.Targets, func(t config.DNSTarget) map[string]string { return t.Labels })...)
+	var next []*dnsTarget
 	for _, tc := range cfg.DNS.Targets {
-		t := &dnsTarget{cfg: tc, labels: labelValues(names, cfg.Global.Labels, tc.Labels)}
-		key := seriesKey(tc.Name, names, t.labels)
-		if s, ok := old[key]; ok {
-			t.series = s
-		} else {
-			t.series = &dnsSeries{byResolver: map[string]*dnsStats{}}
-		}
-		targets = append(targets, t)
-		jobs = append(jobs, svcJob{key: key, spec: tc, interval: tc.IntervalD(), timeout: tc.TimeoutD(), run: c.probeFunc(t, names)})
+		next = append(next, &dnsTarget{cfg: tc, series: ls.series(tc.Name, tc.Labels)})
 	}
-	c.targets, c.labelNames, c.descs = targets, names, newDNSDescs(names)
-	c.mu.Unlock()
-	c.sched.apply(jobs)
-	return nil
+	return func() {
+		c.mu.Lock()
+		targets, _ := reconcile(c.targets, next, (*dnsTarget).key, func(n, o *dnsTarget) *dnsTarget { n.results = o.results; return n })
+		var jobs []svcJob
+		for _, t := range targets {
+			if t.results == nil {
+				t.results = &dnsSeries{byResolver: map[string]*dnsStats{}}
+			}
+			jobs = append(jobs, svcJob{key: t.key(), spec: t.cfg, interval: t.cfg.IntervalD(), timeout: t.cfg.TimeoutD(), run: c.probeFunc(t, ls.names)})
+		}
+		c.targets, c.labelNames, c.descs = targets, ls.names, newDNSDescs(ls.names)
+		c.mu.Unlock()
+		c.apply(jobs)
+	}, nil
 }
 
 type dnsResult struct {
@@ -120,7 +112,7 @@ func (c *dnsCollector) probeFunc(t *dnsTarget, labelNames []string) func(ctx con
 		servers := cfg.Resolvers
 		if len(servers) == 0 {
 			var err error
-			if servers, err = systemResolvers(); err != nil {
+			if servers, err = c.deps.Net.SystemResolvers(); err != nil {
 				return func() {
 					if c.resolvConfErrors.Add(1) == 1 {
 						c.logger.Warn("no system resolvers to probe", "target", cfg.Name, "err", err)
@@ -132,10 +124,10 @@ func (c *dnsCollector) probeFunc(t *dnsTarget, labelNames []string) func(ctx con
 		var wg sync.WaitGroup
 		for i, srv := range servers {
 			wg.Go(func() {
-				q := dnsmsg.NewQuery(dnsID(), cfg.Query, cfg.QType)
+				q := dnsmsg.NewQuery(prober.QueryID(), cfg.Query, cfg.QType)
 				q.RecursionDesired = *cfg.RecursionDesired
 				start := time.Now()
-				r, fb, err := dnsExchange(ctx, srv, q, cfg.Protocol)
+				r, fb, err := c.deps.Net.DNSExchange(ctx, srv, q, cfg.Protocol)
 				results[i] = dnsResult{resolver: srv, d: time.Since(start), r: r, tcpFallback: fb, err: err}
 			})
 		}
@@ -145,7 +137,7 @@ func (c *dnsCollector) probeFunc(t *dnsTarget, labelNames []string) func(ctx con
 }
 
 func (c *dnsCollector) record(t *dnsTarget, labelNames []string, results []dnsResult, ctx context.Context) {
-	se := t.series
+	se := t.results
 	se.mu.Lock()
 	defer se.mu.Unlock()
 	keep := map[string]bool{}
@@ -165,7 +157,7 @@ func (c *dnsCollector) record(t *dnsTarget, labelNames []string, results []dnsRe
 		if res.err != nil {
 			s.rcode, s.answers = -1, 0
 			reason = "network"
-			if errors.Is(res.err, context.DeadlineExceeded) || netReason(ctx, res.err) == "timeout" {
+			if errors.Is(res.err, context.DeadlineExceeded) || prober.NetReason(ctx, res.err) == "timeout" {
 				reason = "timeout"
 			}
 		} else {
@@ -200,13 +192,13 @@ func (c *dnsCollector) Update(ch chan<- prometheus.Metric) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.targets) == 0 {
-		return ErrNoData
+		return collector.ErrNoData
 	}
 	d := c.descs
 	ch <- prometheus.MustNewConstMetric(d.resolvConf, prometheus.CounterValue, float64(c.resolvConfErrors.Load()))
 	for _, t := range c.targets {
 		ch <- prometheus.MustNewConstMetric(d.info, prometheus.GaugeValue, 1, append([]string{t.cfg.Name, t.cfg.Query, t.cfg.Type}, t.labels...)...)
-		se := t.series
+		se := t.results
 		se.mu.Lock()
 		resolvers := make([]string, 0, len(se.byResolver))
 		for r := range se.byResolver {
@@ -229,15 +221,9 @@ func (c *dnsCollector) Update(ch chan<- prometheus.Metric) error {
 	return nil
 }
 
-// Close stops every probe; queries in flight are aborted.
-func (c *dnsCollector) Close() error {
-	c.sched.stop()
-	return nil
-}
-
 func newDNSDescs(custom []string) dnsDescs {
 	tl := append([]string{"target", "resolver"}, custom...)
-	name := func(n string) string { return prometheus.BuildFQName(Namespace, "dns", n) }
+	name := func(n string) string { return prometheus.BuildFQName(collector.Namespace, "dns", n) }
 	return dnsDescs{
 		probe: newProbeDescs("dns", "", tl, dnsReasons, probeHelp{
 			probes:   "DNS queries sent to this resolver for this target.",

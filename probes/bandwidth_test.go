@@ -1,10 +1,9 @@
-package collector
+package probes
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -21,82 +20,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/smokemon/smokemon/collector"
+	"github.com/smokemon/smokemon/internal/bufferbloat"
 	"github.com/smokemon/smokemon/internal/lab"
 	"github.com/smokemon/smokemon/internal/pinger"
+	"github.com/smokemon/smokemon/internal/prober"
+	"github.com/smokemon/smokemon/internal/testutil"
 )
-
-func TestParseIperf3Fixtures(t *testing.T) {
-	read := func(name string) []byte {
-		b, err := os.ReadFile(filepath.Join("testdata", "iperf3", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	// Real iperf3 3.12 output against a 20 Mbit/s tbf: the receiver's figure
-	// is taken, and in reverse mode the server's retransmits arrive in sum_sent.
-	for _, tc := range []struct {
-		file        string
-		bytesPerSec float64
-		retrans     float64
-	}{
-		{"download.json", 19222494.65032098 / 8, 1953},
-		{"upload.json", 19027090.431771215 / 8, 246},
-	} {
-		r, reason, msg := parseIperf3(read(tc.file), nil)
-		if r == nil {
-			t.Fatalf("%s: %s %s", tc.file, reason, msg)
-		}
-		if r.bytesPerSecond != tc.bytesPerSec || r.retransmits != tc.retrans {
-			t.Errorf("%s: %v B/s, %v retransmits; want %v, %v", tc.file, r.bytesPerSecond, r.retransmits, tc.bytesPerSec, tc.retrans)
-		}
-	}
-	for _, tc := range []struct {
-		out    []byte
-		err    error
-		reason string
-	}{
-		{read("busy.json"), nil, bwServerBusy},
-		{read("refused.json"), nil, bwUnreachable},
-		{read("connect-timeout.json"), nil, bwTimeout},
-		{[]byte(`{"start":{}, "end":{}}`), nil, bwParse},
-		{[]byte(`{"end":{"sum_received":{"seconds":0}}}`), nil, bwParse},
-		{[]byte(`iperf3: error - the server`), nil, bwParse},
-		{nil, &exec.Error{Name: "iperf3", Err: exec.ErrNotFound}, bwOther},
-		{nil, errors.New("signal: segmentation fault"), bwOther},
-		{[]byte(`{"error":"control socket has closed unexpectedly"}`), nil, bwOther},
-		{[]byte(`{"error":"unable to connect to server: No route to host"}`), nil, bwUnreachable},
-	} {
-		if r, reason, _ := parseIperf3(tc.out, tc.err); r != nil || reason != tc.reason {
-			t.Errorf("%.40q: result %v reason %q, want %q", tc.out, r, reason, tc.reason)
-		}
-	}
-}
-
-func TestBwQuantile(t *testing.T) {
-	ms := func(v ...int) []time.Duration {
-		out := make([]time.Duration, len(v))
-		for i, x := range v {
-			out[i] = time.Duration(x) * time.Millisecond
-		}
-		return out
-	}
-	v := ms(10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110)
-	if q := bwQuantile(v, 0.5); q != 60*time.Millisecond {
-		t.Errorf("median = %v", q)
-	}
-	if q := bwQuantile(v, 0.9); q != 100*time.Millisecond {
-		t.Errorf("p90 = %v", q)
-	}
-	if q := bwQuantile(ms(10, 20), 0.5); q != 15*time.Millisecond {
-		t.Errorf("interpolated median = %v", q)
-	}
-}
 
 // Unconfigured, the collector has no goroutines, no engine and no series; a
 // reload adds and removes targets (and the engine) cleanly.
 func TestBandwidthIdleUnlessConfigured(t *testing.T) {
-	c, err := newBandwidth(discard(), mustParse(t, "ping: {targets: []}\n"), "iperf3")
+	c, err := newBandwidth(testutil.Logger(), mustParse(t, "ping: {targets: []}\n"), testDeps(), "iperf3")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,14 +39,14 @@ func TestBandwidthIdleUnlessConfigured(t *testing.T) {
 	if c.engine.Load() != nil || len(c.targets) != 0 {
 		t.Fatal("unconfigured collector opened an engine or has targets")
 	}
-	if err := c.Update(make(chan prometheus.Metric, 100)); !errors.Is(err, ErrNoData) {
-		t.Fatalf("Update = %v, want ErrNoData", err)
+	if err := c.Update(make(chan prometheus.Metric, 100)); !errors.Is(err, collector.ErrNoData) {
+		t.Fatalf("Update = %v, want collector.ErrNoData", err)
 	}
 	if os.Geteuid() != 0 {
 		return
 	}
 	// A target whose first run is a minute away: scheduled, not run.
-	if err := c.Reload(mustParse(t, "bandwidth: {targets: [{server: 127.0.0.1, interval: 1h, splay: 1m}]}\n")); err != nil {
+	if err := reload(c, mustParse(t, "bandwidth: {targets: [{server: 127.0.0.1, interval: 1h, splay: 1m}]}\n")); err != nil {
 		t.Fatal(err)
 	}
 	if c.engine.Load() == nil || len(c.targets) != 1 || c.targets[0].cancel == nil {
@@ -122,15 +57,13 @@ func TestBandwidthIdleUnlessConfigured(t *testing.T) {
 		strings.Contains(body, "smokemon_bandwidth_bytes_per_second") {
 		t.Errorf("before the first run:\n%s", body)
 	}
-	if err := c.Reload(mustParse(t, "ping: {targets: []}\n")); err != nil {
+	if err := reload(c, mustParse(t, "ping: {targets: []}\n")); err != nil {
 		t.Fatal(err)
 	}
 	if c.engine.Load() != nil || len(c.targets) != 0 {
 		t.Error("engine or targets left after the last target was removed")
 	}
 }
-
-func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // labBandwidth builds the collector with its ICMP sockets in h and an iperf3
 // that runs in h (through `ip netns exec`), as if the exporter ran there.
@@ -144,7 +77,7 @@ func labBandwidth(t *testing.T, h *lab.Host, yml string) *bandwidthCollector {
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, nil))
 	var c *bandwidthCollector
 	err := h.Do(func() (err error) {
-		c, err = newBandwidth(logger, mustParse(t, yml), wrapper)
+		c, err = newBandwidth(logger, mustParse(t, yml), testDeps(), wrapper)
 		return err
 	})
 	if err != nil {
@@ -162,10 +95,10 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // bwScrape renders what a scrape of c returns, in the text format.
-func bwScrape(t *testing.T, c Collector) string {
+func bwScrape(t *testing.T, c collector.Collector) string {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(&Set{logger: discard(), collectors: map[string]Collector{"bandwidth": c}})
+	reg.MustRegister(collector.SetOf(testutil.Logger(), map[string]collector.Collector{"bandwidth": c}))
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -194,25 +127,22 @@ func bwSample(body, series string) float64 {
 }
 
 // waitRuns scrapes until every series given has counted at least one run.
-func waitRuns(t *testing.T, c Collector, limit time.Duration, series ...string) string {
+func waitRuns(t *testing.T, c collector.Collector, limit time.Duration, series ...string) string {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		body := bwScrape(t, c)
-		done := true
+	var body string
+	done := testutil.Eventually(limit, 100*time.Millisecond, func() bool {
+		body = bwScrape(t, c)
 		for _, s := range series {
 			if !(bwSample(body, s) >= 1) {
-				done = false
+				return false
 			}
 		}
-		if done {
-			return body
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("runs not done after %s:\n%s", limit, body)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return true
+	})
+	if !done {
+		t.Fatalf("runs not done after %s:\n%s", limit, body)
 	}
+	return body
 }
 
 // The lab's uplink is shaped to 20 Mbit/s in both directions behind a 20 ms
@@ -299,7 +229,7 @@ bandwidth:
 		})
 		t.Logf("%s: %s", tc.name, firstLine(body, "smokemon_bandwidth_bufferbloat_grade_info"))
 		if i == 0 {
-			promtoolCheck(t, []byte(body))
+			testutil.PromtoolCheck(t, []byte(body))
 		}
 	}
 }
@@ -372,7 +302,7 @@ bandwidth:
 	if retries < 1 {
 		t.Errorf("busy retries = %v", retries)
 	}
-	for _, r := range bandwidthReasons {
+	for _, r := range prober.Iperf3Reasons {
 		if f := up("smokemon_bandwidth_failures_total", `reason="`+r+`",`, "retries"); f != 0 {
 			t.Errorf("failures{reason=%q} = %v", r, f)
 		}
@@ -424,7 +354,7 @@ bandwidth:
 	if took > 8*time.Second {
 		t.Errorf("failed runs took %v: not bounded by their timeouts", took)
 	}
-	for target, reason := range map[string]string{"refused": bwUnreachable, "dropped": bwTimeout, "hung": bwTimeout} {
+	for target, reason := range map[string]string{"refused": prober.Iperf3Unreachable, "dropped": prober.Iperf3Timeout, "hung": prober.Iperf3Timeout} {
 		f := bwSample(body, fmt.Sprintf(`smokemon_bandwidth_failures_total{direction="upload",reason="%s",target="%s"}`, reason, target))
 		if f != 1 {
 			t.Errorf("%s: failures{reason=%q} = %v, want 1", target, reason, f)
@@ -437,13 +367,13 @@ bandwidth:
 		ps, _ := exec.Command("ps", "-o", "pid,comm", "-p", strings.Join(strings.Fields(string(out)), ",")).Output()
 		t.Errorf("processes left in the client namespace:\n%s", ps)
 	}
-	promtoolCheck(t, []byte(body))
+	testutil.PromtoolCheck(t, []byte(body))
 }
 
 // Every probe of a window is accounted for as soon as its reply is in, so
 // a phase ends one RTT after its window, not one ping timeout.
-func TestRTTSamplerDrainsPromptly(t *testing.T) {
-	eng, err := pinger.New(discard(), pinger.Options{Families: []pinger.Family{pinger.IPv4}})
+func TestBufferbloatSamplerDrainsPromptly(t *testing.T) {
+	eng, err := pinger.New(testutil.Logger(), pinger.Options{Families: []pinger.Family{pinger.IPv4}})
 	if err != nil {
 		t.Skipf("no ICMP socket: %v", err)
 	}
@@ -452,20 +382,20 @@ func TestRTTSamplerDrainsPromptly(t *testing.T) {
 	// Tries retries a try its stall watchdog caught.
 	lab.Tries(t, "rtt sampler drain", func() error {
 		now := time.Now()
-		s := newRTTSampler(now, now.Add(500*time.Millisecond), 10*time.Millisecond, 2*time.Second)
+		s := bufferbloat.NewSampler(now, now.Add(500*time.Millisecond), 10*time.Millisecond, 2*time.Second)
 		h := eng.Add(netip.MustParseAddr("127.0.0.1"), pinger.Settings{Interval: 10 * time.Millisecond, Timeout: 2 * time.Second, Size: 56}, s)
 		time.Sleep(500 * time.Millisecond)
 		begin := time.Now()
-		s.drain(t.Context())
+		s.Drain(t.Context())
 		waited := time.Since(begin)
 		eng.Remove(h)
-		sum := s.summary()
-		t.Logf("drain waited %v; %d probes, %d lost, median %v", waited, sum.sent, sum.lost, sum.q[0])
+		sum := s.Summary()
+		t.Logf("drain waited %v; %d probes, %d lost, median %v", waited, sum.Sent, sum.Lost, sum.Q[0])
 		var errs []error
 		if waited > 200*time.Millisecond {
 			errs = append(errs, fmt.Errorf("drain waited %v for loopback replies", waited))
 		}
-		if !sum.ok || sum.sent < 40 || sum.sent > 52 || sum.lost != 0 {
+		if !sum.OK || sum.Sent < 40 || sum.Sent > 52 || sum.Lost != 0 {
 			errs = append(errs, fmt.Errorf("summary %+v, want about 50 answered probes", sum))
 		}
 		return errors.Join(errs...)

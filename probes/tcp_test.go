@@ -1,4 +1,4 @@
-package collector
+package probes
 
 import (
 	"fmt"
@@ -25,19 +25,10 @@ func TestTCPInLab(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go acceptAndClose(ln)
 	tp.Client.MustRun(t, "ip", "route", "add", "unreachable", "198.19.99.0/24")
-	svcRootfs(t, "")
-	svcInNamespace(t, tp.Client)
-	c := svcCollector(t, newTCPCollector, fmt.Sprintf(`
+	deps := svcDeps(t, tp.Client, "")
+	c := svcCollector(t, newTCPCollector, deps, fmt.Sprintf(`
 tcp:
   interval: 250ms
   timeout: 240ms
