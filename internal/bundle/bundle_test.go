@@ -7,12 +7,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"sort"
 	"strings"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/smokemon/smokemon/internal/config"
 )
 
 var update = flag.Bool("update", false, "rewrite grafana/dashboards from dashboards.go")
@@ -101,7 +104,15 @@ func readYAML(t *testing.T, path string, v any) {
 // silent; every recording rule is exercised by an expression test or an alert.
 func TestAlertConventions(t *testing.T) {
 	var alerts ruleFile
-	readYAML(t, filepath.Join(root, "prometheus/rules/smokemon-alerts.yml"), &alerts)
+	alertFiles, _ := filepath.Glob(filepath.Join(root, "prometheus/rules/smokemon-alerts*.yml"))
+	if len(alertFiles) == 0 {
+		t.Fatal("no alert rule files")
+	}
+	for _, f := range alertFiles {
+		var rf ruleFile
+		readYAML(t, f, &rf)
+		alerts.Groups = append(alerts.Groups, rf.Groups...)
+	}
 	var recording ruleFile
 	readYAML(t, filepath.Join(root, "prometheus/rules/smokemon-recording.yml"), &recording)
 	runbook, err := os.ReadFile(filepath.Join(root, "docs/runbooks.md"))
@@ -180,6 +191,11 @@ func TestAlertConventions(t *testing.T) {
 					t.Errorf("%s: loss and latency alerts use windowed ratios with for:", r.Alert)
 				}
 			}
+			for _, c := range rawCounter.FindAllStringSubmatch(r.Expr, -1) {
+				if !windowed.MatchString(c[1]) {
+					t.Errorf("%s: counter %s used raw (a reboot resets it): wrap it in rate(), increase() or resets()", r.Alert, c[2])
+				}
+			}
 		}
 	}
 	for s := range sections {
@@ -208,6 +224,72 @@ func TestAlertConventions(t *testing.T) {
 		t.Errorf("recording rule %s is tested nowhere", rec)
 	}
 	t.Logf("%d alerts, each tested firing and silent", n)
+	checkProbeFamilies(t, allAlertExprs.String(), recording)
+}
+
+// A counter in an alert is read through a window function; rawCounter
+// captures what precedes each counter so windowed can check it.
+var (
+	rawCounter = regexp.MustCompile(`(\w*\(?)\s*\b(smokemon_[a-z0-9_]+_total)\b`)
+	windowed   = regexp.MustCompile(`^(increase|rate|irate|resets)\($`)
+)
+
+// checkProbeFamilies: every probe family the exporter's config has (a
+// section, or each target list of a section with several) is alerted on:
+// some alert reads its metrics, directly or through a recording rule.
+func checkProbeFamilies(t *testing.T, alertExprs string, recording ruleFile) {
+	t.Helper()
+	used := alertExprs
+	for _, g := range recording.Groups {
+		for _, r := range g.Rules {
+			if strings.Contains(alertExprs, r.Record) {
+				used += r.Expr
+			}
+		}
+	}
+	families := probeFamilies()
+	if len(families) < 8 {
+		t.Fatalf("probe families %v: the config's sections were not found", families)
+	}
+	for _, fam := range families {
+		if !strings.Contains(used, "smokemon_"+fam+"_") {
+			t.Errorf("probe family %s: no alert reads smokemon_%s_* metrics", fam, fam)
+		}
+	}
+	t.Logf("probe families with an alert: %v", families)
+}
+
+// probeFamilies lists the config's probe sections (everything but global)
+// by their metric prefix; a section with several target lists (lists of
+// named entries: synthetic's captive_portal and doh) is one family per list.
+func probeFamilies() []string {
+	var out []string
+	ct := reflect.TypeOf(config.Config{})
+	for i := range ct.NumField() {
+		f := ct.Field(i)
+		name := strings.Split(f.Tag.Get("yaml"), ",")[0]
+		if name == "" || name == "-" || name == "global" || f.Type.Kind() != reflect.Struct {
+			continue
+		}
+		var lists []string
+		for j := range f.Type.NumField() {
+			sf := f.Type.Field(j)
+			if sf.Type.Kind() != reflect.Slice || sf.Type.Elem().Kind() != reflect.Struct {
+				continue
+			}
+			if _, named := sf.Type.Elem().FieldByName("Name"); named { // targets have names; bands do not
+				lists = append(lists, strings.Split(sf.Tag.Get("yaml"), ",")[0])
+			}
+		}
+		if len(lists) < 2 {
+			out = append(out, name)
+			continue
+		}
+		for _, l := range lists {
+			out = append(out, name+"_"+l)
+		}
+	}
+	return out
 }
 
 // TestAlertmanager: the config loads in the installed Alertmanager (Debian:
