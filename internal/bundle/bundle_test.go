@@ -12,7 +12,8 @@ import (
 	"strings"
 	"testing"
 
-	"go.yaml.in/yaml/v3")
+	"go.yaml.in/yaml/v3"
+)
 
 var update = flag.Bool("update", false, "rewrite grafana/dashboards from dashboards.go")
 
