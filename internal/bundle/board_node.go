@@ -2,6 +2,19 @@ package bundle
 
 // The per-node dashboard: every signal of one node on one time axis.
 
+const meshOnly = "nodes with mesh peers"
+
+// portalText names the captive-portal states instead of 0 and 1.
+func portalText(p map[string]any) {
+	p["fieldConfig"].(map[string]any)["defaults"].(map[string]any)["mappings"] = []any{map[string]any{
+		"type": "value",
+		"options": map[string]any{
+			"0": map[string]any{"text": "none", "index": 0},
+			"1": map[string]any{"text": "portal", "index": 1},
+		},
+	}}
+}
+
 func nodeBoard() board {
 	psi := func(r string) Q {
 		return Q{Expr: "rate(smokemon_pressure_" + r + "_waiting_seconds_total{" + sn + "}[$__rate_interval])", Legend: r}
@@ -42,6 +55,10 @@ func nodeBoard() board {
 					{Expr: `avg by (target) (avg_over_time(smokemon_tcp_success{` + sn + `}[$__rate_interval]))`, Legend: "tcp {{target}}"},
 				},
 				Desc: "Share of HTTP, DNS and TCP probes that succeeded. Anything under 100% is a user-visible failure."},
+			{Title: "Certificate expiry", Type: "stat", Unit: "s", W: 6, Extra: stat("value_and_name"),
+				Steps:   steps("red", 3*86400.0, "orange", 14*86400.0, "green"),
+				Queries: []Q{{Expr: `min by (target) (smokemon_http_tls_cert_expiry_timestamp_seconds{` + sn + `}) - time()`, Legend: "{{target}}", Instant: true}},
+				Desc:    "Time until the earliest-expiring certificate of each HTTPS target expires: orange under 14 days, red under 3 (the expiry alerts)." + hw("HTTPS targets")},
 			{Title: "TCP connect time", Type: "timeseries", Unit: "s", Min: f(0),
 				Queries: []Q{{Expr: `sum by (target) (rate(smokemon_tcp_connect_duration_seconds_sum{` + sn + `}[$__rate_interval])) / sum by (target) (rate(smokemon_tcp_connect_duration_seconds_count{` + sn + `}[$__rate_interval]))`, Legend: "{{target}}"}},
 				Desc:    "Mean TCP handshake time per target: one round trip plus the server's accept queue."},
@@ -52,9 +69,43 @@ func nodeBoard() board {
 			{Title: "Latency under load (bufferbloat)", Type: "timeseries", Unit: "s", Min: f(0),
 				Queries: []Q{{Expr: `max by (target, direction) (smokemon_bandwidth_latency_increase_seconds{` + sn + `,percentile="50"})`, Legend: "{{target}} {{direction}}"}},
 				Desc:    "How much the median RTT rose while the link was saturated: the bufferbloat. Under 5 ms is A+, 30 ms A, 60 ms B, 200 ms C, 400 ms D, more F."},
-			{Title: "Bufferbloat grade", Type: "stat", Unit: "none", W: 6, Extra: statName,
-				Queries: []Q{{Expr: `max by (grade) (smokemon_bandwidth_bufferbloat_grade_info{` + sn + `})`, Legend: "{{grade}}", Instant: true}},
-				Desc:    "Grade of the latest bandwidth test (worst direction, DSLReports bands)."},
+			// The grade is the exporter's (its bands are configurable); its
+			// colour comes from the latency increase behind it, in the
+			// default DSLReports bands.
+			{Title: "Bufferbloat grade", Type: "stat", Unit: "s", W: 6, Extra: stat("name"),
+				Steps:   steps("dark-green", 0.005, "green", 0.03, "yellow", 0.06, "orange", 0.2, "red", 0.4, "dark-red"),
+				Queries: []Q{{Expr: `max by (grade) (smokemon_bandwidth_bufferbloat_grade_info{` + sn + `} * on (node, target) group_left max by (node, target) (smokemon_bandwidth_latency_increase_seconds{` + sn + `,percentile="50"}))`, Legend: "{{grade}}", Instant: true}},
+				Desc:    "Grade of the latest bandwidth test (worst direction), coloured by the median latency increase behind it: dark green A+ (under 5 ms), green A (30 ms), yellow B (60 ms), orange C (200 ms), red D (400 ms), dark red F."},
+			row("Mesh"),
+			{Title: "Mesh loss", Type: "timeseries", Unit: "percentunit", Min: f(0),
+				Queries: []Q{{Expr: `sum by (peer, direction) (increase(smokemon_mesh_lost_total{` + sn + `}[$__rate_interval])) / on (peer) group_left sum by (peer) (increase(smokemon_mesh_sent_total{` + sn + `}[$__rate_interval]))`, Legend: "{{peer}} {{direction}}"}},
+				Desc:    "Share of the mesh probes to each peer lost, by the direction they were lost in: forward on the way to the peer, return on the way back, unknown when no later reply could tell." + hw(meshOnly)},
+			{Title: "Mesh RTT", Type: "timeseries", Unit: "s", Min: f(0),
+				Queries: []Q{{Expr: `histogram_quantile(0.5, sum by (peer, protocol, le) (rate(smokemon_mesh_rtt_seconds_bucket{` + sn + `}[$__rate_interval])))`, Legend: "{{peer}} {{protocol}}"}},
+				Desc:    "Median round-trip time to each peer's responder per protocol, without the responder's turnaround. UDP and TCP apart: a path that treats them differently shows here." + hw(meshOnly)},
+			{Title: "One-way delay", Type: "timeseries", Unit: "s", Min: f(0),
+				Queries: []Q{{Expr: `histogram_quantile(0.5, sum by (peer, direction, le) (rate(smokemon_mesh_one_way_delay_seconds_bucket{` + sn + `}[$__rate_interval]))) and on (peer) max by (peer) (smokemon_mesh_clock_trustworthy{` + sn + `}) == 1`, Legend: "{{peer}} {{direction}}"}},
+				Desc:    "Median one-way delay per direction (forward: to the peer, return: back), drawn only while the two clocks are trustworthy. One direction rising alone is a queue on that side of the path." + hw(meshOnly)},
+			{Title: "Clock offset to peers", Type: "timeseries", Unit: "s",
+				Queries: []Q{
+					{Expr: `smokemon_mesh_clock_offset_seconds{` + sn + `}`, Legend: "{{peer}} offset"},
+					{Expr: `smokemon_mesh_clock_offset_uncertainty_seconds{` + sn + `}`, Legend: "{{peer}} ± uncertainty"},
+				},
+				Desc: "How far each peer's clock is from this node's, and how tightly the probes pin it down. One-way delays are only as good as this." + hw(meshOnly)},
+			row("Synthetic"),
+			{Title: "Captive portal", Type: "stat", Unit: "none", W: 6, Extra: both(stat("value_and_name"), portalText),
+				Steps:   steps("green", 1.0, "red"),
+				Queries: []Q{{Expr: `max by (target) (smokemon_synthetic_captive_portal_detected{` + sn + `})`, Legend: "{{target}}", Instant: true}},
+				Desc:    "Whether the latest captive-portal check got its expected answer (green) or was redirected or answered otherwise: a portal intercepts the node's traffic (red)." + hw("captive-portal checks configured")},
+			{Title: "DNS over HTTPS", Type: "timeseries", Unit: "s", W: 9, Min: f(0),
+				Queries: []Q{{Expr: `sum by (target) (rate(smokemon_synthetic_doh_lookup_duration_seconds_sum{` + sn + `}[$__rate_interval])) / sum by (target) (rate(smokemon_synthetic_doh_lookup_duration_seconds_count{` + sn + `}[$__rate_interval]))`, Legend: "{{target}}"}},
+				Desc:    "Mean time of a DNS-over-HTTPS lookup on a fresh connection (lookup of the server's name, connect, TLS, query). Compare with plain DNS above: the difference is the price of privacy." + hw("DoH targets configured")},
+			{Title: "Synthetic success", Type: "timeseries", Unit: "percentunit", W: 9, Min: f(0), Max: f(1),
+				Queries: []Q{
+					{Expr: `avg by (target) (avg_over_time(smokemon_synthetic_doh_success{` + sn + `}[$__rate_interval]))`, Legend: "doh {{target}}"},
+					{Expr: `avg by (target) (avg_over_time(smokemon_synthetic_captive_portal_check_success{` + sn + `}[$__rate_interval]))`, Legend: "portal check {{target}}"},
+				},
+				Desc: "Share of DoH lookups that got a NOERROR answer and of captive-portal checks that got any HTTP answer." + hw("synthetic checks configured")},
 			row("Wifi"),
 			{Title: "Wifi signal", Type: "timeseries", Unit: "dBm",
 				Queries: []Q{{Expr: `smokemon_wifi_signal_dbm{` + sn + `}`, Legend: "{{interface}}"}},

@@ -209,17 +209,19 @@ func TestDashboardsUpToDate(t *testing.T) {
 
 // dashboard is what the checks read of a stored dashboard.
 type dashboard struct {
-	UID        string `json:"uid"`
-	Title      string `json:"title"`
+	UID    string `json:"uid"`
+	Title  string `json:"title"`
+	Inputs []struct {
+		Name     string `json:"name"`
+		Type     string `json:"type"`
+		PluginID string `json:"pluginId"`
+	} `json:"__inputs"`
 	Templating struct {
-		List []struct {
-			Name       string         `json:"name"`
-			Type       string         `json:"type"`
-			Datasource map[string]any `json:"datasource"`
-			Query      struct {
-				Query string `json:"query"`
-			} `json:"query"`
-		} `json:"list"`
+		// List holds the query variables (what the query test resolves);
+		// loadDashboards moves the datasource pickers to Datasources, since
+		// the tests point every query at their own Prometheus.
+		List        []variable `json:"list"`
+		Datasources []variable `json:"-"`
 	} `json:"templating"`
 	Annotations struct {
 		List []struct {
@@ -232,6 +234,30 @@ type dashboard struct {
 	Panels []panel `json:"panels"`
 }
 
+type variable struct {
+	Name       string         `json:"name"`
+	Type       string         `json:"type"`
+	Datasource map[string]any `json:"datasource"`
+	Query      varQuery       `json:"query"`
+	Current    map[string]any `json:"current"`
+}
+
+// varQuery is a query variable's {"query": …} or a datasource variable's
+// plugin type, a plain string.
+type varQuery struct{ Query string }
+
+func (q *varQuery) UnmarshalJSON(b []byte) error {
+	if json.Unmarshal(b, &q.Query) == nil {
+		return nil
+	}
+	var o struct {
+		Query string `json:"query"`
+	}
+	err := json.Unmarshal(b, &o)
+	q.Query = o.Query
+	return err
+}
+
 type panel struct {
 	ID          int            `json:"id"`
 	Type        string         `json:"type"`
@@ -241,7 +267,14 @@ type panel struct {
 	Interval    string         `json:"interval"`
 	FieldConfig struct {
 		Defaults struct {
-			Unit string `json:"unit"`
+			Unit       string `json:"unit"`
+			Thresholds struct {
+				Mode  string `json:"mode"`
+				Steps []struct {
+					Color string   `json:"color"`
+					Value *float64 `json:"value"`
+				} `json:"steps"`
+			} `json:"thresholds"`
 		} `json:"defaults"`
 	} `json:"fieldConfig"`
 	Targets []struct {
@@ -270,6 +303,15 @@ func loadDashboards(t *testing.T) map[string]dashboard {
 		if err := dec.Decode(&d); err != nil {
 			t.Fatalf("%s: not valid JSON: %v", f, err)
 		}
+		vars := d.Templating.List[:0]
+		for _, v := range d.Templating.List {
+			if v.Type == "datasource" {
+				d.Templating.Datasources = append(d.Templating.Datasources, v)
+			} else {
+				vars = append(vars, v)
+			}
+		}
+		d.Templating.List = vars
 		out[filepath.Base(f)] = d
 	}
 	return out
@@ -283,13 +325,15 @@ var varRef = regexp.MustCompile(`\$(\w+)`)
 func TestDashboardsStatic(t *testing.T) {
 	var provisioned struct {
 		Datasources []struct {
-			UID  string `yaml:"uid"`
-			Type string `yaml:"type"`
+			UID       string `yaml:"uid"`
+			Type      string `yaml:"type"`
+			IsDefault bool   `yaml:"isDefault"`
 		} `yaml:"datasources"`
 	}
 	readYAML(t, filepath.Join(root, "grafana/provisioning/datasources/smokemon.yml"), &provisioned)
-	if len(provisioned.Datasources) != 1 || provisioned.Datasources[0].UID != DatasourceUID || provisioned.Datasources[0].Type != "prometheus" {
-		t.Fatalf("provisioned datasources %+v, want one prometheus with uid %s", provisioned.Datasources, DatasourceUID)
+	// The dashboards' datasource variable starts on Grafana's default.
+	if len(provisioned.Datasources) != 1 || provisioned.Datasources[0].UID != DatasourceUID || provisioned.Datasources[0].Type != "prometheus" || !provisioned.Datasources[0].IsDefault {
+		t.Fatalf("provisioned datasources %+v, want one default prometheus with uid %s", provisioned.Datasources, DatasourceUID)
 	}
 	var providers struct {
 		Providers []struct {
@@ -304,15 +348,17 @@ func TestDashboardsStatic(t *testing.T) {
 		t.Fatalf("dashboard providers %+v, want one file provider with a path", providers.Providers)
 	}
 	uids := map[string]bool{}
+	judged := 0
 	for name, d := range loadDashboards(t) {
 		if d.UID == "" || uids[d.UID] {
 			t.Errorf("%s: uid %q empty or used twice", name, d.UID)
 		}
 		uids[d.UID] = true
+		checkDatasourceVar(t, name, d)
 		vars := map[string]bool{}
 		for _, v := range d.Templating.List {
 			vars[v.Name] = true
-			if v.Type == "query" && (v.Datasource["uid"] != DatasourceUID || v.Query.Query == "") {
+			if v.Type == "query" && (v.Datasource["uid"] != DatasourceRef || v.Query.Query == "") {
 				t.Errorf("%s: variable %s: datasource %v, query %q", name, v.Name, v.Datasource, v.Query.Query)
 			}
 		}
@@ -328,8 +374,8 @@ func TestDashboardsStatic(t *testing.T) {
 		}
 		for _, a := range d.Annotations.List {
 			if a.BuiltIn == 0 {
-				if a.Datasource["uid"] != DatasourceUID {
-					t.Errorf("%s: annotation %s not on the provisioned datasource", name, a.Name)
+				if a.Datasource["uid"] != DatasourceRef {
+					t.Errorf("%s: annotation %s not on the datasource variable: %v", name, a.Name, a.Datasource)
 				}
 				checkVars("annotation "+a.Name, a.Expr)
 			}
@@ -344,7 +390,7 @@ func TestDashboardsStatic(t *testing.T) {
 				continue
 			}
 			where := p.Title
-			if p.Datasource["uid"] != DatasourceUID {
+			if p.Datasource["uid"] != DatasourceRef {
 				t.Errorf("%s: %s: datasource %v", name, where, p.Datasource)
 			}
 			if p.FieldConfig.Defaults.Unit == "" {
@@ -353,16 +399,56 @@ func TestDashboardsStatic(t *testing.T) {
 			if len(p.Description) < 20 {
 				t.Errorf("%s: %s: no description", name, where)
 			}
+			switch p.Type {
+			case "stat", "gauge", "bargauge":
+				judged++
+				checkThresholds(t, name+": "+where, p)
+			}
 			if len(p.Targets) == 0 {
 				t.Errorf("%s: %s: no query", name, where)
 			}
 			for _, q := range p.Targets {
-				if q.Datasource["uid"] != DatasourceUID {
+				if q.Datasource["uid"] != DatasourceRef {
 					t.Errorf("%s: %s %s: datasource %v", name, where, q.RefID, q.Datasource)
 				}
 				checkVars(where, q.Expr)
 			}
 		}
+	}
+	t.Logf("%d stat, gauge and bargauge panels, each with thresholds", judged)
+}
+
+// checkDatasourceVar: one `datasource` variable of Prometheus type that the
+// panels name, and an import input for grafana.com's flow.
+func checkDatasourceVar(t *testing.T, name string, d dashboard) {
+	t.Helper()
+	dv := d.Templating.Datasources
+	if len(dv) != 1 || "${"+dv[0].Name+"}" != DatasourceRef || dv[0].Query.Query != "prometheus" {
+		t.Errorf("%s: datasource variables %+v, want one named datasource of type prometheus", name, dv)
+	}
+	if len(d.Inputs) != 1 || d.Inputs[0].Type != "datasource" || d.Inputs[0].PluginID != "prometheus" {
+		t.Errorf("%s: __inputs %+v, want one prometheus datasource", name, d.Inputs)
+	}
+}
+
+// checkThresholds: a panel that colours its value says what is good and
+// what is bad: a base colour and at least one bound, rising, two colours.
+func checkThresholds(t *testing.T, where string, p panel) {
+	t.Helper()
+	th := p.FieldConfig.Defaults.Thresholds
+	if th.Mode != "absolute" || len(th.Steps) < 2 || th.Steps[0].Value != nil {
+		t.Errorf("%s: thresholds %+v, want absolute steps from a null base with at least one bound", where, th)
+		return
+	}
+	colours := map[string]bool{}
+	for i, s := range th.Steps {
+		colours[s.Color] = true
+		if i > 1 && (s.Value == nil || *s.Value <= *th.Steps[i-1].Value) || i == 1 && s.Value == nil {
+			t.Errorf("%s: threshold %d (%v) does not rise", where, i, s.Value)
+		}
+	}
+	if len(colours) < 2 {
+		t.Errorf("%s: thresholds of one colour say nothing", where)
 	}
 }
 

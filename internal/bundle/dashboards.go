@@ -15,8 +15,13 @@ import (
 )
 
 // DatasourceUID is the uid of the provisioned Prometheus datasource
-// (grafana/provisioning/datasources/smokemon.yml); every panel uses it.
+// (grafana/provisioning/datasources/smokemon.yml), the default one there.
 const DatasourceUID = "smokemon-prometheus"
+
+// DatasourceRef is what every panel, query, variable and annotation names:
+// the dashboard's `datasource` variable, so a dashboard imported into any
+// Grafana works with whichever Prometheus-compatible source is picked.
+const DatasourceRef = "${datasource}"
 
 // Markers in a panel description that the query test reads. Users read them too.
 const (
@@ -27,7 +32,26 @@ const (
 	EventMarker = "Empty until: "
 )
 
-var ds = map[string]any{"type": "prometheus", "uid": DatasourceUID}
+var ds = map[string]any{"type": "prometheus", "uid": DatasourceRef}
+
+// datasourceVar is the picker every board starts with. It defaults to
+// Grafana's default datasource (the provisioned one is), not to an import
+// input: file provisioning leaves ${DS_…} unreplaced and the panels broken.
+func datasourceVar() map[string]any {
+	return map[string]any{
+		"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus",
+		"current": map[string]any{"selected": false, "text": "default", "value": "default"},
+		"hide":    0, "refresh": 1, "regex": "", "includeAll": false, "multi": false,
+		"description": "Prometheus or a Prometheus-compatible API (VictoriaMetrics, Thanos, Mimir) holding the smokemon series and recording rules.",
+	}
+}
+
+// inputs is the "export for sharing externally" header the grafana.com
+// import flow reads to ask for a datasource.
+var inputs = []any{map[string]any{
+	"name": "DS_PROMETHEUS", "label": "Prometheus", "type": "datasource", "pluginId": "prometheus", "pluginName": "Prometheus",
+	"description": "Prometheus (or compatible) with smokemon's recording rules loaded",
+}}
 
 // Q is one panel query.
 type Q struct {
@@ -46,6 +70,24 @@ type P struct {
 	Interval                string               // minimum interval ($__interval) of the panel's queries
 	Extra                   func(map[string]any) // panel-type specific options
 	Stack                   bool
+	// Steps are the thresholds, lowest first: what is good and what is bad
+	// (stat, gauge and bargauge colour by them). The first has no value.
+	Steps []Step
+}
+
+// Step is one threshold: Color from Value up.
+type Step struct {
+	Color string
+	Value *float64
+}
+
+// steps builds thresholds from a base colour and (value, colour) pairs.
+func steps(base string, bounds ...any) []Step {
+	out := []Step{{Color: base}}
+	for i := 0; i+1 < len(bounds); i += 2 {
+		out = append(out, Step{Color: bounds[i+1].(string), Value: f(bounds[i].(float64))})
+	}
+	return out
 }
 
 func f(v float64) *float64 { return &v }
@@ -152,21 +194,6 @@ func smokeOverrides(p map[string]any) {
 	fc["overrides"] = []any{band("p90", "p10", 20), band("p75", "p25", 35), hide("p10"), hide("p25"), median}
 }
 
-func heatmap(p map[string]any) {
-	p["options"] = map[string]any{
-		"calculate": false,
-		"yAxis":     map[string]any{"unit": p["fieldConfig"].(map[string]any)["defaults"].(map[string]any)["unit"]},
-		"color":     map[string]any{"mode": "scheme", "scheme": "Oranges", "exponent": 0.5},
-		"cellGap":   0,
-		"tooltip":   map[string]any{"show": true, "yHistogram": true},
-	}
-}
-
-func statusHistory(p map[string]any) {
-	p["options"] = map[string]any{"showValue": "never", "rowHeight": 0.9, "colWidth": 0.95}
-	p["fieldConfig"].(map[string]any)["defaults"].(map[string]any)["color"] = map[string]any{"mode": "continuous-GrYlRd"}
-}
-
 func tableSorted(by string) func(map[string]any) {
 	return func(p map[string]any) {
 		p["transformations"] = []any{
@@ -175,15 +202,6 @@ func tableSorted(by string) func(map[string]any) {
 			map[string]any{"id": "sortBy", "options": map[string]any{"sort": []any{map[string]any{"field": by, "desc": true}}}},
 		}
 	}
-}
-
-func statName(p map[string]any) {
-	p["options"] = map[string]any{"textMode": "name", "colorMode": "background", "reduceOptions": map[string]any{"calcs": []any{"lastNotNull"}}}
-}
-
-func bargaugeAsc(p map[string]any) {
-	p["options"] = map[string]any{"displayMode": "gradient", "orientation": "horizontal", "reduceOptions": map[string]any{"calcs": []any{"lastNotNull"}}}
-	p["transformations"] = []any{map[string]any{"id": "sortBy", "options": map[string]any{"sort": []any{map[string]any{"field": "Value"}}}}}
 }
 
 // build lays panels out on Grafana's 24-column grid and numbers them.
@@ -229,6 +247,18 @@ func (b board) build() map[string]any {
 		if p.Max != nil {
 			defaults["max"] = *p.Max
 		}
+		if len(p.Steps) > 0 {
+			var st []any
+			for _, s := range p.Steps {
+				var v any // the base step's value is null
+				if s.Value != nil {
+					v = *s.Value
+				}
+				st = append(st, map[string]any{"color": s.Color, "value": v})
+			}
+			defaults["thresholds"] = map[string]any{"mode": "absolute", "steps": st}
+			defaults["color"] = map[string]any{"mode": "thresholds"}
+		}
 		if p.Type == "timeseries" {
 			custom := map[string]any{"fillOpacity": 10, "showPoints": "never", "spanNulls": false}
 			if p.Stack {
@@ -260,14 +290,16 @@ func (b board) build() map[string]any {
 	}
 	return map[string]any{
 		"uid": b.uid, "title": b.title, "description": b.desc, "tags": append([]string{"smokemon"}, b.tags...),
-		"schemaVersion": 39, "version": 1, "editable": true, "graphTooltip": 1, // shared crosshair: one time axis
+		"schemaVersion": 41, "version": 1, "editable": true, "graphTooltip": 1, // shared crosshair: one time axis
 		"time":        map[string]any{"from": "now-6h", "to": "now"},
 		"refresh":     "1m",
 		"timezone":    "browser",
-		"templating":  map[string]any{"list": b.vars},
+		"templating":  map[string]any{"list": append([]map[string]any{datasourceVar()}, b.vars...)},
+		"__inputs":    inputs,
 		"annotations": map[string]any{"list": append([]map[string]any{{"builtIn": 1, "datasource": map[string]any{"type": "grafana", "uid": "-- Grafana --"}, "enable": true, "hide": true, "name": "Annotations & Alerts", "type": "dashboard", "iconColor": "rgba(0, 211, 255, 1)"}}, b.annotations...)},
 		"panels":      panels,
-		"links":       []any{map[string]any{"title": "smokemon", "type": "dashboards", "tags": []any{"smokemon"}, "asDropdown": true, "includeVars": true, "keepTime": true}},
+		"links": []any{map[string]any{"title": "smokemon", "type": "dashboards", "tags": []any{"smokemon"}, "asDropdown": true, "includeVars": true, "keepTime": true,
+			"icon": "external link", "tooltip": "", "targetBlank": false}},
 	}
 }
 
