@@ -2,27 +2,28 @@ package bundle
 
 // The fleet, path and incident dashboards.
 
+// countStat shows a count of nodes beside the rest of the fleet, and is
+// judged by the rest: one node missing is bad whatever the fleet's size
+// (a count of 80 must not turn red); the count itself is there for scale.
+func countStat(title, count, name, restName, bad, desc string) P {
+	return P{Title: title, Type: "stat", Unit: "short", W: 4, H: 4, Steps: steps("green", 1.0, bad),
+		Extra: both(stat("value_and_name"), overrideColor(name, "text")),
+		Queries: []Q{
+			{Expr: count, Legend: name, Instant: true},
+			{Expr: "fleet:smokemon_nodes:count - " + count, Legend: restName, Instant: true},
+		},
+		Desc: desc}
+}
+
 func fleetBoard() board {
 	return board{
 		uid: "smokemon-fleet", title: "smokemon / Fleet", tags: []string{"fleet"},
 		desc: "All nodes at once: who is worst now, when loss and latency happened, and who stays up.",
 		panels: []P{
-			// Counts are judged by what is missing: any node down is red,
-			// whatever the fleet's size; the up count is there for scale.
-			{Title: "Nodes up", Type: "stat", Unit: "short", W: 4, H: 4, Steps: steps("green", 1.0, "red"),
-				Extra: both(stat("value_and_name"), overrideColor("up", "text")),
-				Queries: []Q{
-					{Expr: `fleet:smokemon_nodes_up:count`, Legend: "up", Instant: true},
-					{Expr: `fleet:smokemon_nodes:count - fleet:smokemon_nodes_up:count`, Legend: "down", Instant: true},
-				},
-				Desc: "Nodes whose exporter answers its scrapes, and those of all nodes Prometheus knows that do not: red from one down."},
-			{Title: "Healthy nodes", Type: "stat", Unit: "short", W: 4, H: 4, Steps: steps("green", 1.0, "orange"),
-				Extra: both(stat("value_and_name"), overrideColor("healthy", "text")),
-				Queries: []Q{
-					{Expr: `fleet:smokemon_nodes_healthy:count`, Legend: "healthy", Instant: true},
-					{Expr: `fleet:smokemon_nodes:count - fleet:smokemon_nodes_healthy:count`, Legend: "not healthy", Instant: true},
-				},
-				Desc: "Nodes with no loss over 2%, CPU, memory and disk under 90%, and an answering exporter, and the others: orange from one."},
+			countStat("Nodes up", "fleet:smokemon_nodes_up:count", "up", "down", "red",
+				"Nodes whose exporter answers its scrapes, and those of all nodes Prometheus knows that do not: red from one down."),
+			countStat("Healthy nodes", "fleet:smokemon_nodes_healthy:count", "healthy", "not healthy", "orange",
+				"Nodes with no loss over 2%, CPU, memory and disk under 90%, and an answering exporter, and the others: orange from one."),
 			{Title: "Fleet averages", Type: "stat", Unit: "percentunit", W: 8, H: 4, Steps: steps("green", 0.7, "orange", 0.9, "red"), Extra: stat("value_and_name"),
 				Queries: []Q{
 					{Expr: `fleet:smokemon_cpu_busy:avg_ratio`, Legend: "CPU", Instant: true},
