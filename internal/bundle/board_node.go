@@ -55,7 +55,7 @@ func nodeBoard() board {
 					{Expr: `avg by (target) (avg_over_time(smokemon_tcp_success{` + sn + `}[$__rate_interval]))`, Legend: "tcp {{target}}"},
 				},
 				Desc: "Share of HTTP, DNS and TCP probes that succeeded. Anything under 100% is a user-visible failure."},
-			{Title: "Certificate expiry", Type: "stat", Unit: "s", W: 6, Extra: stat("value_and_name"),
+			{Title: "Certificate expiry", Type: "stat", Unit: "s", Extra: stat("value_and_name"),
 				Steps:   steps("red", 3*86400.0, "orange", 14*86400.0, "green"),
 				Queries: []Q{{Expr: `min by (target) (smokemon_http_tls_cert_expiry_timestamp_seconds{` + sn + `}) - time()`, Legend: "{{target}}", Instant: true}},
 				Desc:    "Time until the earliest-expiring certificate of each HTTPS target expires: orange under 14 days, red under 3 (the expiry alerts)." + hw("HTTPS targets")},

@@ -423,8 +423,8 @@ func TestDashboardsStatic(t *testing.T) {
 func checkDatasourceVar(t *testing.T, name string, d dashboard) {
 	t.Helper()
 	dv := d.Templating.Datasources
-	if len(dv) != 1 || "${"+dv[0].Name+"}" != DatasourceRef || dv[0].Query.Query != "prometheus" {
-		t.Errorf("%s: datasource variables %+v, want one named datasource of type prometheus", name, dv)
+	if len(dv) != 1 || "${"+dv[0].Name+"}" != DatasourceRef || dv[0].Query.Query != "prometheus" || dv[0].Current["value"] != "default" {
+		t.Errorf("%s: datasource variables %+v, want one named datasource of type prometheus, on Grafana's default", name, dv)
 	}
 	if len(d.Inputs) != 1 || d.Inputs[0].Type != "datasource" || d.Inputs[0].PluginID != "prometheus" {
 		t.Errorf("%s: __inputs %+v, want one prometheus datasource", name, d.Inputs)
@@ -440,12 +440,13 @@ func checkThresholds(t *testing.T, where string, p panel) {
 		t.Errorf("%s: thresholds %+v, want absolute steps from a null base with at least one bound", where, th)
 		return
 	}
-	colours := map[string]bool{}
-	for i, s := range th.Steps {
-		colours[s.Color] = true
-		if i > 1 && (s.Value == nil || *s.Value <= *th.Steps[i-1].Value) || i == 1 && s.Value == nil {
-			t.Errorf("%s: threshold %d (%v) does not rise", where, i, s.Value)
+	colours := map[string]bool{th.Steps[0].Color: true}
+	for i := 1; i < len(th.Steps); i++ {
+		v := th.Steps[i].Value
+		if v == nil || i > 1 && *v <= *th.Steps[i-1].Value {
+			t.Errorf("%s: threshold %d (%v) does not rise", where, i, v)
 		}
+		colours[th.Steps[i].Color] = true
 	}
 	if len(colours) < 2 {
 		t.Errorf("%s: thresholds of one colour say nothing", where)

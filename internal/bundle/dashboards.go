@@ -3,7 +3,8 @@
 // with the real tools: promtool, amtool, docker-compose, and a real
 // Prometheus scraping the real exporter and analyzer.
 //
-// The dashboards under grafana/dashboards/ are generated from this file:
+// The dashboards under grafana/dashboards/ are generated from this package
+// (dashboards.go, panel_options.go and the boards in board_*.go):
 //
 //	go test ./internal/bundle -run TestDashboardsUpToDate -update
 package bundle
