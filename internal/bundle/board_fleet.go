@@ -7,7 +7,7 @@ package bundle
 // (a count of 80 must not turn red); the count itself is there for scale.
 func countStat(title, count, name, restName, bad, desc string) P {
 	return P{Title: title, Type: "stat", Unit: "short", W: 4, H: 4, Steps: steps("green", 1.0, bad),
-		Extra: both(stat("value_and_name"), overrideColor(name, "text")),
+		Extra: both(stat("value_and_name"), override(name, "color", fixedColor("text"))),
 		Queries: []Q{
 			{Expr: count, Legend: name, Instant: true},
 			{Expr: "fleet:smokemon_nodes:count - " + count, Legend: restName, Instant: true},
@@ -62,6 +62,12 @@ func fleetBoard() board {
 				Steps:   steps("red", 0.95, "orange", 0.99, "green"),
 				Queries: []Q{{Expr: `avg_over_time((node:smokemon_ping_loss:max_ratio_5m < bool 0.02)[$__range:$__interval])`, Legend: "{{node}}", Instant: true}},
 				Desc:    "Share of the time range in which every target of the node lost under 2%, least first: green from 99%, red under 95%."},
+			{Title: "Mesh pairs, worst first", Type: "table", Unit: "percentunit", W: 24, H: 8, Extra: both(tableSorted("Value #A"), override("Value #B", "unit", "s")),
+				Queries: []Q{
+					{Expr: `node_peer:smokemon_mesh_loss:ratio_5m`, Format: "table", Instant: true},
+					{Expr: `histogram_quantile(0.5, sum by (node, peer, le) (rate(smokemon_mesh_rtt_seconds_bucket[5m])))`, Format: "table", Instant: true},
+				},
+				Desc: "Every node-to-node pair of the mesh, worst loss first: loss of the last 5 minutes (A) and median RTT (B). A node that loses to every peer is the problem itself; a peer every node loses to is the other end." + hw("nodes with mesh peers")},
 		},
 	}
 }

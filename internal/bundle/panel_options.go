@@ -43,17 +43,20 @@ func stat(textMode string) func(map[string]any) {
 	}
 }
 
-// overrideColor pins the colour of one series: a count shown for scale
-// beside the figure the thresholds judge.
-func overrideColor(name, color string) func(map[string]any) {
+// override sets one property of one series or table column, e.g. a fixed
+// colour for a count shown for scale beside the figure the thresholds
+// judge, or the unit of a column unlike the panel's.
+func override(name, property string, value any) func(map[string]any) {
 	return func(p map[string]any) {
 		fc := p["fieldConfig"].(map[string]any)
 		fc["overrides"] = append(fc["overrides"].([]any), map[string]any{
 			"matcher":    map[string]any{"id": "byName", "options": name},
-			"properties": []any{map[string]any{"id": "color", "value": map[string]any{"mode": "fixed", "fixedColor": color}}},
+			"properties": []any{map[string]any{"id": property, "value": value}},
 		})
 	}
 }
+
+func fixedColor(c string) map[string]any { return map[string]any{"mode": "fixed", "fixedColor": c} }
 
 func both(fs ...func(map[string]any)) func(map[string]any) {
 	return func(p map[string]any) {
