@@ -40,51 +40,6 @@ func run(t *testing.T, dir string, args ...string) string {
 	return string(out)
 }
 
-func TestPromtool(t *testing.T) {
-	need(t, "promtool")
-	dir := filepath.Join(root, "prometheus")
-	rules, _ := filepath.Glob(filepath.Join(dir, "rules", "*.yml"))
-	tests, _ := filepath.Glob(filepath.Join(dir, "tests", "*.yml"))
-	if len(rules) == 0 || len(tests) == 0 {
-		t.Fatal("no rule or test files")
-	}
-	run(t, dir, "promtool", "check", "config", "prometheus.yml")
-	run(t, dir, append([]string{"promtool", "check", "rules"}, rules...)...)
-	out := run(t, dir, append([]string{"promtool", "test", "rules"}, tests...)...)
-	if strings.Contains(out, "FAILED") || strings.Count(out, "SUCCESS") != len(tests) {
-		t.Fatalf("promtool test rules:\n%s", out)
-	}
-}
-
-type ruleFile struct {
-	Groups []struct {
-		Name  string `yaml:"name"`
-		Rules []struct {
-			Alert       string            `yaml:"alert"`
-			Record      string            `yaml:"record"`
-			Expr        string            `yaml:"expr"`
-			For         string            `yaml:"for"`
-			Labels      map[string]string `yaml:"labels"`
-			Annotations map[string]string `yaml:"annotations"`
-		} `yaml:"rules"`
-	} `yaml:"groups"`
-}
-
-type testFile struct {
-	Tests []struct {
-		AlertRuleTest []struct {
-			Alertname string `yaml:"alertname"`
-			ExpAlerts []any  `yaml:"exp_alerts"`
-		} `yaml:"alert_rule_test"`
-		PromQLExprTest []struct {
-			Expr       string `yaml:"expr"`
-			ExpSamples []struct {
-				Labels string `yaml:"labels"`
-			} `yaml:"exp_samples"`
-		} `yaml:"promql_expr_test"`
-	} `yaml:"tests"`
-}
-
 func readYAML(t *testing.T, path string, v any) {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -94,120 +49,6 @@ func readYAML(t *testing.T, path string, v any) {
 	if err := yaml.Unmarshal(b, v); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
-}
-
-// TestAlertConventions: every alert is named Smokemon…, has a severity,
-// summary, description and a runbook section, and is tested both firing and
-// silent; every recording rule is exercised by an expression test or an alert.
-func TestAlertConventions(t *testing.T) {
-	var alerts ruleFile
-	readYAML(t, filepath.Join(root, "prometheus/rules/smokemon-alerts.yml"), &alerts)
-	var recording ruleFile
-	readYAML(t, filepath.Join(root, "prometheus/rules/smokemon-recording.yml"), &recording)
-	runbook, err := os.ReadFile(filepath.Join(root, "docs/runbooks.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sections := map[string]bool{}
-	for _, m := range regexp.MustCompile(`(?m)^## (\S+)$`).FindAllStringSubmatch(string(runbook), -1) {
-		sections[strings.ToLower(m[1])] = true
-	}
-	fires, silent := map[string]bool{}, map[string]bool{}
-	var exprs []string
-	files, _ := filepath.Glob(filepath.Join(root, "prometheus/tests/*.yml"))
-	for _, f := range files {
-		var tf testFile
-		readYAML(t, f, &tf)
-		for _, tc := range tf.Tests {
-			for _, a := range tc.AlertRuleTest {
-				if len(a.ExpAlerts) > 0 {
-					fires[a.Alertname] = true
-				} else {
-					silent[a.Alertname] = true
-				}
-			}
-			for _, e := range tc.PromQLExprTest {
-				exprs = append(exprs, e.Expr)
-				for _, s := range e.ExpSamples {
-					exprs = append(exprs, s.Labels)
-				}
-			}
-		}
-	}
-	var allAlertExprs strings.Builder
-	n := 0
-	for _, g := range alerts.Groups {
-		for _, r := range g.Rules {
-			if r.Alert == "" {
-				t.Errorf("group %s: a recording rule %s among the alerts", g.Name, r.Record)
-				continue
-			}
-			n++
-			allAlertExprs.WriteString(r.Expr + r.Annotations["description"] + "\n")
-			if !strings.HasPrefix(r.Alert, "Smokemon") {
-				t.Errorf("%s: alert names start with Smokemon", r.Alert)
-			}
-			switch sev := r.Labels["severity"]; sev {
-			case "critical", "warning", "info":
-			case "{{ $labels.severity }}": // carried over from the analyzer's series
-				if !strings.Contains(r.Expr, "severity") {
-					t.Errorf("%s: severity templated from a series that has none", r.Alert)
-				}
-			default:
-				t.Errorf("%s: severity %q, want critical, warning or info", r.Alert, sev)
-			}
-			for _, a := range []string{"summary", "description", "runbook_url"} {
-				if r.Annotations[a] == "" {
-					t.Errorf("%s: no %s annotation", r.Alert, a)
-				}
-			}
-			anchor := strings.ToLower(r.Alert)
-			if want := "docs/runbooks.md#" + anchor; !strings.HasSuffix(r.Annotations["runbook_url"], want) {
-				t.Errorf("%s: runbook_url %q does not end in %s", r.Alert, r.Annotations["runbook_url"], want)
-			}
-			if !sections[anchor] {
-				t.Errorf("%s: no section in docs/runbooks.md", r.Alert)
-			}
-			delete(sections, anchor)
-			if !fires[r.Alert] {
-				t.Errorf("%s: no promtool test makes it fire", r.Alert)
-			}
-			if !silent[r.Alert] {
-				t.Errorf("%s: no promtool test checks it stays silent", r.Alert)
-			}
-			if strings.Contains(r.Alert, "Loss") || strings.Contains(r.Alert, "Latency") {
-				if r.For == "" || !strings.Contains(r.Expr, ":ratio_") && !strings.Contains(r.Expr, "_5m") {
-					t.Errorf("%s: loss and latency alerts use windowed ratios with for:", r.Alert)
-				}
-			}
-		}
-	}
-	for s := range sections {
-		t.Errorf("docs/runbooks.md section %s belongs to no alert", s)
-	}
-	// Every recording rule is checked by an expression test, or feeds one
-	// that is, or an alert that is: a wrong one fails some test.
-	used := strings.Join(exprs, "\n") + allAlertExprs.String()
-	records := map[string]string{}
-	for _, g := range recording.Groups {
-		for _, r := range g.Rules {
-			records[r.Record] += r.Expr + "\n"
-		}
-	}
-	for changed := true; changed; {
-		changed = false
-		for rec, expr := range records {
-			if strings.Contains(used, rec) {
-				used += expr
-				delete(records, rec)
-				changed = true
-			}
-		}
-	}
-	for _, rec := range sortedKeys(records) {
-		t.Errorf("recording rule %s is tested nowhere", rec)
-	}
-	t.Logf("%d alerts, each tested firing and silent", n)
 }
 
 // TestAlertmanager: the config loads in the installed Alertmanager (Debian:
@@ -368,17 +209,19 @@ func TestDashboardsUpToDate(t *testing.T) {
 
 // dashboard is what the checks read of a stored dashboard.
 type dashboard struct {
-	UID        string `json:"uid"`
-	Title      string `json:"title"`
+	UID    string `json:"uid"`
+	Title  string `json:"title"`
+	Inputs []struct {
+		Name     string `json:"name"`
+		Type     string `json:"type"`
+		PluginID string `json:"pluginId"`
+	} `json:"__inputs"`
 	Templating struct {
-		List []struct {
-			Name       string         `json:"name"`
-			Type       string         `json:"type"`
-			Datasource map[string]any `json:"datasource"`
-			Query      struct {
-				Query string `json:"query"`
-			} `json:"query"`
-		} `json:"list"`
+		// List holds the query variables (what the query test resolves);
+		// loadDashboards moves the datasource pickers to Datasources, since
+		// the tests point every query at their own Prometheus.
+		List        []variable `json:"list"`
+		Datasources []variable `json:"-"`
 	} `json:"templating"`
 	Annotations struct {
 		List []struct {
@@ -391,6 +234,30 @@ type dashboard struct {
 	Panels []panel `json:"panels"`
 }
 
+type variable struct {
+	Name       string         `json:"name"`
+	Type       string         `json:"type"`
+	Datasource map[string]any `json:"datasource"`
+	Query      varQuery       `json:"query"`
+	Current    map[string]any `json:"current"`
+}
+
+// varQuery is a query variable's {"query": …} or a datasource variable's
+// plugin type, a plain string.
+type varQuery struct{ Query string }
+
+func (q *varQuery) UnmarshalJSON(b []byte) error {
+	if json.Unmarshal(b, &q.Query) == nil {
+		return nil
+	}
+	var o struct {
+		Query string `json:"query"`
+	}
+	err := json.Unmarshal(b, &o)
+	q.Query = o.Query
+	return err
+}
+
 type panel struct {
 	ID          int            `json:"id"`
 	Type        string         `json:"type"`
@@ -400,7 +267,14 @@ type panel struct {
 	Interval    string         `json:"interval"`
 	FieldConfig struct {
 		Defaults struct {
-			Unit string `json:"unit"`
+			Unit       string `json:"unit"`
+			Thresholds struct {
+				Mode  string `json:"mode"`
+				Steps []struct {
+					Color string   `json:"color"`
+					Value *float64 `json:"value"`
+				} `json:"steps"`
+			} `json:"thresholds"`
 		} `json:"defaults"`
 	} `json:"fieldConfig"`
 	Targets []struct {
@@ -429,6 +303,15 @@ func loadDashboards(t *testing.T) map[string]dashboard {
 		if err := dec.Decode(&d); err != nil {
 			t.Fatalf("%s: not valid JSON: %v", f, err)
 		}
+		vars := d.Templating.List[:0]
+		for _, v := range d.Templating.List {
+			if v.Type == "datasource" {
+				d.Templating.Datasources = append(d.Templating.Datasources, v)
+			} else {
+				vars = append(vars, v)
+			}
+		}
+		d.Templating.List = vars
 		out[filepath.Base(f)] = d
 	}
 	return out
@@ -442,13 +325,15 @@ var varRef = regexp.MustCompile(`\$(\w+)`)
 func TestDashboardsStatic(t *testing.T) {
 	var provisioned struct {
 		Datasources []struct {
-			UID  string `yaml:"uid"`
-			Type string `yaml:"type"`
+			UID       string `yaml:"uid"`
+			Type      string `yaml:"type"`
+			IsDefault bool   `yaml:"isDefault"`
 		} `yaml:"datasources"`
 	}
 	readYAML(t, filepath.Join(root, "grafana/provisioning/datasources/smokemon.yml"), &provisioned)
-	if len(provisioned.Datasources) != 1 || provisioned.Datasources[0].UID != DatasourceUID || provisioned.Datasources[0].Type != "prometheus" {
-		t.Fatalf("provisioned datasources %+v, want one prometheus with uid %s", provisioned.Datasources, DatasourceUID)
+	// The dashboards' datasource variable starts on Grafana's default.
+	if len(provisioned.Datasources) != 1 || provisioned.Datasources[0].UID != DatasourceUID || provisioned.Datasources[0].Type != "prometheus" || !provisioned.Datasources[0].IsDefault {
+		t.Fatalf("provisioned datasources %+v, want one default prometheus with uid %s", provisioned.Datasources, DatasourceUID)
 	}
 	var providers struct {
 		Providers []struct {
@@ -463,15 +348,17 @@ func TestDashboardsStatic(t *testing.T) {
 		t.Fatalf("dashboard providers %+v, want one file provider with a path", providers.Providers)
 	}
 	uids := map[string]bool{}
+	judged := 0
 	for name, d := range loadDashboards(t) {
 		if d.UID == "" || uids[d.UID] {
 			t.Errorf("%s: uid %q empty or used twice", name, d.UID)
 		}
 		uids[d.UID] = true
+		checkDatasourceVar(t, name, d)
 		vars := map[string]bool{}
 		for _, v := range d.Templating.List {
 			vars[v.Name] = true
-			if v.Type == "query" && (v.Datasource["uid"] != DatasourceUID || v.Query.Query == "") {
+			if v.Type == "query" && (v.Datasource["uid"] != DatasourceRef || v.Query.Query == "") {
 				t.Errorf("%s: variable %s: datasource %v, query %q", name, v.Name, v.Datasource, v.Query.Query)
 			}
 		}
@@ -487,8 +374,8 @@ func TestDashboardsStatic(t *testing.T) {
 		}
 		for _, a := range d.Annotations.List {
 			if a.BuiltIn == 0 {
-				if a.Datasource["uid"] != DatasourceUID {
-					t.Errorf("%s: annotation %s not on the provisioned datasource", name, a.Name)
+				if a.Datasource["uid"] != DatasourceRef {
+					t.Errorf("%s: annotation %s not on the datasource variable: %v", name, a.Name, a.Datasource)
 				}
 				checkVars("annotation "+a.Name, a.Expr)
 			}
@@ -503,7 +390,7 @@ func TestDashboardsStatic(t *testing.T) {
 				continue
 			}
 			where := p.Title
-			if p.Datasource["uid"] != DatasourceUID {
+			if p.Datasource["uid"] != DatasourceRef {
 				t.Errorf("%s: %s: datasource %v", name, where, p.Datasource)
 			}
 			if p.FieldConfig.Defaults.Unit == "" {
@@ -512,16 +399,57 @@ func TestDashboardsStatic(t *testing.T) {
 			if len(p.Description) < 20 {
 				t.Errorf("%s: %s: no description", name, where)
 			}
+			switch p.Type {
+			case "stat", "gauge", "bargauge":
+				judged++
+				checkThresholds(t, name+": "+where, p)
+			}
 			if len(p.Targets) == 0 {
 				t.Errorf("%s: %s: no query", name, where)
 			}
 			for _, q := range p.Targets {
-				if q.Datasource["uid"] != DatasourceUID {
+				if q.Datasource["uid"] != DatasourceRef {
 					t.Errorf("%s: %s %s: datasource %v", name, where, q.RefID, q.Datasource)
 				}
 				checkVars(where, q.Expr)
 			}
 		}
+	}
+	t.Logf("%d stat, gauge and bargauge panels, each with thresholds", judged)
+}
+
+// checkDatasourceVar: one `datasource` variable of Prometheus type that the
+// panels name, and an import input for grafana.com's flow.
+func checkDatasourceVar(t *testing.T, name string, d dashboard) {
+	t.Helper()
+	dv := d.Templating.Datasources
+	if len(dv) != 1 || "${"+dv[0].Name+"}" != DatasourceRef || dv[0].Query.Query != "prometheus" || dv[0].Current["value"] != "default" {
+		t.Errorf("%s: datasource variables %+v, want one named datasource of type prometheus, on Grafana's default", name, dv)
+	}
+	if len(d.Inputs) != 1 || d.Inputs[0].Type != "datasource" || d.Inputs[0].PluginID != "prometheus" {
+		t.Errorf("%s: __inputs %+v, want one prometheus datasource", name, d.Inputs)
+	}
+}
+
+// checkThresholds: a panel that colours its value says what is good and
+// what is bad: a base colour and at least one bound, rising, two colours.
+func checkThresholds(t *testing.T, where string, p panel) {
+	t.Helper()
+	th := p.FieldConfig.Defaults.Thresholds
+	if th.Mode != "absolute" || len(th.Steps) < 2 || th.Steps[0].Value != nil {
+		t.Errorf("%s: thresholds %+v, want absolute steps from a null base with at least one bound", where, th)
+		return
+	}
+	colours := map[string]bool{th.Steps[0].Color: true}
+	for i := 1; i < len(th.Steps); i++ {
+		v := th.Steps[i].Value
+		if v == nil || i > 1 && *v <= *th.Steps[i-1].Value {
+			t.Errorf("%s: threshold %d (%v) does not rise", where, i, v)
+		}
+		colours[th.Steps[i].Color] = true
+	}
+	if len(colours) < 2 {
+		t.Errorf("%s: thresholds of one colour say nothing", where)
 	}
 }
 
