@@ -18,10 +18,13 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/smokemon/smokemon/internal/upstream"
 )
 
-// stack is a real Prometheus (the Debian package) scraping the real exporter
-// and analyzer on loopback every second, with the bundle's rules loaded, plus
+// stack is a real Prometheus (Debian's, or the current release) or
+// VictoriaMetrics + vmalert scraping the real exporter and analyzer on
+// loopback every second, with the bundle's rules loaded, plus
 // the hardware fixtures' goldens served as extra "nodes" so panels for boards
 // this machine is not get data too.
 type stack struct {
@@ -161,8 +164,33 @@ func fixtureServer(t *testing.T) (addr string, names []string) {
 	return l.Addr().String(), names
 }
 
-func startStack(t *testing.T) *stack {
-	need(t, "prometheus")
+// backend is what holds the series in a stack: a Prometheus, or
+// VictoriaMetrics scraping with the same config and vmalert running the rules.
+type backend struct {
+	name        string
+	prom        upstream.Binary // Prometheus
+	vm, vmalert string          // or VictoriaMetrics + vmalert
+}
+
+// backends are Debian's Prometheus (2.42, the oldest supported), the current
+// release, and current VictoriaMetrics + vmalert: each that is installed.
+func backends(t *testing.T) []backend {
+	var out []backend
+	for _, p := range upstream.All(t, "prometheus", "prometheus") {
+		out = append(out, backend{name: p.Name, prom: p})
+	}
+	vm, err1 := upstream.Path("victoria-metrics")
+	vmalert, err2 := upstream.Path("vmalert")
+	if err1 != nil || err2 != nil {
+		t.Logf("UPSTREAM MISSING: no VictoriaMetrics stack: %v %v", err1, err2)
+	} else {
+		rel, _ := upstream.Release("victoria-metrics")
+		out = append(out, backend{name: "victoria-metrics " + rel + " + vmalert", vm: vm, vmalert: vmalert})
+	}
+	return out
+}
+
+func startStack(t *testing.T, b backend) *stack {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: raw ICMP sockets for ping and mtr")
 	}
@@ -208,7 +236,6 @@ tcp:
 	start(t, exporter, "--config.file="+cfgFile, fmt.Sprintf("--web.listen-address=127.0.0.1:%d", exPort))
 
 	fixAddr, fixtures := fixtureServer(t)
-	promPort := freePort(t)
 	anPort := freePort(t)
 	var fixJobs strings.Builder
 	for _, f := range fixtures {
@@ -219,20 +246,24 @@ tcp:
 `, f, fixAddr)
 	}
 	rules, _ := filepath.Glob(filepath.Join(root, "prometheus/rules/*.yml"))
+	// The current Prometheus scrapes as the shipped prometheus.yml says
+	// (native histograms, classic ones kept).
+	global := "  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+	if b.prom.Current {
+		global += prometheus3Globals(t)
+	}
 	promCfg := fmt.Sprintf(`
-global: {scrape_interval: 1s, evaluation_interval: 1s}
-rule_files: [%s]
+global:
+%srule_files: [%s]
 scrape_configs:
   - job_name: smokemon
     static_configs: [{targets: ["127.0.0.1:%d"], labels: {node: bundle-test}}]
   - job_name: smokemon_analyzer
     static_configs: [{targets: ["127.0.0.1:%d"]}]
-%s`, `"`+strings.Join(rules, `", "`)+`"`, exPort, anPort, fixJobs.String())
+%s`, global, `"`+strings.Join(rules, `", "`)+`"`, exPort, anPort, fixJobs.String())
 	promFile := filepath.Join(dir, "prometheus.yml")
 	os.WriteFile(promFile, []byte(promCfg), 0o644)
-	start(t, "prometheus", "--config.file="+promFile, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
-		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", promPort))
-	s := &stack{prom: fmt.Sprintf("http://127.0.0.1:%d", promPort), node: "bundle-test", fixtures: fixtures, dir: dir}
+	s := &stack{prom: startTSDB(t, b, dir, promFile, rules), node: "bundle-test", fixtures: fixtures, dir: dir}
 	if analyzerBin != "" {
 		start(t, analyzerBin, "serve", "--prometheus.url="+s.prom, "--evaluation-interval=2s", "--rate-window=5s",
 			"--long-window=10s", "--refetch=10s", "--lookback=2m", fmt.Sprintf("--web.listen-address=127.0.0.1:%d", anPort))
@@ -240,6 +271,32 @@ scrape_configs:
 		t.Log("cmd/smokemon_analyzer does not exist: analyzer panels are checked for errors only")
 	}
 	return s
+}
+
+// startTSDB starts the backend on promFile and returns its query URL.
+// VictoriaMetrics scrapes with the same file (skipping rule_files, which it
+// does not know) and vmalert evaluates the rules and writes the results back.
+func startTSDB(t *testing.T, b backend, dir, promFile string, rules []string) string {
+	port := freePort(t)
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	if b.vm == "" {
+		start(t, b.prom.Path, "--config.file="+promFile, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
+			fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port))
+		return url
+	}
+	// Without VictoriaMetrics' 30s latency offset and vmalert's matching 30s
+	// evaluation delay (defaults the compose file keeps): with them each level
+	// of recording rules lags 30s, too slow for a one-minute test.
+	start(t, b.vm, "-storageDataPath="+filepath.Join(dir, "vm"), fmt.Sprintf("-httpListenAddr=127.0.0.1:%d", port),
+		"-promscrape.config="+promFile, "-promscrape.config.strictParse=false",
+		"-search.latencyOffset=0s", "-search.disableCache")
+	args := []string{"-datasource.url=" + url, "-remoteWrite.url=" + url, "-notifier.blackhole",
+		"-evaluationInterval=1s", "-remoteWrite.flushInterval=500ms", "-rule.evalDelay=0s", fmt.Sprintf("-httpListenAddr=127.0.0.1:%d", freePort(t))}
+	for _, r := range rules {
+		args = append(args, "-rule="+r)
+	}
+	start(t, b.vmalert, args...)
+	return url
 }
 
 type promResult struct {
@@ -316,6 +373,31 @@ func (s *stack) labelValues(label, match string) ([]string, error) {
 	return r.Data, nil
 }
 
+// lastSamples says how old the newest sample of each series in expr is, to
+// tell a stale series from one never written.
+func (s *stack) lastSamples(expr string) string {
+	var out []string
+	for _, m := range metricRe.FindAllString(expr, -1) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		r, err := s.get(ctx, "/api/v1/query", url.Values{"query": {"time() - timestamp(last_over_time(" + m + "[10m]))"}})
+		cancel()
+		if err != nil {
+			out = append(out, m+": "+err.Error())
+			continue
+		}
+		var ages []string
+		for _, res := range r.Data.Result {
+			var v struct {
+				Value [2]any `json:"value"`
+			}
+			json.Unmarshal(res, &v)
+			ages = append(ages, fmt.Sprint(v.Value[1]))
+		}
+		out = append(out, fmt.Sprintf("%s: newest samples %v s old", m, ages))
+	}
+	return strings.Join(out, "; ")
+}
+
 // waitFor polls until every expression has a result.
 func (s *stack) waitFor(t *testing.T, timeout time.Duration, exprs ...string) {
 	t.Helper()
@@ -342,7 +424,42 @@ var metricRe = regexp.MustCompile(`\b((?:node_target|node|fleet):[a-z0-9_:]+|smo
 // panel is marked as hardware-only (then data is required exactly when the
 // fixtures provide its metrics) or as event-only (empty until an incident).
 func TestDashboardQueries(t *testing.T) {
-	s := startStack(t)
+	bs := backends(t)
+	withData := make([]map[string]bool, len(bs))
+	t.Run("on", func(t *testing.T) {
+		for i, b := range bs {
+			t.Run(b.name, func(t *testing.T) {
+				t.Parallel()
+				s := startStack(t, b)
+				withData[i] = checkDashboards(t, s)
+				if b.prom.Current {
+					checkNativeHistograms(t, s)
+				}
+			})
+		}
+	})
+	// Every backend fills the same panels (event-only ones aside: incidents
+	// come and go).
+	for i := 1; i < len(bs); i++ {
+		if withData[0] == nil || withData[i] == nil {
+			continue
+		}
+		for p := range withData[0] {
+			if !withData[i][p] {
+				t.Errorf("panel %s has data on %s, none on %s", p, bs[0].name, bs[i].name)
+			}
+		}
+		for p := range withData[i] {
+			if !withData[0][p] {
+				t.Errorf("panel %s has data on %s, none on %s", p, bs[i].name, bs[0].name)
+			}
+		}
+	}
+}
+
+// checkDashboards runs every panel query on s and returns the panels with
+// data ("file: title"), event-only panels left out.
+func checkDashboards(t *testing.T, s *stack) map[string]bool {
 	ready := []string{
 		`smokemon_ping_rtt_seconds_bucket{node="bundle-test"}`,
 		`smokemon_mtr_hop_info{node="bundle-test"}`,
@@ -370,6 +487,7 @@ func TestDashboardQueries(t *testing.T) {
 		have[n] = true
 	}
 
+	filled, queryErrors := map[string]bool{}, 0
 	checked, withData, hwPanels, hwData, evPanels, evData := 0, 0, 0, 0, 0, 0
 	for _, file := range sortedKeys(loadDashboards(t)) {
 		d := loadDashboards(t)[file]
@@ -436,6 +554,7 @@ func TestDashboardQueries(t *testing.T) {
 				expr := subst(q.Expr, vals, interval)
 				n, err := s.query(expr, q.Instant)
 				if err != nil {
+					queryErrors++
 					t.Errorf("%s: %q %s: %v\n\t%s", file, p.Title, q.RefID, err, expr)
 					panelData = false
 					continue
@@ -455,8 +574,11 @@ func TestDashboardQueries(t *testing.T) {
 				case hardware != "" && len(missing) > 0:
 					t.Logf("%s: %q %s: no data (hardware %s; no fixture has %v)", file, p.Title, q.RefID, hardware, missing)
 				default:
-					t.Errorf("%s: %q %s: no data (missing series: %v)\n\t%s", file, p.Title, q.RefID, missing, expr)
+					t.Errorf("%s: %q %s: no data (missing series: %v; %s)\n\t%s", file, p.Title, q.RefID, missing, s.lastSamples(q.Expr), expr)
 				}
+			}
+			if panelData && event == "" {
+				filled[file+": "+p.Title] = true
 			}
 			if panelData {
 				withData++
@@ -469,8 +591,9 @@ func TestDashboardQueries(t *testing.T) {
 			}
 		}
 	}
-	msg := fmt.Sprintf("dashboard coverage: %d panels checked / %d panels with data (hardware-only: %d, %d with fixture data; event-only: %d, %d with data now)",
-		checked, withData, hwPanels, hwData, evPanels, evData)
+	msg := fmt.Sprintf("dashboard coverage on %s: %d panels checked / %d panels with data (hardware-only: %d, %d with fixture data; event-only: %d, %d with data now); %d query errors",
+		strings.TrimPrefix(t.Name(), "TestDashboardQueries/on/"), checked, withData, hwPanels, hwData, evPanels, evData, queryErrors)
 	t.Log(msg)
 	fmt.Println(msg)
+	return filled
 }
