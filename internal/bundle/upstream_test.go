@@ -109,3 +109,30 @@ func checkNativeHistograms(t *testing.T, s *stack) {
 	}
 	t.Logf("native histograms: %d native smokemon_ping_rtt_seconds series, classic series present", native)
 }
+
+// The push hub's config loads on every Prometheus with the shipped rules and
+// Alertmanager, and vmalert (the VictoriaMetrics hub) takes every rule file.
+func TestHubConfigs(t *testing.T) {
+	dir := filepath.Join(root, "prometheus")
+	for _, promtool := range upstream.All(t, "promtool", "promtool") {
+		out := run(t, dir, promtool.Path, "check", "config", "hub-remote-write.yml")
+		if !strings.Contains(out, "rules found") {
+			t.Errorf("%s: hub-remote-write.yml loads no rules:\n%s", promtool.Name, out)
+		}
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "hub-remote-write.yml"))
+	if !strings.Contains(string(b), "\nalerting:\n") {
+		t.Error("hub-remote-write.yml sends no alerts to Alertmanager")
+	}
+	vmalert, err := upstream.Path("vmalert")
+	if err != nil {
+		t.Logf("UPSTREAM MISSING: %v: vmalert's dry run skipped", err)
+		return
+	}
+	rules, _ := filepath.Glob(filepath.Join(dir, "rules", "*.yml"))
+	args := []string{"-dryRun"}
+	for _, r := range rules {
+		args = append(args, "-rule="+r)
+	}
+	run(t, dir, append([]string{vmalert}, args...)...)
+}
