@@ -13,8 +13,6 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
-
-	"github.com/smokemon/smokemon/internal/upstream"
 )
 
 var update = flag.Bool("update", false, "rewrite grafana/dashboards from dashboards.go")
@@ -40,27 +38,6 @@ func run(t *testing.T, dir string, args ...string) string {
 		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
-}
-
-// TestPromtool runs on Debian's promtool (2.42, the oldest supported) and
-// the current release (.ci/upstream).
-func TestPromtool(t *testing.T) {
-	dir := filepath.Join(root, "prometheus")
-	rules, _ := filepath.Glob(filepath.Join(dir, "rules", "*.yml"))
-	tests, _ := filepath.Glob(filepath.Join(dir, "tests", "*.yml"))
-	if len(rules) == 0 || len(tests) == 0 {
-		t.Fatal("no rule or test files")
-	}
-	for _, promtool := range upstream.All(t, "promtool", "promtool") {
-		t.Run(promtool.Name, func(t *testing.T) {
-			run(t, dir, promtool.Path, "check", "config", shippedConfig(t, promtool))
-			run(t, dir, append([]string{promtool.Path, "check", "rules"}, rules...)...)
-			out := run(t, dir, append([]string{promtool.Path, "test", "rules"}, tests...)...)
-			if strings.Contains(out, "FAILED") || strings.Count(out, "SUCCESS") != len(tests) {
-				t.Fatalf("promtool test rules:\n%s", out)
-			}
-		})
-	}
 }
 
 type ruleFile struct {

@@ -18,8 +18,6 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-
-	"github.com/smokemon/smokemon/internal/upstream"
 )
 
 // stack is a real Prometheus (Debian's, or the current release) or
@@ -164,32 +162,6 @@ func fixtureServer(t *testing.T) (addr string, names []string) {
 	return l.Addr().String(), names
 }
 
-// backend is what holds the series in a stack: a Prometheus, or
-// VictoriaMetrics scraping with the same config and vmalert running the rules.
-type backend struct {
-	name        string
-	prom        upstream.Binary // Prometheus
-	vm, vmalert string          // or VictoriaMetrics + vmalert
-}
-
-// backends are Debian's Prometheus (2.42, the oldest supported), the current
-// release, and current VictoriaMetrics + vmalert: each that is installed.
-func backends(t *testing.T) []backend {
-	var out []backend
-	for _, p := range upstream.All(t, "prometheus", "prometheus") {
-		out = append(out, backend{name: p.Name, prom: p})
-	}
-	vm, err1 := upstream.Path("victoria-metrics")
-	vmalert, err2 := upstream.Path("vmalert")
-	if err1 != nil || err2 != nil {
-		t.Logf("UPSTREAM MISSING: no VictoriaMetrics stack: %v %v", err1, err2)
-	} else {
-		rel, _ := upstream.Release("victoria-metrics")
-		out = append(out, backend{name: "victoria-metrics " + rel + " + vmalert", vm: vm, vmalert: vmalert})
-	}
-	return out
-}
-
 func startStack(t *testing.T, b backend) *stack {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: raw ICMP sockets for ping and mtr")
@@ -273,32 +245,6 @@ scrape_configs:
 	return s
 }
 
-// startTSDB starts the backend on promFile and returns its query URL.
-// VictoriaMetrics scrapes with the same file (skipping rule_files, which it
-// does not know) and vmalert evaluates the rules and writes the results back.
-func startTSDB(t *testing.T, b backend, dir, promFile string, rules []string) string {
-	port := freePort(t)
-	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	if b.vm == "" {
-		start(t, b.prom.Path, "--config.file="+promFile, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
-			fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port))
-		return url
-	}
-	// Without VictoriaMetrics' 30s latency offset and vmalert's matching 30s
-	// evaluation delay (defaults the compose file keeps): with them each level
-	// of recording rules lags 30s, too slow for a one-minute test.
-	start(t, b.vm, "-storageDataPath="+filepath.Join(dir, "vm"), fmt.Sprintf("-httpListenAddr=127.0.0.1:%d", port),
-		"-promscrape.config="+promFile, "-promscrape.config.strictParse=false",
-		"-search.latencyOffset=0s", "-search.disableCache")
-	args := []string{"-datasource.url=" + url, "-remoteWrite.url=" + url, "-notifier.blackhole",
-		"-evaluationInterval=1s", "-remoteWrite.flushInterval=500ms", "-rule.evalDelay=0s", fmt.Sprintf("-httpListenAddr=127.0.0.1:%d", freePort(t))}
-	for _, r := range rules {
-		args = append(args, "-rule="+r)
-	}
-	start(t, b.vmalert, args...)
-	return url
-}
-
 type promResult struct {
 	Status    string `json:"status"`
 	ErrorType string `json:"errorType"`
@@ -373,31 +319,6 @@ func (s *stack) labelValues(label, match string) ([]string, error) {
 	return r.Data, nil
 }
 
-// lastSamples says how old the newest sample of each series in expr is, to
-// tell a stale series from one never written.
-func (s *stack) lastSamples(expr string) string {
-	var out []string
-	for _, m := range metricRe.FindAllString(expr, -1) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		r, err := s.get(ctx, "/api/v1/query", url.Values{"query": {"time() - timestamp(last_over_time(" + m + "[10m]))"}})
-		cancel()
-		if err != nil {
-			out = append(out, m+": "+err.Error())
-			continue
-		}
-		var ages []string
-		for _, res := range r.Data.Result {
-			var v struct {
-				Value [2]any `json:"value"`
-			}
-			json.Unmarshal(res, &v)
-			ages = append(ages, fmt.Sprint(v.Value[1]))
-		}
-		out = append(out, fmt.Sprintf("%s: newest samples %v s old", m, ages))
-	}
-	return strings.Join(out, "; ")
-}
-
 // waitFor polls until every expression has a result.
 func (s *stack) waitFor(t *testing.T, timeout time.Duration, exprs ...string) {
 	t.Helper()
@@ -457,6 +378,41 @@ func TestDashboardQueries(t *testing.T) {
 	}
 }
 
+// subst replaces a query's variables the way Grafana does.
+func subst(expr string, v map[string]string, interval string) string {
+	r := []string{"$__rate_interval", "4s", "$__interval", interval, "$__range", "1m"}
+	for k, val := range v {
+		r = append(r, "$"+k, val)
+	}
+	return strings.NewReplacer(r...).Replace(expr)
+}
+
+// resolveVars resolves a dashboard's variables in order, as Grafana does:
+// each may use the ones before; node is the live node.
+func (s *stack) resolveVars(t *testing.T, file string, d dashboard) map[string]string {
+	values := map[string]string{}
+	for _, v := range d.Templating.List {
+		m := labelValuesRe.FindStringSubmatch(v.Query.Query)
+		if m == nil {
+			t.Errorf("%s: variable %s: query %q is not label_values(…)", file, v.Name, v.Query.Query)
+			continue
+		}
+		vals, err := s.labelValues(m[2], subst(m[1], values, "2s"))
+		if err != nil || len(vals) == 0 {
+			t.Errorf("%s: variable %s does not resolve: %v %v", file, v.Name, vals, err)
+			continue
+		}
+		values[v.Name] = vals[0]
+		if v.Name == "node" {
+			if !contains(vals, s.node) {
+				t.Errorf("%s: node variable %v lacks the live node %s", file, vals, s.node)
+			}
+			values[v.Name] = s.node
+		}
+	}
+	return values
+}
+
 // checkDashboards runs every panel query on s and returns the panels with
 // data ("file: title"), event-only panels left out.
 func checkDashboards(t *testing.T, s *stack) map[string]bool {
@@ -491,34 +447,7 @@ func checkDashboards(t *testing.T, s *stack) map[string]bool {
 	checked, withData, hwPanels, hwData, evPanels, evData := 0, 0, 0, 0, 0, 0
 	for _, file := range sortedKeys(loadDashboards(t)) {
 		d := loadDashboards(t)[file]
-		// Resolve the variables in order, as Grafana does: each may use the ones before.
-		values := map[string]string{}
-		subst := func(expr string, v map[string]string, interval string) string {
-			r := []string{"$__rate_interval", "4s", "$__interval", interval, "$__range", "1m"}
-			for k, val := range v {
-				r = append(r, "$"+k, val)
-			}
-			return strings.NewReplacer(r...).Replace(expr)
-		}
-		for _, v := range d.Templating.List {
-			m := labelValuesRe.FindStringSubmatch(v.Query.Query)
-			if m == nil {
-				t.Errorf("%s: variable %s: query %q is not label_values(…)", file, v.Name, v.Query.Query)
-				continue
-			}
-			vals, err := s.labelValues(m[2], subst(m[1], values, "2s"))
-			if err != nil || len(vals) == 0 {
-				t.Errorf("%s: variable %s does not resolve: %v %v", file, v.Name, vals, err)
-				continue
-			}
-			values[v.Name] = vals[0]
-			if v.Name == "node" {
-				if !contains(vals, s.node) {
-					t.Errorf("%s: node variable %v lacks the live node %s", file, vals, s.node)
-				}
-				values[v.Name] = s.node
-			}
-		}
+		values := s.resolveVars(t, file, d)
 		for _, a := range d.Annotations.List {
 			if a.Expr != "" {
 				if _, err := s.query(subst(a.Expr, values, "2s"), false); err != nil {

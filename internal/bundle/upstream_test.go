@@ -13,6 +13,28 @@ import (
 	"github.com/smokemon/smokemon/internal/upstream"
 )
 
+// TestPromtool runs on Debian's promtool (2.42, the oldest supported) and
+// the current release (.ci/upstream): the shipped config as that version
+// loads it, the rules, and the rule tests.
+func TestPromtool(t *testing.T) {
+	dir := filepath.Join(root, "prometheus")
+	rules, _ := filepath.Glob(filepath.Join(dir, "rules", "*.yml"))
+	tests, _ := filepath.Glob(filepath.Join(dir, "tests", "*.yml"))
+	if len(rules) == 0 || len(tests) == 0 {
+		t.Fatal("no rule or test files")
+	}
+	for _, promtool := range upstream.All(t, "promtool", "promtool") {
+		t.Run(promtool.Name, func(t *testing.T) {
+			run(t, dir, promtool.Path, "check", "config", shippedConfig(t, promtool))
+			run(t, dir, append([]string{promtool.Path, "check", "rules"}, rules...)...)
+			out := run(t, dir, append([]string{promtool.Path, "test", "rules"}, tests...)...)
+			if strings.Contains(out, "FAILED") || strings.Count(out, "SUCCESS") != len(tests) {
+				t.Fatalf("promtool test rules:\n%s", out)
+			}
+		})
+	}
+}
+
 // prometheus3Only marks the lines of prometheus/prometheus.yml that
 // Prometheus 2.x users delete (the file says so).
 const prometheus3Only = "# Prometheus 3"

@@ -356,8 +356,13 @@ scrape_configs:
 		t.Errorf("%d outage notifications, want one per receiver (ntfy, slack)", outage)
 	}
 
-	// Exactly one notification per receiver per alert and state: none
-	// repeated (a receiver's answer taken for a failure is retried).
+	countNotes(t, rec, alertmanager.Name, t0, t1, t2)
+}
+
+// countNotes: exactly one notification per receiver per alert and state,
+// none repeated (a receiver's answer taken for a failure is retried): the
+// loss firing from t0, resolved from t1, the outage firing from t2.
+func countNotes(t *testing.T, rec *recorder, am string, t0, t1, t2 time.Time) {
 	all := rec.since(time.Time{})
 	var counts []string
 	for _, c := range []struct {
@@ -381,7 +386,7 @@ scrape_configs:
 			}
 		}
 	}
-	msg := fmt.Sprintf("notifications on %s (%d in all): %s", alertmanager.Name, len(all), strings.Join(counts, ", "))
+	msg := fmt.Sprintf("notifications on %s (%d in all): %s", am, len(all), strings.Join(counts, ", "))
 	t.Log(msg)
 	fmt.Println(msg)
 }
