@@ -11,10 +11,11 @@ LDFLAGS := -s -w \
 	-X $(PKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
 ARGS    ?=
 
-.PHONY: help build run test fuzz bench-mesh bench-ping bench-host lint clean release packages
+.PHONY: help build run build-analyzer run-analyzer test fuzz bench-mesh bench-ping bench-host lint clean release packages
 
 help:
 	@echo "make run         build and run smokemon_exporter on its embedded default config (:9917)"
+	@echo "make run-analyzer  build and run smokemon_analyzer against PROMETHEUS_URL (default serve on :9918)"
 	@echo "make test        install what the tests need (as root) and run the whole suite"
 	@echo "make fuzz        run every fuzz target for FUZZTIME (default 30s) each"
 	@echo "make bench-ping  smokemon vs smokeping_prober vs fping, 10/100/1000 loopback targets"
@@ -29,6 +30,14 @@ build:
 
 run: build
 	./smokemon_exporter $(ARGS)
+
+build-analyzer:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o smokemon_analyzer ./cmd/smokemon_analyzer
+
+# Any PromQL API with the nodes' series: Prometheus, VictoriaMetrics, Mimir, Thanos.
+PROMETHEUS_URL ?= http://localhost:9090
+run-analyzer: build-analyzer
+	./smokemon_analyzer --prometheus.url=$(PROMETHEUS_URL) $(or $(ARGS),serve)
 
 test:
 	.ci/test
@@ -83,4 +92,4 @@ packages: release
 	done
 
 clean:
-	rm -f smokemon_exporter
+	rm -f smokemon_exporter smokemon_analyzer

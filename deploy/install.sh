@@ -1,7 +1,7 @@
 #!/bin/sh
 # install.sh: put smokemon_exporter on a fresh node, in one command.
 #
-#   sudo ./install.sh [--node-name NAME] [--remote-write URL]
+#   sudo ./install.sh [--node-name NAME] [--remote-write URL [--password-file FILE]]
 #   sudo ./install.sh --uninstall
 #
 # It detects the architecture, installs the .deb where dpkg is present (or the
@@ -15,6 +15,10 @@
 #                          host name when unset)
 #   --remote-write URL     push mode: remote-write to URL (the hub's
 #                          /api/v1/write); needs Prometheus (Debian: prometheus)
+#   --password-file FILE   push mode with basic auth: the node's own password
+#                          for the hub (user name: the node name), copied to
+#                          /etc/smokemon/remote-write.password (0640,
+#                          root:smokemon); a later run without it keeps it
 #   --uninstall            remove everything install.sh installed (a purge)
 #   --from DIR             where the packages or binaries are: default the
 #                          directory of this script (a release tarball), or
@@ -26,7 +30,7 @@
 set -eu
 
 prog=install.sh
-node_name= remote_write= uninstall= from= method= arch= root=
+node_name= remote_write= password_file= uninstall= from= method= arch= root=
 die() { echo "$prog: $*" >&2; exit 1; }
 say() { echo "$prog: $*"; }
 
@@ -36,6 +40,8 @@ while [ $# -gt 0 ]; do
 	--node-name=*) node_name=${1#*=} ;;
 	--remote-write) remote_write=${2?}; shift ;;
 	--remote-write=*) remote_write=${1#*=} ;;
+	--password-file) password_file=${2?}; shift ;;
+	--password-file=*) password_file=${1#*=} ;;
 	--uninstall) uninstall=1 ;;
 	--from) from=${2?}; shift ;;
 	--from=*) from=${1#*=} ;;
@@ -59,6 +65,10 @@ case $remote_write in
 *) die "--remote-write $remote_write: not an http(s) URL" ;;
 esac
 case $remote_write in *[\"\'\ \|\\]*) die "--remote-write: quotes, spaces, '|' and '\\' are not allowed in the URL" ;; esac
+if [ -n "$password_file" ]; then
+	[ -n "$remote_write" ] || die "--password-file: only with --remote-write (push mode)"
+	[ -r "$password_file" ] && [ -s "$password_file" ] || die "--password-file $password_file: not a readable, non-empty file"
+fi
 if [ -n "$root" ]; then
 	[ -d "$root" ] || die "--root $root: no such directory"
 	root=$(cd "$root" && pwd)
@@ -251,6 +261,20 @@ setup_agent() {
 		-e "s|^\(  - url: \)[^ ]*\( *# smokemon:remote-write-url\)|\1$remote_write\2|" \
 		"$R/usr/share/smokemon/agent.yml" >"$tmp"
 	grep -q "# smokemon:remote-write-url" "$tmp" || die "agent template lacks its markers"
+	pw=$R/etc/smokemon/remote-write.password
+	if [ -n "$password_file" ]; then
+		put "$password_file" "$pw" 640
+	fi
+	if [ -f "$pw" ]; then
+		# Readable by the agent (user smokemon), by no one else.
+		gid=$(awk -F: '$1 == "smokemon" {print $3}' "$R/etc/group" 2>/dev/null)
+		if [ -n "$gid" ] && [ "$(stat -c %u:%g "$pw")" != "0:$gid" ]; then
+			chown "0:$gid" "$pw"
+			changed=1
+		fi
+		sed -i "s|^    # \(basic_auth: {username: \)[^,]*\(, password_file: [^}]*}\)\( *# smokemon:basic-auth\)|    \1$name\2\3|" "$tmp"
+		grep -q "^    basic_auth: {username: $name," "$tmp" || die "agent template lacks its basic-auth marker"
+	fi
 	put "$tmp" "$R/etc/smokemon/agent.yml" 644
 	rm -f "$tmp"
 	link /usr/lib/systemd/system/smokemon_agent.service "$wants/smokemon_agent.service"
@@ -283,7 +307,7 @@ if [ -n "$uninstall" ]; then
 		remove "$wants/$u" "$R/usr/lib/systemd/system/$u"
 	done
 	remove "$R/usr/bin/smokemon_exporter" "$R/usr/share/smokemon" \
-		"$R/etc/smokemon/smokemon.yml" "$R/etc/smokemon/agent.yml" \
+		"$R/etc/smokemon/smokemon.yml" "$R/etc/smokemon/agent.yml" "$R/etc/smokemon/remote-write.password" \
 		"$R/etc/default/smokemon_exporter" "$R/var/lib/smokemon-agent"
 	rmdir "$R/etc/smokemon" "$wants" 2>/dev/null || true
 	remove_user

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/smokemon/smokemon/internal/upstream"
 )
 
 // Server is a real TSDB (Prometheus or VictoriaMetrics) on a loopback port.
@@ -45,13 +47,14 @@ func Backfill(openmetrics, dataDir string) error {
 			os.Remove(p)
 		}
 	}()
+	promtool := upstreamOr("promtool")
 	errs := make(chan error, len(parts))
 	sem := make(chan struct{}, 2)
 	for _, p := range parts {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem }()
-			out, err := exec.Command("promtool", "tsdb", "create-blocks-from", "openmetrics", "-q", p, dataDir).CombinedOutput()
+			out, err := exec.Command(promtool, "tsdb", "create-blocks-from", "openmetrics", "-q", p, dataDir).CombinedOutput()
 			if err != nil {
 				err = fmt.Errorf("promtool backfill %s: %v: %s", p, err, lastLines(out, 20))
 			}
@@ -130,6 +133,17 @@ func splitBlocks(path string) ([]string, error) {
 	return names, nil
 }
 
+// upstreamOr returns the current release of binary that .ci/upstream built,
+// else Debian's (on $PATH), saying so on stderr.
+func upstreamOr(binary string) string {
+	p, err := upstream.Path(binary)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "scenario: %v; using Debian's %s\n", err, binary)
+		return binary
+	}
+	return p
+}
+
 // StartPrometheus serves dataDir (backfilled blocks) without scraping anything.
 func StartPrometheus(dataDir string) (*Server, error) {
 	addr, err := freePort()
@@ -141,7 +155,7 @@ func StartPrometheus(dataDir string) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{URL: "http://" + addr, logs: &bytes.Buffer{}}
-	s.cmd = exec.Command("prometheus", "--config.file="+cfg, "--storage.tsdb.path="+dataDir,
+	s.cmd = exec.Command(upstreamOr("prometheus"), "--config.file="+cfg, "--storage.tsdb.path="+dataDir,
 		"--storage.tsdb.retention.time=3650d", "--web.listen-address="+addr, "--query.max-samples=200000000")
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	if err := s.cmd.Start(); err != nil {

@@ -20,8 +20,9 @@ import (
 	"github.com/miekg/dns"
 )
 
-// stack is a real Prometheus (the Debian package) scraping the real exporter
-// and analyzer on loopback every second, with the bundle's rules loaded, plus
+// stack is a real Prometheus (Debian's, or the current release) or
+// VictoriaMetrics + vmalert scraping the real exporter and analyzer on
+// loopback every second, with the bundle's rules loaded, plus
 // the hardware fixtures' goldens served as extra "nodes" so panels for boards
 // this machine is not get data too.
 type stack struct {
@@ -161,8 +162,7 @@ func fixtureServer(t *testing.T) (addr string, names []string) {
 	return l.Addr().String(), names
 }
 
-func startStack(t *testing.T) *stack {
-	need(t, "prometheus")
+func startStack(t *testing.T, b backend) *stack {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: raw ICMP sockets for ping and mtr")
 	}
@@ -208,7 +208,6 @@ tcp:
 	start(t, exporter, "--config.file="+cfgFile, fmt.Sprintf("--web.listen-address=127.0.0.1:%d", exPort))
 
 	fixAddr, fixtures := fixtureServer(t)
-	promPort := freePort(t)
 	anPort := freePort(t)
 	var fixJobs strings.Builder
 	for _, f := range fixtures {
@@ -219,20 +218,24 @@ tcp:
 `, f, fixAddr)
 	}
 	rules, _ := filepath.Glob(filepath.Join(root, "prometheus/rules/*.yml"))
+	// The current Prometheus scrapes as the shipped prometheus.yml says
+	// (native histograms, classic ones kept).
+	global := "  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+	if b.prom.Current {
+		global += prometheus3Globals(t)
+	}
 	promCfg := fmt.Sprintf(`
-global: {scrape_interval: 1s, evaluation_interval: 1s}
-rule_files: [%s]
+global:
+%srule_files: [%s]
 scrape_configs:
   - job_name: smokemon
     static_configs: [{targets: ["127.0.0.1:%d"], labels: {node: bundle-test}}]
   - job_name: smokemon_analyzer
     static_configs: [{targets: ["127.0.0.1:%d"]}]
-%s`, `"`+strings.Join(rules, `", "`)+`"`, exPort, anPort, fixJobs.String())
+%s`, global, `"`+strings.Join(rules, `", "`)+`"`, exPort, anPort, fixJobs.String())
 	promFile := filepath.Join(dir, "prometheus.yml")
 	os.WriteFile(promFile, []byte(promCfg), 0o644)
-	start(t, "prometheus", "--config.file="+promFile, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
-		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", promPort))
-	s := &stack{prom: fmt.Sprintf("http://127.0.0.1:%d", promPort), node: "bundle-test", fixtures: fixtures, dir: dir}
+	s := &stack{prom: startTSDB(t, b, dir, promFile, rules), node: "bundle-test", fixtures: fixtures, dir: dir}
 	if analyzerBin != "" {
 		start(t, analyzerBin, "serve", "--prometheus.url="+s.prom, "--evaluation-interval=2s", "--rate-window=5s",
 			"--long-window=10s", "--refetch=10s", "--lookback=2m", fmt.Sprintf("--web.listen-address=127.0.0.1:%d", anPort))
@@ -342,7 +345,77 @@ var metricRe = regexp.MustCompile(`\b((?:node_target|node|fleet):[a-z0-9_:]+|smo
 // panel is marked as hardware-only (then data is required exactly when the
 // fixtures provide its metrics) or as event-only (empty until an incident).
 func TestDashboardQueries(t *testing.T) {
-	s := startStack(t)
+	bs := backends(t)
+	withData := make([]map[string]bool, len(bs))
+	t.Run("on", func(t *testing.T) {
+		for i, b := range bs {
+			t.Run(b.name, func(t *testing.T) {
+				t.Parallel()
+				s := startStack(t, b)
+				withData[i] = checkDashboards(t, s)
+				if b.prom.Current {
+					checkNativeHistograms(t, s)
+				}
+			})
+		}
+	})
+	// Every backend fills the same panels (event-only ones aside: incidents
+	// come and go).
+	for i := 1; i < len(bs); i++ {
+		if withData[0] == nil || withData[i] == nil {
+			continue
+		}
+		for p := range withData[0] {
+			if !withData[i][p] {
+				t.Errorf("panel %s has data on %s, none on %s", p, bs[0].name, bs[i].name)
+			}
+		}
+		for p := range withData[i] {
+			if !withData[0][p] {
+				t.Errorf("panel %s has data on %s, none on %s", p, bs[i].name, bs[0].name)
+			}
+		}
+	}
+}
+
+// subst replaces a query's variables the way Grafana does.
+func subst(expr string, v map[string]string, interval string) string {
+	r := []string{"$__rate_interval", "4s", "$__interval", interval, "$__range", "1m"}
+	for k, val := range v {
+		r = append(r, "$"+k, val)
+	}
+	return strings.NewReplacer(r...).Replace(expr)
+}
+
+// resolveVars resolves a dashboard's variables in order, as Grafana does:
+// each may use the ones before; node is the live node.
+func (s *stack) resolveVars(t *testing.T, file string, d dashboard) map[string]string {
+	values := map[string]string{}
+	for _, v := range d.Templating.List {
+		m := labelValuesRe.FindStringSubmatch(v.Query.Query)
+		if m == nil {
+			t.Errorf("%s: variable %s: query %q is not label_values(…)", file, v.Name, v.Query.Query)
+			continue
+		}
+		vals, err := s.labelValues(m[2], subst(m[1], values, "2s"))
+		if err != nil || len(vals) == 0 {
+			t.Errorf("%s: variable %s does not resolve: %v %v", file, v.Name, vals, err)
+			continue
+		}
+		values[v.Name] = vals[0]
+		if v.Name == "node" {
+			if !contains(vals, s.node) {
+				t.Errorf("%s: node variable %v lacks the live node %s", file, vals, s.node)
+			}
+			values[v.Name] = s.node
+		}
+	}
+	return values
+}
+
+// checkDashboards runs every panel query on s and returns the panels with
+// data ("file: title"), event-only panels left out.
+func checkDashboards(t *testing.T, s *stack) map[string]bool {
 	ready := []string{
 		`smokemon_ping_rtt_seconds_bucket{node="bundle-test"}`,
 		`smokemon_mtr_hop_info{node="bundle-test"}`,
@@ -370,37 +443,11 @@ func TestDashboardQueries(t *testing.T) {
 		have[n] = true
 	}
 
+	filled, queryErrors := map[string]bool{}, 0
 	checked, withData, hwPanels, hwData, evPanels, evData := 0, 0, 0, 0, 0, 0
 	for _, file := range sortedKeys(loadDashboards(t)) {
 		d := loadDashboards(t)[file]
-		// Resolve the variables in order, as Grafana does: each may use the ones before.
-		values := map[string]string{}
-		subst := func(expr string, v map[string]string, interval string) string {
-			r := []string{"$__rate_interval", "4s", "$__interval", interval, "$__range", "1m"}
-			for k, val := range v {
-				r = append(r, "$"+k, val)
-			}
-			return strings.NewReplacer(r...).Replace(expr)
-		}
-		for _, v := range d.Templating.List {
-			m := labelValuesRe.FindStringSubmatch(v.Query.Query)
-			if m == nil {
-				t.Errorf("%s: variable %s: query %q is not label_values(…)", file, v.Name, v.Query.Query)
-				continue
-			}
-			vals, err := s.labelValues(m[2], subst(m[1], values, "2s"))
-			if err != nil || len(vals) == 0 {
-				t.Errorf("%s: variable %s does not resolve: %v %v", file, v.Name, vals, err)
-				continue
-			}
-			values[v.Name] = vals[0]
-			if v.Name == "node" {
-				if !contains(vals, s.node) {
-					t.Errorf("%s: node variable %v lacks the live node %s", file, vals, s.node)
-				}
-				values[v.Name] = s.node
-			}
-		}
+		values := s.resolveVars(t, file, d)
 		for _, a := range d.Annotations.List {
 			if a.Expr != "" {
 				if _, err := s.query(subst(a.Expr, values, "2s"), false); err != nil {
@@ -436,6 +483,7 @@ func TestDashboardQueries(t *testing.T) {
 				expr := subst(q.Expr, vals, interval)
 				n, err := s.query(expr, q.Instant)
 				if err != nil {
+					queryErrors++
 					t.Errorf("%s: %q %s: %v\n\t%s", file, p.Title, q.RefID, err, expr)
 					panelData = false
 					continue
@@ -455,8 +503,11 @@ func TestDashboardQueries(t *testing.T) {
 				case hardware != "" && len(missing) > 0:
 					t.Logf("%s: %q %s: no data (hardware %s; no fixture has %v)", file, p.Title, q.RefID, hardware, missing)
 				default:
-					t.Errorf("%s: %q %s: no data (missing series: %v)\n\t%s", file, p.Title, q.RefID, missing, expr)
+					t.Errorf("%s: %q %s: no data (missing series: %v; %s)\n\t%s", file, p.Title, q.RefID, missing, s.lastSamples(q.Expr), expr)
 				}
+			}
+			if panelData && event == "" {
+				filled[file+": "+p.Title] = true
 			}
 			if panelData {
 				withData++
@@ -469,8 +520,9 @@ func TestDashboardQueries(t *testing.T) {
 			}
 		}
 	}
-	msg := fmt.Sprintf("dashboard coverage: %d panels checked / %d panels with data (hardware-only: %d, %d with fixture data; event-only: %d, %d with data now)",
-		checked, withData, hwPanels, hwData, evPanels, evData)
+	msg := fmt.Sprintf("dashboard coverage on %s: %d panels checked / %d panels with data (hardware-only: %d, %d with fixture data; event-only: %d, %d with data now); %d query errors",
+		strings.TrimPrefix(t.Name(), "TestDashboardQueries/on/"), checked, withData, hwPanels, hwData, evPanels, evData, queryErrors)
 	t.Log(msg)
 	fmt.Println(msg)
+	return filled
 }

@@ -11,22 +11,6 @@ import (
 	"github.com/smokemon/smokemon/internal/config"
 )
 
-func TestPromtool(t *testing.T) {
-	need(t, "promtool")
-	dir := filepath.Join(root, "prometheus")
-	rules, _ := filepath.Glob(filepath.Join(dir, "rules", "*.yml"))
-	tests, _ := filepath.Glob(filepath.Join(dir, "tests", "*.yml"))
-	if len(rules) == 0 || len(tests) == 0 {
-		t.Fatal("no rule or test files")
-	}
-	run(t, dir, "promtool", "check", "config", "prometheus.yml")
-	run(t, dir, append([]string{"promtool", "check", "rules"}, rules...)...)
-	out := run(t, dir, append([]string{"promtool", "test", "rules"}, tests...)...)
-	if strings.Contains(out, "FAILED") || strings.Count(out, "SUCCESS") != len(tests) {
-		t.Fatalf("promtool test rules:\n%s", out)
-	}
-}
-
 type ruleFile struct {
 	Groups []struct {
 		Name  string `yaml:"name"`

@@ -2,12 +2,16 @@ package release
 
 import (
 	"debug/elf"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/smokemon/smokemon/internal/upstream"
 )
 
 // installSh runs deploy/install.sh into a scratch root: never this machine's
@@ -51,7 +55,9 @@ func TestInstallScriptIdempotentInScratchRoot(t *testing.T) {
 	r := newRoot(t)
 	pristine := snapshot(t, false, nil, r)
 	url := "http://198.18.10.2:9090/api/v1/write"
-	args := []string{"--root", r, "--from", d, "--node-name", "pi-test", "--remote-write", url}
+	secret := filepath.Join(t.TempDir(), "pi-test.password")
+	os.WriteFile(secret, []byte("s3cret-pi-test\n"), 0o600)
+	args := []string{"--root", r, "--from", d, "--node-name", "pi-test", "--remote-write", url, "--password-file", secret}
 
 	out := installSh(t, args...)
 	t.Logf("first run:\n%s", out)
@@ -85,13 +91,15 @@ func TestInstallScriptIdempotentInScratchRoot(t *testing.T) {
 	run(t, filepath.Join(r, "usr/bin/smokemon_exporter"), "--config.file="+cfg, "--config.check")
 	agent := filepath.Join(r, "etc/smokemon/agent.yml")
 	b, _ := os.ReadFile(agent)
-	for _, want := range []string{"    node: pi-test ", "  - url: " + url + " "} {
+	for _, want := range []string{"    node: pi-test ", "  - url: " + url + " ",
+		"\n    basic_auth: {username: pi-test, password_file: /etc/smokemon/remote-write.password}"} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("agent.yml lacks %q:\n%s", want, b)
 		}
 	}
-	if promtool, err := exec.LookPath("promtool"); err == nil {
-		run(t, promtool, "check", "config", "--agent", agent)
+	checkPasswordFile(t, r, "s3cret-pi-test\n")
+	for _, promtool := range upstream.All(t, "promtool", "promtool") {
+		run(t, promtool.Path, "check", "config", "--agent", agent)
 	}
 	pw, _ := os.ReadFile(filepath.Join(r, "etc/passwd"))
 	if !strings.Contains(string(pw), "\nsmokemon:x:") {
@@ -110,12 +118,17 @@ func TestInstallScriptIdempotentInScratchRoot(t *testing.T) {
 		t.Errorf("second run output:\n%s", out)
 	}
 
-	// A new node name: the config and the agent's label, nothing else.
+	// A new node name: the config and the agent's label and user, nothing
+	// else; without --password-file the node keeps its password.
 	installSh(t, "--root", r, "--from", d, "--node-name", "pi-renamed", "--remote-write", url)
 	diff := diffSnapshots(first, snapshot(t, true, nil, r))
 	if len(diff) != 2 || !strings.Contains(strings.Join(diff, " "), "smokemon.yml") || !strings.Contains(strings.Join(diff, " "), "agent.yml") {
 		t.Errorf("renaming changed:\n%s", strings.Join(diff, "\n"))
 	}
+	if b, _ := os.ReadFile(agent); !strings.Contains(string(b), "\n    basic_auth: {username: pi-renamed, password_file: /etc/smokemon/remote-write.password}") {
+		t.Errorf("renamed agent.yml lost its credentials:\n%s", b)
+	}
+	checkPasswordFile(t, r, "s3cret-pi-test\n")
 
 	// Uninstall: back to the pristine root.
 	installSh(t, "--root", r, "--uninstall")
@@ -123,6 +136,29 @@ func TestInstallScriptIdempotentInScratchRoot(t *testing.T) {
 	skip := func(p string) bool { return strings.HasSuffix(p, "-") || strings.HasSuffix(p, ".pwd.lock") }
 	if diff := diffSnapshots(pristine, snapshot(t, false, skip, r)); len(diff) > 0 {
 		t.Errorf("--uninstall left:\n%s", strings.Join(diff, "\n"))
+	}
+}
+
+// checkPasswordFile: the node's remote-write password, readable by root and
+// the smokemon group (the agent) only.
+func checkPasswordFile(t *testing.T, r, want string) {
+	t.Helper()
+	p := filepath.Join(r, "etc/smokemon/remote-write.password")
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(p)
+	group, _ := os.ReadFile(filepath.Join(r, "etc/group"))
+	gid := ""
+	for _, l := range strings.Split(string(group), "\n") {
+		if f := strings.Split(l, ":"); len(f) > 2 && f[0] == "smokemon" {
+			gid = f[2]
+		}
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if string(b) != want || fi.Mode().Perm() != 0o640 || st.Uid != 0 || fmt.Sprint(st.Gid) != gid {
+		t.Errorf("remote-write.password: %q mode %v owner %d:%d; want %q, 0640, 0:%s (smokemon)", b, fi.Mode().Perm(), st.Uid, st.Gid, want, gid)
 	}
 }
 
@@ -151,6 +187,8 @@ func TestInstallScriptArchAndErrors(t *testing.T) {
 		{"--remote-write ftp://hub/", "not an http(s) URL"},
 		{"--arch sparc", "--arch sparc"},
 		{"--bogus", "unknown option"},
+		{"--password-file /nonexistent --remote-write http://hub:9090/api/v1/write", "--password-file /nonexistent"},
+		{"--password-file /etc/hostname", "only with --remote-write"},
 	} {
 		cmd := exec.Command("sh", append([]string{filepath.Join(root, "deploy", "install.sh"), "--root", empty, "--from", d}, strings.Fields(c.args)...)...)
 		out, err := cmd.CombinedOutput()

@@ -8,14 +8,16 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/smokemon/smokemon/internal/lab"
+	"github.com/smokemon/smokemon/internal/upstream"
 )
 
 // promQuery asks a Prometheus (through a lab host's network) for an instant
@@ -43,6 +45,86 @@ func promQuery(c *http.Client, query string, at time.Time) ([]promSeries, error)
 	return r.Data.Result, nil
 }
 
+// writeFile writes dir/name and returns its path.
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// startPushHub runs prometheus/hub-remote-write.yml on hub: the shipped
+// config and rules (evaluated every 5s, and a series gone 15s after its last
+// sample instead of 5m: tuning, not logic), the remote-write receiver on,
+// and the node's user with the bcrypt hash of its password in web.yml.
+func startPushHub(t *testing.T, hub *lab.Host, prom upstream.Binary, dir, user, password string) {
+	hubCfg, err := os.ReadFile(filepath.Join(root, "prometheus", "hub-remote-write.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Symlink(filepath.Join(root, "prometheus", "rules"), filepath.Join(dir, "rules"))
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(string(hubCfg), "evaluation_interval: 15s", "evaluation_interval: 5s", 1)
+	hub.Start(t, prom.Path, "--config.file="+writeFile(t, dir, "hub.yml", cfg),
+		"--storage.tsdb.path="+filepath.Join(dir, "hub-data"), "--query.lookback-delta=15s",
+		"--web.config.file="+writeFile(t, dir, "web.yml", "basic_auth_users:\n  "+user+": "+string(hash)+"\n"),
+		"--web.listen-address=0.0.0.0:9090", "--web.enable-remote-write-receiver", "--log.level=warn")
+}
+
+// installedAgent returns the agent's config as install.sh --remote-write
+// --password-file writes it (into a scratch root), with the scrape interval
+// and the scratch root's password path filled in.
+func installedAgent(t *testing.T, dist, dir, node, hubURL, password string, interval time.Duration) string {
+	scratch := newRoot(t)
+	installSh(t, "--root", scratch, "--from", dist, "--node-name", node, "--remote-write", hubURL,
+		"--password-file", writeFile(t, dir, node+".password", password))
+	installed, err := os.ReadFile(filepath.Join(scratch, "etc/smokemon/agent.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.NewReplacer(
+		"scrape_interval: 15s", "scrape_interval: "+interval.String(),
+		"scrape_timeout: 10s", "scrape_timeout: 4s",
+		"/etc/smokemon/remote-write.password", filepath.Join(scratch, "etc/smokemon/remote-write.password"),
+	).Replace(string(installed))
+	if !strings.Contains(cfg, "node: "+node) || !strings.Contains(cfg, hubURL) || !strings.Contains(cfg, "basic_auth: {username: "+node) {
+		t.Fatalf("install.sh's agent.yml lacks the node name, hub or credentials:\n%s", installed)
+	}
+	return cfg
+}
+
+// basicAuth sends the node's credentials, as the agent does.
+type basicAuth struct {
+	user, password string
+	next           http.RoundTripper
+}
+
+func (b basicAuth) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.SetBasicAuth(b.user, b.password)
+	return b.next.RoundTrip(r)
+}
+
+// hasAlert says whether a shipped rule file defines the alert.
+func hasAlert(t *testing.T, name string) bool {
+	files, _ := filepath.Glob(filepath.Join(root, "prometheus", "rules", "*.yml"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), "- alert: "+name+"\n") {
+			return true
+		}
+	}
+	return false
+}
+
 type promSeries struct {
 	Metric map[string]string `json:"metric"`
 	Values [][2]any          `json:"values"` // range vector: [unix seconds, "value"]
@@ -58,24 +140,35 @@ func (s promSeries) points() (ts []float64, vs []float64) {
 }
 
 // Push mode through NAT, with real parts: the node (lab client) runs the
-// exporter and Debian's Prometheus in agent mode with prometheus/agent.yml;
-// its router masquerades and the ISP has no route back, so the hub (a lab
-// destination running Prometheus with the remote-write receiver) cannot reach
-// the node at all. The hub has the node's series within 30 s. Then the uplink
-// is cut for two minutes: the agent keeps scraping into its WAL, and after the
-// link returns the hub holds every scrape of the cut window (no gap), including
-// the ping loss the cut caused.
+// exporter and Prometheus in agent mode (the current release with --agent,
+// else Debian's with --enable-feature=agent) on the agent.yml install.sh
+// writes, with the node's own password (--password-file); its router
+// masquerades and the ISP has no route back, so the hub (a lab destination
+// running prometheus/hub-remote-write.yml: the receiver, the rules, basic
+// auth per node) cannot reach the node at all. The hub has the node's series
+// within 30 s. Then the uplink is cut: the agent keeps scraping into its WAL,
+// the hub fires SmokemonNodeSilent, and after the link returns the hub holds
+// every scrape of the cut window (no gap), including the ping loss the cut
+// caused.
 func TestPushModeThroughNATSurvivesLinkCut(t *testing.T) {
 	if testing.Short() {
-		t.Skip("slow (about 3.5 minutes: a 2-minute link cut); runs without -short")
+		t.Skip("slow (about 4.5 minutes: a 3-minute link cut); runs without -short")
 	}
 	lab.Require(t)
-	prom, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Skip("prometheus not installed (Debian package prometheus)")
+	prom := upstream.Current(t, "prometheus", "prometheus")
+	agentFlag := "--enable-feature=agent" // Prometheus 2.x
+	if prom.Current {
+		agentFlag = "--agent"
 	}
 	const interval = 5 * time.Second
-	const cut = 2 * time.Minute
+	// The hub's rules see a silent node after the (shortened) lookback and
+	// SmokemonNodeSilent's `for:`, about 2.5 minutes: the cut lasts 3.
+	cut := 3 * time.Minute
+	silentRule := hasAlert(t, "SmokemonNodeSilent")
+	if !silentRule {
+		t.Log("SMOKEMON NODE SILENT NOT CHECKED: no alert SmokemonNodeSilent in prometheus/rules yet")
+		cut = 2 * time.Minute
+	}
 	d := dist(t)
 	exporter := filepath.Join(d, "linux-amd64", "smokemon_exporter")
 	if _, err := os.Stat(exporter); err != nil {
@@ -97,21 +190,10 @@ func TestPushModeThroughNATSurvivesLinkCut(t *testing.T) {
 
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := func(name, content string) string { return writeFile(t, dir, name, content) }
 
-	// The hub: shipped config, remote-write receiver on.
-	hubCfg, err := os.ReadFile(filepath.Join(root, "prometheus", "hub-remote-write.yml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hub.Start(t, prom, "--config.file="+write("hub.yml", string(hubCfg)), "--storage.tsdb.path="+filepath.Join(dir, "hub-data"),
-		"--web.listen-address=0.0.0.0:9090", "--web.enable-remote-write-receiver", "--log.level=warn")
+	const password = "s3cret-pi-nat"
+	startPushHub(t, hub, prom, dir, "pi-nat", password)
 
 	// The node: the exporter pings the hub every second; the agent runs the
 	// shipped agent.yml with the node name, hub URL and a 5 s interval filled in.
@@ -120,21 +202,10 @@ global: {node_name: pi-nat, interval: 1s, timeout: 1s}
 ping:
   targets: [{host: %s, name: hub}]
 `, hubAddr)))
-	tmpl, err := os.ReadFile(filepath.Join(root, "prometheus", "agent.yml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	agentCfg := strings.NewReplacer(
-		"node: NODE_NAME", "node: pi-nat",
-		"http://hub.invalid:9090/api/v1/write", "http://"+hubAddr+":9090/api/v1/write",
-		"scrape_interval: 15s", "scrape_interval: "+interval.String(),
-		"scrape_timeout: 10s", "scrape_timeout: 4s",
-	).Replace(string(tmpl))
-	if !strings.Contains(agentCfg, "node: pi-nat") || !strings.Contains(agentCfg, hubAddr) {
-		t.Fatalf("agent.yml template changed; the test cannot fill it in:\n%s", tmpl)
-	}
+	hubURL := "http://" + hubAddr + ":9090/api/v1/write"
+	agentCfg := installedAgent(t, d, dir, "pi-nat", hubURL, password, interval)
 	agentStart := time.Now()
-	node.Start(t, prom, "--enable-feature=agent", "--config.file="+write("agent.yml", agentCfg),
+	node.Start(t, prom.Path, agentFlag, "--config.file="+write("agent.yml", agentCfg),
 		"--storage.agent.path="+filepath.Join(dir, "agent-wal"), "--web.listen-address=127.0.0.1:9918", "--log.level=warn")
 
 	// NAT is real: the hub cannot open a connection to the node's exporter.
@@ -145,7 +216,7 @@ ping:
 	}
 	cancel()
 
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: hub.DialContext}}
+	c := &http.Client{Timeout: 10 * time.Second, Transport: basicAuth{"pi-nat", password, &http.Transport{DialContext: hub.DialContext}}}
 	var first time.Duration
 	for {
 		r, err := promQuery(c, `smokemon_exporter_build_info{node="pi-nat",job="smokemon"}`, time.Now())
@@ -159,14 +230,36 @@ ping:
 		time.Sleep(500 * time.Millisecond)
 	}
 	t.Logf("hub has the node's series %v after the agent started", first.Round(100*time.Millisecond))
+	// Without the node's credentials the hub takes nothing.
+	anon := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: hub.DialContext}}
+	if resp, err := anon.Post("http://127.0.0.1:9090/api/v1/write", "application/x-protobuf", strings.NewReader("")); err != nil {
+		t.Errorf("remote write without credentials: %v", err)
+	} else if resp.Body.Close(); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("remote write without credentials: %s; want 401 Unauthorized", resp.Status)
+	}
 
 	time.Sleep(2 * interval)
 	cutStart := time.Now()
 	tp.Uplink.SetDown(lab.SideA)
-	time.Sleep(cut)
+	silent := time.Duration(0)
+	for time.Since(cutStart) < cut {
+		if silent == 0 && silentRule {
+			if r, err := promQuery(c, `ALERTS{alertname="SmokemonNodeSilent",alertstate="firing",node="pi-nat"}`, time.Now()); err == nil && len(r) > 0 {
+				silent = time.Since(cutStart)
+			}
+		}
+		time.Sleep(time.Second)
+	}
 	tp.Uplink.SetUp(lab.SideA)
 	cutEnd := time.Now()
 	t.Logf("uplink cut for %v", cutEnd.Sub(cutStart).Round(time.Second))
+	if silentRule {
+		if silent == 0 {
+			t.Errorf("the hub never fired SmokemonNodeSilent for pi-nat during the %v cut", cut)
+		} else {
+			t.Logf("SmokemonNodeSilent fired %v into the cut", silent.Round(time.Second))
+		}
+	}
 
 	// The backlog arrives: every scrape of the cut window is on the hub.
 	window := fmt.Sprintf("%ds", int(cutEnd.Sub(cutStart).Seconds())+2*int(interval.Seconds()))

@@ -1,6 +1,7 @@
 // Package e2e is the alerting proof: in the network lab, the real exporter,
-// analyzer, Prometheus and Alertmanager (Debian packages) with the bundle's
-// rules and alertmanager.yml; a recorder stands in for ntfy and Slack.
+// analyzer, Prometheus and Alertmanager (the current releases .ci/upstream
+// builds, else Debian's) with the bundle's rules and alertmanager.yml; a
+// recorder stands in for ntfy and Slack, answering as they do.
 // It takes about six minutes (the rules' own `for:` durations are kept);
 // -short skips it.
 package e2e
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/smokemon/smokemon/internal/lab"
+	"github.com/smokemon/smokemon/internal/upstream"
 )
 
 var root = func() string { r, _ := filepath.Abs("../../.."); return r }()
@@ -35,7 +37,9 @@ type note struct {
 }
 
 // recorder plays ntfy (rendering its server-side templates the way ntfy does:
-// Go text/template over the posted JSON) and Slack (the attachment texts).
+// Go text/template over the posted JSON, answering the message as JSON) and
+// Slack (the attachment texts; a webhook answers the body "ok", and
+// Alertmanager 0.35 retries on any other answer).
 type recorder struct {
 	mu    sync.Mutex
 	notes []note
@@ -56,6 +60,7 @@ func (r *recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 		n.kind, n.title, n.message = "slack", m.Attachments[0].Title, m.Attachments[0].Text
 		n.status = map[bool]string{true: "resolved", false: "firing"}[strings.HasPrefix(n.title, "[RESOLVED")]
+		io.WriteString(w, "ok")
 	default:
 		q := req.URL.Query()
 		if q.Get("tpl") != "1" && q.Get("tpl") != "yes" {
@@ -84,6 +89,9 @@ func (r *recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		if req.Header.Get("Authorization") != "Bearer ntfy-test-token" {
 			r.t.Errorf("ntfy request without the token from credentials_file: %q", req.Header.Get("Authorization"))
 		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"id": fmt.Sprintf("m%d", n.at.UnixNano()), "time": n.at.Unix(),
+			"event": "message", "topic": strings.TrimPrefix(req.URL.Path, "/ntfy/"), "title": n.title, "message": n.message})
 	}
 	r.mu.Lock()
 	r.notes = append(r.notes, n)
@@ -138,11 +146,9 @@ func TestAlertingEndToEnd(t *testing.T) {
 		t.Skip("takes about six minutes")
 	}
 	lab.Require(t)
-	for _, tool := range []string{"prometheus", "prometheus-alertmanager"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (.ci/test-packages)", tool)
-		}
-	}
+	prometheus := upstream.Current(t, "prometheus", "prometheus")
+	alertmanager := upstream.Current(t, "alertmanager", "prometheus-alertmanager")
+	t.Logf("on %s and %s", prometheus.Name, alertmanager.Name)
 	tp := lab.Topology(t)
 	c := tp.Client
 	dir := t.TempDir()
@@ -200,7 +206,7 @@ mtr:
 		"group_wait: 30s", "group_wait: 1s",
 		"group_interval: 5m", "group_interval: 2s",
 	).Replace(string(am))
-	c.Start(t, "prometheus-alertmanager", "--config.file="+write("alertmanager.yml", amCfg),
+	c.Start(t, alertmanager.Path, "--config.file="+write("alertmanager.yml", amCfg),
 		"--storage.path="+filepath.Join(dir, "am"), "--web.listen-address=127.0.0.1:9093", "--cluster.listen-address=")
 
 	// Prometheus: the shipped rules, 1s scrapes and evaluations.
@@ -216,7 +222,7 @@ scrape_configs:
   - job_name: smokemon_analyzer
     static_configs: [{targets: ["127.0.0.1:9918"]}]
 `, strings.Join(rules, `", "`)))
-	c.Start(t, "prometheus", "--config.file="+promCfg, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
+	c.Start(t, prometheus.Path, "--config.file="+promCfg, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
 		"--web.listen-address=127.0.0.1:9090")
 	if analyzerBin != "" {
 		c.Start(t, analyzerBin, "serve", "--prometheus.url=http://127.0.0.1:9090", "--evaluation-interval=2s",
@@ -349,4 +355,38 @@ scrape_configs:
 	if outage != 2 {
 		t.Errorf("%d outage notifications, want one per receiver (ntfy, slack)", outage)
 	}
+
+	countNotes(t, rec, alertmanager.Name, t0, t1, t2)
+}
+
+// countNotes: exactly one notification per receiver per alert and state,
+// none repeated (a receiver's answer taken for a failure is retried): the
+// loss firing from t0, resolved from t1, the outage firing from t2.
+func countNotes(t *testing.T, rec *recorder, am string, t0, t1, t2 time.Time) {
+	all := rec.since(time.Time{})
+	var counts []string
+	for _, c := range []struct {
+		alert, status string
+		from          time.Time
+	}{
+		{"SmokemonPacketLoss", "firing", t0},
+		{"SmokemonPacketLoss", "resolved", t1},
+		{"SmokemonISPOutage", "firing", t2},
+	} {
+		for _, kind := range []string{"ntfy", "slack"} {
+			n := 0
+			for _, x := range all {
+				if x.kind == kind && x.status == c.status && strings.Contains(x.title, c.alert) && !x.at.Before(c.from) {
+					n++
+				}
+			}
+			counts = append(counts, fmt.Sprintf("%s %s %s: %d", kind, c.alert, c.status, n))
+			if n != 1 {
+				t.Errorf("%d %s notifications of %s %s, want exactly one", n, kind, c.alert, c.status)
+			}
+		}
+	}
+	msg := fmt.Sprintf("notifications on %s (%d in all): %s", am, len(all), strings.Join(counts, ", "))
+	t.Log(msg)
+	fmt.Println(msg)
 }
