@@ -91,19 +91,17 @@ func TestHTTPTLSVerification(t *testing.T) {
 	notAfter := time.Now().Add(17 * 24 * time.Hour).Truncate(time.Second)
 	srv := dst.HTTPServer(t, ip, lab.HTTPOptions{NotAfter: notAfter})
 	deps := svcDeps(t, tp.Client, "")
-	// A TLS handshake under the race detector, on a loaded 2-core machine,
-	// can take longer than 500ms (CI's -race run saw the untrusted one time
-	// out twice in a row at 500ms).
+	// A TLS handshake under the race detector can take longer than 100ms.
 	c := svcCollector(t, newHTTPCollector, deps, fmt.Sprintf(`
 http:
-  interval: 2s
+  interval: 500ms
   targets:
     - {url: %[1]q, name: ca, tls: {ca_file: %[2]q}}
     - {url: %[1]q, name: insecure, tls: {insecure_skip_verify: true}}
     - {url: %[1]q, name: untrusted}
     - {url: %[3]q, name: plain, valid_status_codes: [418]}
 `, srv.TLSURL+"/", svcCAFile(t, srv), srv.URL+"/"))
-	mfs := svcWait(t, c, "3 probes of each target", 30*time.Second, func(m []*dto.MetricFamily) bool {
+	mfs := svcWait(t, c, "3 probes of each target", 10*time.Second, func(m []*dto.MetricFamily) bool {
 		for _, n := range []string{"ca", "insecure", "untrusted", "plain"} {
 			if svcValue(m, "smokemon_http_probes_total", "target="+n) < 3 {
 				return false

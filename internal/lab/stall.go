@@ -111,18 +111,6 @@ func Tries(t testing.TB, what string, check func() error) {
 	t.Skipf("%s: the machine stalled (up to %v) during every try; sub-millisecond timing cannot be judged here", what, worst)
 }
 
-// TimingTest marks a lab test whose checks hold only at the machine's own
-// speed although they do not go through Tries (probe timeouts of 150ms, a
-// mean lookup time): under the race detector it is deferred like a Tries
-// check, and CI runs it in its run without -race.
-func TimingTest(t testing.TB) {
-	t.Helper()
-	if skipTiming {
-		t.Logf("timing: %s: deferred: not run under the race detector", t.Name())
-		t.SkipNow()
-	}
-}
-
 // skipTiming is raceDetector, a variable so that Tries' own tests run under it.
 var skipTiming = raceDetector
 

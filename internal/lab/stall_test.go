@@ -64,15 +64,15 @@ func TestTriesDeferred(t *testing.T) {
 		t.Errorf("deferred: %d calls, skips %q, logs %q; want no call, one skip and a deferred line", calls, r.skips, r.logs)
 	}
 	r = &recordingTB{TB: t}
-	TimingTest(r)
-	if len(r.skips) != 1 || len(r.logs) != 1 || r.logs[0] != "timing: "+t.Name()+": deferred: not run under the race detector" {
-		t.Errorf("TimingTest: skips %q, logs %q; want one skip and a deferred line", r.skips, r.logs)
+	deferUnderRace(r)
+	if len(r.skips) != 1 || len(r.logs) != 1 || r.logs[0] != "timing: "+t.Name()+": deferred: a lab test, not run under the race detector" {
+		t.Errorf("a lab test under -race: skips %q, logs %q; want one skip and a deferred line", r.skips, r.logs)
 	}
 	skipTiming = false
 	r = &recordingTB{TB: t}
-	TimingTest(r)
+	deferUnderRace(r)
 	if len(r.skips) != 0 || len(r.logs) != 0 {
-		t.Errorf("TimingTest without -race: skips %q, logs %q; want neither", r.skips, r.logs)
+		t.Errorf("a lab test without -race: skips %q, logs %q; want neither", r.skips, r.logs)
 	}
 }
 
