@@ -1,0 +1,204 @@
+// Package status keeps the exporter's own short memory of its targets and
+// host, and renders it for a person: plain text for curl, an HTML page that
+// refreshes itself, JSON for scripts. It needs no Prometheus: the exporter
+// feeds it samples of the counters its collectors already keep, every few
+// seconds and never from the probe path.
+package status
+
+import (
+	"math"
+	"sort"
+	"sync"
+	"time"
+)
+
+// TargetSample is one ping target's cumulative counters at a moment.
+type TargetSample struct {
+	Name, Family string
+	Probed       bool      // has an address and its family's prober is up
+	Sent, Lost   uint64    // cumulative
+	Bounds       []float64 // RTT histogram upper bounds, seconds, ascending, +Inf last
+	Counts       []uint64  // cumulative count per bucket (not summed over buckets)
+}
+
+// PathSample is one mtr target's path: cumulative counters per hop.
+type PathSample struct {
+	Name, Family string
+	Hops         []HopSample // Hops[k-1] is hop k
+	Reached      bool
+	Changes      uint64 // cumulative path changes
+}
+
+// HopSample is one hop of a path.
+type HopSample struct {
+	Addr           string
+	Sent, Received uint64
+}
+
+// HostSample is the host's figures at a moment; NaN where the host has no
+// such figure (no wifi, no thermal zone, not a Raspberry Pi).
+type HostSample struct {
+	CPUBusy, CPUTotal       float64 // cumulative CPU seconds, busy and all
+	MemAvailable, MemTotal  float64 // bytes
+	PSICPU, PSIMem, PSIIO   float64 // cumulative seconds with a task stalled (PSI some)
+	TempC, TripC            float64 // hottest thermal zone; its passive trip point
+	Throttled, UnderVoltage float64 // Raspberry Pi firmware flags now: 0 or 1
+	CoreThrottles           float64 // cumulative x86 thermal throttle events
+	WifiIface               string
+	WifiSignal, WifiRoams   float64 // dBm; cumulative roams
+	Conntrack, ConntrackMax float64
+	ReloadOK, ReloadTime    float64 // last config (re)load: 1 if good; its Unix time
+}
+
+// NoHost is a HostSample without any figure.
+func NoHost() HostSample {
+	n := math.NaN()
+	return HostSample{n, n, n, n, n, n, n, n, n, n, n, n, "", n, n, n, n, n, n}
+}
+
+// Event is something that happened, as the events list shows it.
+type Event struct {
+	Time   time.Time `json:"time"`
+	Kind   string    `json:"kind"`
+	Target string    `json:"target,omitempty"`
+	Text   string    `json:"text"`
+}
+
+// Event kinds.
+const (
+	EventLossBurst    = "loss-burst"
+	EventLossOver     = "loss-over"
+	EventDown         = "target-down"
+	EventUp           = "target-up"
+	EventRouteChange  = "route-change"
+	EventRoam         = "wifi-roam"
+	EventThrottle     = "throttle"
+	EventThrottleOver = "throttle-over"
+	EventUnderVoltage = "under-voltage"
+	EventReload       = "reload"
+	EventReloadFailed = "reload-failed"
+)
+
+// MaxEvents bounds the events list.
+const MaxEvents = 32
+
+// Status is the memory. Its methods are safe for concurrent use.
+type Status struct {
+	Node string
+
+	mu      sync.Mutex
+	targets map[string]*target
+	order   []string // keys of targets in the order of the last sample
+	paths   map[string]*path
+	host    hostState
+	events  [MaxEvents]Event
+	nEvents int // events recorded in all; the ring holds the last MaxEvents
+}
+
+// target is one ping target's state: its ring and what the events need.
+type target struct {
+	name, family string
+	probed       bool
+	down, lossy  bool
+	ring         ring
+	burstSince   time.Time
+	burstSent    uint64
+	burstLost    uint64
+}
+
+// New returns an empty status for the node.
+func New(node string) *Status {
+	return &Status{Node: node, targets: map[string]*target{}, paths: map[string]*path{}, host: newHostState()}
+}
+
+func key(name, family string) string { return name + "/" + family }
+
+// ObservePing folds in a sample of every ping target. Targets missing from
+// it are forgotten (a reload removed them).
+func (s *Status) ObservePing(now time.Time, samples []TargetSample) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := make(map[string]*target, len(samples))
+	s.order = s.order[:0]
+	for i := range samples {
+		ts := &samples[i]
+		k := key(ts.Name, ts.Family)
+		t := s.targets[k]
+		if t == nil {
+			t = &target{name: ts.Name, family: ts.Family}
+		}
+		seen[k] = t
+		s.order = append(s.order, k)
+		t.probed = ts.Probed
+		if closed, ok := t.ring.add(now, ts.Sent, ts.Lost, ts.Bounds, ts.Counts); ok {
+			s.judge(now, t, closed)
+		}
+	}
+	s.targets = seen
+}
+
+// judge updates a target's down and lossy states when a slot closes, and
+// records the events of their edges.
+func (s *Status) judge(now time.Time, t *target, closed slot) {
+	sent, lost := t.ring.window(now, time.Minute)
+	if sent == 0 {
+		return
+	}
+	loss := float64(lost) / float64(sent)
+	name := t.label()
+	down := TargetDown.Bad(loss)
+	switch {
+	case down && !t.down:
+		s.addEvent(Event{now, EventDown, name, "down: " + pct(loss) + " lost over the last minute"})
+	case !down && t.down:
+		s.addEvent(Event{now, EventUp, name, "up again: " + pct(loss) + " lost over the last minute"})
+	}
+	t.down = down
+	if t.lossy {
+		t.burstSent += uint64(closed.sent)
+		t.burstLost += uint64(closed.lost)
+	}
+	switch lossy := LossBurst.Bad(loss) && !t.down; {
+	case lossy && !t.lossy:
+		t.lossy, t.burstSince = true, now
+		t.burstSent, t.burstLost = uint64(closed.sent), uint64(closed.lost)
+		s.addEvent(Event{now, EventLossBurst, name, "loss burst: " + pct(loss) + " lost over the last minute"})
+	case !lossy && t.lossy:
+		t.lossy = false
+		s.addEvent(Event{now, EventLossOver, name, "loss burst over after " + dur(now.Sub(t.burstSince)) + ": " +
+			itoa(t.burstLost) + " of " + itoa(t.burstSent) + " lost"})
+	}
+}
+
+func (t *target) label() string { return label(t.name, t.family) }
+
+// label names a target as the page shows it: the family only when not IPv4.
+func label(name, family string) string {
+	if family == "" || family == "ip4" {
+		return name
+	}
+	return name + " (" + family + ")"
+}
+
+// AddEvent records an event the samples cannot show (a reload, say).
+func (s *Status) AddEvent(e Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.addEvent(e)
+}
+
+func (s *Status) addEvent(e Event) {
+	s.events[s.nEvents%MaxEvents] = e
+	s.nEvents++
+}
+
+// recentEvents returns the last n events, newest first.
+func (s *Status) recentEvents(n int) []Event {
+	n = min(n, s.nEvents, MaxEvents)
+	out := make([]Event, 0, n)
+	for i := s.nEvents - 1; i >= s.nEvents-n; i-- {
+		out = append(out, s.events[i%MaxEvents])
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.After(out[j].Time) })
+	return out
+}
