@@ -123,6 +123,10 @@ func run() int {
 	}
 	reloads := newReloadMetrics(reg)
 	reloads.succeeded()
+	feed := newStatusFeed(logger, set, reg, cfg)
+	stopFeed := make(chan struct{})
+	defer close(stopFeed)
+	go feed.run(stopFeed)
 
 	var cfgMu sync.Mutex
 	current := cfg
@@ -133,6 +137,7 @@ func run() int {
 		if err == nil {
 			err = set.Reload(next)
 		}
+		feed.reloaded(next, err)
 		if err != nil {
 			reloads.failed()
 			logger.Error("reload failed; the running configuration stays in force", "err", err)
@@ -145,12 +150,13 @@ func run() int {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle(*metricsPath, &scrapeGC{next: promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+	mux.Handle(*metricsPath, &scrapeGC{next: promhttp.HandlerFor(feed.tee(reg), promhttp.HandlerOpts{
 		ErrorLog:            slog.NewLogLogger(logger.Handler(), slog.LevelError),
 		ErrorHandling:       promhttp.ContinueOnError,
 		MaxRequestsInFlight: *maxRequests,
 		EnableOpenMetrics:   true,
 	})})
+	mux.Handle("/status", feed.handler())
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Healthy.") })
 	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Ready.") })
 	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
@@ -179,6 +185,7 @@ func run() int {
 			Version:     version.Info(),
 			Links: []web.LandingLinks{
 				{Address: *metricsPath, Text: "Metrics"},
+				{Address: "/status", Text: "Status: targets, host and events at a glance"},
 				{Address: "/config", Text: "Configuration in force"},
 				{Address: "/-/healthy", Text: "Health"},
 			},

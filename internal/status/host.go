@@ -74,12 +74,6 @@ func (s *Status) ObserveHost(now time.Time, h HostSample) {
 		}
 		s.addEvent(Event{Time: now, Kind: EventRoam, Target: h.WifiIface, Text: h.WifiIface + " roamed to another access point" + times(n)})
 	}
-	if h.ReloadTime > prev.ReloadTime && prev.ReloadTime > 0 {
-		s.addEvent(Event{Time: time.Unix(0, int64(h.ReloadTime*1e9)), Kind: EventReload, Text: "configuration reloaded"})
-	}
-	if h.ReloadOK == 0 && prev.ReloadOK == 1 {
-		s.addEvent(Event{Time: now, Kind: EventReloadFailed, Text: "configuration reload failed; the previous one stays in force"})
-	}
 }
 
 func times(n float64) string {

@@ -1,6 +1,7 @@
 package status
 
 import (
+	"math"
 	"strconv"
 	"time"
 )
@@ -80,17 +81,29 @@ func (p *path) hopLoss() (loss []float64, sent []uint64) {
 	return loss, sent
 }
 
-// lossOrigin is the first hop from which every later hop, the destination
-// included, loses at least LossBurst: loss that later hops do not share is
-// the router rate-limiting its own ICMP answers, not loss on the path.
+// lossOrigin is the first hop whose loss carries on to the destination:
+// at least LossBurst there and at every later hop, and not more than the
+// later hops lose beyond sampling noise. Loss that later hops do not share
+// is the router rate-limiting its own ICMP answers, not loss on the path.
 // 0 when there is none.
-func lossOrigin(loss []float64) int {
+func lossOrigin(loss []float64, sent []uint64) int {
 	origin := 0
+	floor := math.Inf(1) // the least loss of the hops after i
 	for i := len(loss) - 1; i >= 0; i-- {
-		if !(loss[i] > LossBurst.Value) { // NaN (no probes) breaks the run too
+		l := loss[i]
+		if !(l >= LossBurst.Value) || !(floor >= LossBurst.Value) { // NaN (nothing sent) ends the run too
 			break
 		}
-		origin = i + 1
+		// Noise: three standard deviations of the difference of two loss
+		// ratios over this many probes, and never under 10 points.
+		tol := 0.1
+		if sent[i] > 0 {
+			tol = math.Max(tol, 3*math.Sqrt(2*l*(1-l)/float64(sent[i])))
+		}
+		if math.IsInf(floor, 1) || l-floor <= tol {
+			origin = i + 1
+		}
+		floor = math.Min(floor, l)
 	}
 	return origin
 }

@@ -87,7 +87,7 @@ const (
 func (s *Status) Report(now time.Time, events int) *Report {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := &Report{Schema: SchemaVersion, Node: s.Node, Time: now, SlotSeconds: int(SlotLength / time.Second),
+	r := &Report{Schema: SchemaVersion, Node: s.node, Time: now, SlotSeconds: int(SlotLength / time.Second),
 		Targets: make([]TargetReport, 0, len(s.order))}
 	for _, k := range s.order {
 		r.Targets = append(r.Targets, s.targetReport(now, s.targets[k]))
@@ -134,12 +134,12 @@ func (s *Status) targetReport(now time.Time, t *target) TargetReport {
 }
 
 func (p *path) report() *PathReport {
-	loss, _ := p.hopLoss()
+	loss, sent := p.hopLoss()
 	pr := &PathReport{Hops: len(p.hops), Reached: p.reached, DestLoss: Num(nan), OriginLoss: Num(nan)}
 	if n := len(loss); n > 0 {
 		pr.DestLoss = Num(loss[n-1])
 	}
-	if o := lossOrigin(loss); o > 0 {
+	if o := lossOrigin(loss, sent); o > 0 {
 		pr.LossOrigin, pr.OriginAddr, pr.OriginLoss = o, p.hops[o-1].Addr, Num(loss[o-1])
 	}
 	return pr
@@ -167,16 +167,16 @@ func (hs *hostState) figures(now time.Time) []Figure {
 	}
 	add("temperature", h.TempC, "celsius", temp, TripMargin.Bad(h.TempC-h.TripC))
 	if !math.IsNaN(h.Throttled) || !math.IsNaN(h.CoreThrottles) || !math.IsNaN(h.TripC) {
-		add("throttled", b2f(throttled), "bool", yesNo(throttled, "throttled", "no"), throttled)
+		add("throttled", b2f(throttled), "bool", yesNo(throttled, "yes", "no"), throttled)
 	}
 	uv := !hs.underVAt.IsZero() && now.Sub(hs.underVAt) <= UnderVoltage.Window
 	if !math.IsNaN(h.UnderVoltage) || uv {
-		add("under_voltage", b2f(uv), "bool", yesNo(uv, "under-voltage", "no"), uv)
+		add("under_voltage", b2f(uv), "bool", yesNo(uv, "yes", "no"), uv)
 	}
 	add("wifi_signal", h.WifiSignal, "dbm", h.WifiIface+" "+strconv.FormatFloat(h.WifiSignal, 'f', 0, 64)+" dBm", WeakWifi.Bad(h.WifiSignal))
 	if !math.IsNaN(h.WifiRoams) {
 		n := float64(hs.roamsIn(now, RoamStorm.Window))
-		add("wifi_roams", n, "count", strconv.Itoa(int(n))+" roams/10m", RoamStorm.Bad(n))
+		add("wifi_roams", n, "count", strconv.Itoa(int(n))+" in 10m", RoamStorm.Bad(n))
 	}
 	fill := h.Conntrack / h.ConntrackMax
 	add("conntrack", fill, "ratio", pct(fill), Conntrack.Bad(fill))

@@ -23,13 +23,15 @@ type slot struct {
 	p50, p90, max uint8
 }
 
-// rttCode packs an RTT into one byte, eight steps per doubling (9% apart)
-// from 1µs: 1 is 1µs, 255 is over an hour. 0 means no RTT.
+// rttCode packs an RTT into one byte, eight steps per doubling (9% apart):
+// code c stands for 2^(c/8 - 20) seconds, so 1 is about 1µs, 255 is over an
+// hour, and every bound of a schema-2 native histogram bucket is a code of
+// its own. 0 means no RTT.
 func rttCode(seconds float64) uint8 {
 	if !(seconds > 0) {
 		return 0
 	}
-	c := math.Round(8 * math.Log2(seconds*1e6))
+	c := math.Round(8 * (math.Log2(seconds) + 20))
 	return uint8(min(max(c, 1), 255))
 }
 
@@ -37,20 +39,22 @@ func rttValue(c uint8) float64 {
 	if c == 0 {
 		return math.NaN()
 	}
-	return math.Exp2(float64(c)/8) * 1e-6
+	return math.Exp2(float64(c)/8 - 20)
 }
 
 // ring is a target's history. Cumulative counters arrive with every sample;
 // the slot of the sample's period holds the difference from the counters at
 // the period's first sample (base), and the first sample of the next period
-// closes it. Counters are kept as uint32 and subtracted modulo 2^32: only
-// the difference within one slot matters.
+// closes it. Only differences within one slot matter, so the bucket counts
+// of the base are kept as uint16 and subtracted modulo 2^16 (a slot holds
+// fewer than 65536 probes at any interval over 0.5 ms).
 type ring struct {
 	slots  [RingSlots]slot
-	period int64 // the period of the open slot, slots[period%RingSlots]; 0 before the first sample
-	sent   uint32
-	lost   uint32
-	bkt    []uint32 // cumulative classic bucket counts at the period's start
+	period int64  // the period of the open slot, slots[period%RingSlots]; 0 before the first sample
+	total  uint64 // the histogram's count at the base: less later means it was reset
+	sent   uint64
+	lost   uint64
+	bkt    []uint16 // cumulative bucket counts at the base
 }
 
 func periodOf(t time.Time) int64 { return t.UnixNano() / int64(SlotLength) }
@@ -60,11 +64,19 @@ func periodOf(t time.Time) int64 { return t.UnixNano() / int64(SlotLength) }
 // the last one +Inf). It reports the slot it closed, if any.
 func (r *ring) add(t time.Time, sent, lost uint64, bounds []float64, counts []uint64) (closed slot, ok bool) {
 	p := periodOf(t)
+	var total uint64
+	for _, c := range counts {
+		total += c
+	}
 	switch {
 	case r.period == 0 || p < r.period || len(counts) != len(r.bkt):
 		// First sample, the clock went back, or the buckets changed: start over.
 		r.slots = [RingSlots]slot{}
-		r.reset(p, sent, lost, counts)
+		r.reset(p, sent, lost, counts, total)
+		return slot{}, false
+	case total < r.total || sent < r.sent || lost < r.lost:
+		// The histogram or the counters were reset: rebase, keeping the slots.
+		r.reset(r.period, sent, lost, counts, total)
 		return slot{}, false
 	case p == r.period:
 		r.fill(&r.slots[p%RingSlots], sent, lost, bounds, counts)
@@ -76,35 +88,35 @@ func (r *ring) add(t time.Time, sent, lost uint64, bounds []float64, counts []ui
 	for q := r.period + 1; q <= p && q <= r.period+RingSlots; q++ {
 		r.slots[q%RingSlots] = slot{} // periods without a sample stay empty
 	}
-	r.reset(p, sent, lost, counts)
+	r.reset(p, sent, lost, counts, total)
 	return closed, true
 }
 
-func (r *ring) reset(p int64, sent, lost uint64, counts []uint64) {
-	r.period, r.sent, r.lost = p, uint32(sent), uint32(lost)
+func (r *ring) reset(p int64, sent, lost uint64, counts []uint64, total uint64) {
+	r.period, r.total, r.sent, r.lost = p, total, sent, lost
 	if len(r.bkt) != len(counts) {
-		r.bkt = make([]uint32, len(counts))
+		r.bkt = make([]uint16, len(counts))
 	}
 	for i, c := range counts {
-		r.bkt[i] = uint32(c)
+		r.bkt[i] = uint16(c)
 	}
 }
 
 // fill sets s to the difference between the counters now and at the period's start.
 func (r *ring) fill(s *slot, sent, lost uint64, bounds []float64, counts []uint64) {
-	s.sent = sat16(uint32(sent) - r.sent)
-	s.lost = sat16(uint32(lost) - r.lost)
-	var d [32]uint64
+	s.sent = sat16(sent - r.sent)
+	s.lost = sat16(lost - r.lost)
+	var d [128]uint64
 	delta := d[:0]
 	for i, c := range counts {
-		delta = append(delta, uint64(uint32(c)-r.bkt[i]))
+		delta = append(delta, uint64(uint16(c)-r.bkt[i]))
 	}
 	s.p50 = rttCode(bucketQuantile(0.5, bounds, delta))
 	s.p90 = rttCode(bucketQuantile(0.9, bounds, delta))
 	s.max = rttCode(bucketQuantile(1, bounds, delta))
 }
 
-func sat16(v uint32) uint16 { return uint16(min(v, math.MaxUint16)) }
+func sat16(v uint64) uint16 { return uint16(min(v, math.MaxUint16)) }
 
 // bucketQuantile is histogram_quantile over non-cumulative bucket counts:
 // linear within the bucket, 0 as the first bucket's lower bound, and the

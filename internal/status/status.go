@@ -47,13 +47,12 @@ type HostSample struct {
 	WifiIface               string
 	WifiSignal, WifiRoams   float64 // dBm; cumulative roams
 	Conntrack, ConntrackMax float64
-	ReloadOK, ReloadTime    float64 // last config (re)load: 1 if good; its Unix time
 }
 
 // NoHost is a HostSample without any figure.
 func NoHost() HostSample {
 	n := math.NaN()
-	return HostSample{n, n, n, n, n, n, n, n, n, n, n, n, "", n, n, n, n, n, n}
+	return HostSample{n, n, n, n, n, n, n, n, n, n, n, n, "", n, n, n, n}
 }
 
 // Event is something that happened, as the events list shows it.
@@ -84,9 +83,8 @@ const MaxEvents = 32
 
 // Status is the memory. Its methods are safe for concurrent use.
 type Status struct {
-	Node string
-
 	mu      sync.Mutex
+	node    string
 	targets map[string]*target
 	order   []string // keys of targets in the order of the last sample
 	paths   map[string]*path
@@ -106,9 +104,16 @@ type target struct {
 	burstLost    uint64
 }
 
+// SetNode names the node the report is about.
+func (s *Status) SetNode(node string) {
+	s.mu.Lock()
+	s.node = node
+	s.mu.Unlock()
+}
+
 // New returns an empty status for the node.
 func New(node string) *Status {
-	return &Status{Node: node, targets: map[string]*target{}, paths: map[string]*path{}, host: newHostState()}
+	return &Status{node: node, targets: map[string]*target{}, paths: map[string]*path{}, host: newHostState()}
 }
 
 func key(name, family string) string { return name + "/" + family }
@@ -158,16 +163,17 @@ func (s *Status) judge(now time.Time, t *target, closed slot) {
 		t.burstSent += uint64(closed.sent)
 		t.burstLost += uint64(closed.lost)
 	}
-	switch lossy := LossBurst.Bad(loss) && !t.down; {
+	lossy := LossBurst.Bad(loss) && !down
+	switch {
 	case lossy && !t.lossy:
-		t.lossy, t.burstSince = true, now
+		t.burstSince = now
 		t.burstSent, t.burstLost = uint64(closed.sent), uint64(closed.lost)
 		s.addEvent(Event{now, EventLossBurst, name, "loss burst: " + pct(loss) + " lost over the last minute"})
-	case !lossy && t.lossy:
-		t.lossy = false
+	case !lossy && t.lossy && !down: // a burst that ends in an outage is told by the down event
 		s.addEvent(Event{now, EventLossOver, name, "loss burst over after " + dur(now.Sub(t.burstSince)) + ": " +
 			itoa(t.burstLost) + " of " + itoa(t.burstSent) + " lost"})
 	}
+	t.lossy = lossy
 }
 
 func (t *target) label() string { return label(t.name, t.family) }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -66,22 +67,22 @@ func Text(out io.Writer, r *Report) error {
 			break
 		}
 		when := e.Time.In(loc).Format("15:04:05")
-		if e.Time.In(loc).YearDay() != r.Time.YearDay() {
-			when = e.Time.In(loc).Format("Jan 02 15:04")
+		if r.Time.Sub(e.Time) > 20*time.Hour {
+			when = e.Time.In(loc).Format("Jan 2 ") + when[:5]
 		}
 		text := e.Text
 		if e.Target != "" && e.Kind != EventRoam {
 			text = e.Target + ": " + text
 		}
-		fmt.Fprintf(w, "  %-12s %-14s %s\n", when, e.Kind, clip(text, Width-31))
+		fmt.Fprintf(w, "  %-8s  %-13s %s\n", when, e.Kind, clip(text, Width-26))
 	}
 	return w.Flush()
 }
 
 var hostLabel = map[string]string{
 	"cpu": "cpu ", "memory": "mem ", "psi_cpu": "psi cpu ", "psi_memory": "psi mem ", "psi_io": "psi io ",
-	"temperature": "", "throttled": "throttle ", "under_voltage": "power ", "wifi_signal": "wifi ",
-	"wifi_roams": "", "conntrack": "conntrack ",
+	"temperature": "temp ", "throttled": "throttled ", "under_voltage": "under-voltage ", "wifi_signal": "wifi ",
+	"wifi_roams": "roams ", "conntrack": "conntrack ",
 }
 
 func (p *PathReport) describe() string {
