@@ -3,6 +3,7 @@ package status
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -19,6 +20,11 @@ type Handler struct {
 	Before func()
 	// Refresh is the HTML page's reload interval; ?refresh=N overrides it.
 	Refresh time.Duration
+}
+
+func jsonEncode(w io.Writer, r *Report) error {
+	enc := json.NewEncoder(w)
+	return enc.Encode(r)
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -56,9 +62,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = HTML(&buf, h.Status.Report(now(), MaxEvents), refresh)
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	case "json":
-		enc := json.NewEncoder(&buf)
-		enc.SetIndent("", "  ")
-		err = enc.Encode(h.Status.Report(now(), MaxEvents))
+		err = jsonEncode(&buf, h.Status.Report(now(), MaxEvents))
 		w.Header().Set("Content-Type", "application/json")
 	default:
 		http.Error(w, "format: want text, html or json", http.StatusBadRequest)

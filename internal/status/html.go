@@ -5,7 +5,7 @@ import (
 	"html/template"
 	"io"
 	"math"
-	"strings"
+	"strconv"
 )
 
 // HTML writes the report as a self-contained page (no external assets) that
@@ -74,41 +74,53 @@ func chart(slots []Slot) template.HTML {
 		}
 	}
 	top *= 1.1
-	n := len(slots)
-	dx := float64(chartW) / float64(max(n, 1))
+	dx := float64(chartW) / float64(max(len(slots), 1))
 	y := func(v float64) float64 { return float64(chartH) - v/top*float64(chartH) }
-	var b strings.Builder
-	fmt.Fprintf(&b, `<svg class="chart" width="%d" height="%d" viewBox="0 0 %d %d" role="img">`, chartW, chartH+lossH+2, chartW, chartH+lossH+2)
-	fmt.Fprintf(&b, `<title>RTT 0–%s</title><line class="grid" x1="0" y1="%d" x2="%d" y2="%d"/>`, ms(top), chartH, chartW, chartH)
-	// One polygon per run of slots with an RTT, so gaps stay gaps.
-	var up, down []string
-	var med []string
-	flush := func() {
-		if len(up) > 0 {
-			for i := len(down) - 1; i >= 0; i-- {
-				up = append(up, down[i])
-			}
-			fmt.Fprintf(&b, `<polygon class="band" points="%s"/><polyline class="med" points="%s"/>`, strings.Join(up, " "), strings.Join(med, " "))
+	b := make([]byte, 0, 2048)
+	b = fmt.Appendf(b, `<svg class="chart" width="%d" height="%d" viewBox="0 0 %[1]d %[2]d" role="img">`, chartW, chartH+lossH+2)
+	b = fmt.Appendf(b, `<title>RTT 0–%s</title><line class="grid" x1="0" y1="%d" x2="%d" y2="%[2]d"/>`, ms(top), chartH, chartW)
+	// One band per run of slots with an RTT, so that gaps stay gaps.
+	run := -1
+	flush := func(end int) {
+		if run < 0 {
+			return
 		}
-		up, down, med = up[:0], down[:0], med[:0]
+		b = append(b, `<polygon class="band" points="`...)
+		for i := run; i < end; i++ {
+			b = point(b, (float64(i)+0.5)*dx, y(float64(slots[i].P90)))
+		}
+		for i := end - 1; i >= run; i-- {
+			b = point(b, (float64(i)+0.5)*dx, y(float64(slots[i].Median)))
+		}
+		b = append(b, `"/><polyline class="med" points="`...)
+		for i := run; i < end; i++ {
+			b = point(b, (float64(i)+0.5)*dx, y(float64(slots[i].Median)))
+		}
+		b = append(b, `"/>`...)
+		run = -1
 	}
 	for i, s := range slots {
-		x := (float64(i) + 0.5) * dx
-		p50, p90 := float64(s.Median), float64(s.P90)
-		if math.IsNaN(p50) || top == 0 {
-			flush()
-		} else {
-			up = append(up, fmt.Sprintf("%.1f,%.1f", x, y(p90)))
-			down = append(down, fmt.Sprintf("%.1f,%.1f", x, y(p50)))
-			med = append(med, fmt.Sprintf("%.1f,%.1f", x, y(p50)))
+		if math.IsNaN(float64(s.Median)) || math.IsNaN(float64(s.P90)) || top == 0 {
+			flush(i)
+		} else if run < 0 {
+			run = i
 		}
+	}
+	flush(len(slots))
+	for i, s := range slots {
 		if s.Sent > 0 && s.Lost > 0 {
 			h := math.Max(1, float64(lossH)*float64(s.Lost)/float64(s.Sent))
-			fmt.Fprintf(&b, `<rect class="loss" x="%.1f" y="%.1f" width="%.1f" height="%.1f"><title>%d of %d lost</title></rect>`,
+			b = fmt.Appendf(b, `<rect class="loss" x="%.1f" y="%.1f" width="%.1f" height="%.1f"><title>%d of %d lost</title></rect>`,
 				float64(i)*dx, float64(chartH+lossH+2)-h, dx-1, h, s.Lost, s.Sent)
 		}
 	}
-	flush()
-	b.WriteString(`</svg>`)
-	return template.HTML(b.String())
+	b = append(b, `</svg>`...)
+	return template.HTML(b)
+}
+
+func point(b []byte, x, y float64) []byte {
+	b = strconv.AppendFloat(b, x, 'f', 1, 64)
+	b = append(b, ',')
+	b = strconv.AppendFloat(b, y, 'f', 1, 64)
+	return append(b, ' ')
 }

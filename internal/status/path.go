@@ -28,9 +28,9 @@ const pathSnapEvery = 150 * time.Second
 func (s *Status) ObservePaths(now time.Time, samples []PathSample) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	seen := make(map[string]*path, len(samples))
+	seen := make(map[tkey]*path, len(samples))
 	for _, ps := range samples {
-		k := key(ps.Name, ps.Family)
+		k := tkey{ps.Name, ps.Family}
 		p := s.paths[k]
 		if p == nil {
 			p = &path{name: ps.Name, family: ps.Family, changes: ps.Changes}

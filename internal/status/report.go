@@ -88,9 +88,9 @@ func (s *Status) Report(now time.Time, events int) *Report {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := &Report{Schema: SchemaVersion, Node: s.node, Time: now, SlotSeconds: int(SlotLength / time.Second),
-		Targets: make([]TargetReport, 0, len(s.order))}
-	for _, k := range s.order {
-		r.Targets = append(r.Targets, s.targetReport(now, s.targets[k]))
+		Targets: make([]TargetReport, 0, len(s.targets))}
+	for _, t := range s.targets {
+		r.Targets = append(r.Targets, s.targetReport(now, t))
 	}
 	r.Host = s.host.figures(now)
 	r.Events = s.recentEvents(events)
@@ -127,7 +127,7 @@ func (s *Status) targetReport(now time.Time, t *target) TargetReport {
 	default:
 		tr.State = StateUp
 	}
-	if p := s.paths[key(t.name, t.family)]; p != nil {
+	if p := s.paths[tkey{t.name, t.family}]; p != nil {
 		tr.Path = p.report()
 	}
 	return tr

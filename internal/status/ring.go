@@ -8,8 +8,8 @@ import (
 
 // Each target keeps a ring of slots of SlotLength, RingSlots of them: loss
 // over 1, 5 and 15 minutes, the 5-minute RTT figures and the charts are all
-// read from it. A slot is 7 bytes; TargetStateBytes is the whole per-target
-// state (a test checks it).
+// read from it. A slot is 7 bytes (TestStateBytesPerTarget measures the
+// whole per-target state).
 const (
 	SlotLength = 30 * time.Second
 	RingSlots  = 30 // 15 minutes
@@ -47,14 +47,19 @@ func rttValue(c uint8) float64 {
 // the period's first sample (base), and the first sample of the next period
 // closes it. Only differences within one slot matter, so the bucket counts
 // of the base are kept as uint16 and subtracted modulo 2^16 (a slot holds
-// fewer than 65536 probes at any interval over 0.5 ms).
+// fewer than 65536 probes at any interval over 0.5 ms), and only from the
+// lowest to the highest bucket ever hit: the others were 0 at the base.
 type ring struct {
-	slots  [RingSlots]slot
-	period int64  // the period of the open slot, slots[period%RingSlots]; 0 before the first sample
-	total  uint64 // the histogram's count at the base: less later means it was reset
-	sent   uint64
-	lost   uint64
-	bkt    []uint16 // cumulative bucket counts at the base
+	// The slots, as arrays of their fields: 7 bytes each, not 8.
+	sent16, lost16   [RingSlots]uint16
+	p50s, p90s, maxs [RingSlots]uint8
+	period           int64  // the period of the open slot, at index period%RingSlots; 0 before the first sample
+	total            uint64 // the histogram's count at the base: less later means it was reset
+	sent             uint64
+	lost             uint64
+	nb               int16    // how many buckets the samples have
+	lo               int16    // bkt[i] is the base of bucket lo+i
+	bkt              []uint16 // cumulative bucket counts at the base
 }
 
 func periodOf(t time.Time) int64 { return t.UnixNano() / int64(SlotLength) }
@@ -69,9 +74,9 @@ func (r *ring) add(t time.Time, sent, lost uint64, bounds []float64, counts []ui
 		total += c
 	}
 	switch {
-	case r.period == 0 || p < r.period || len(counts) != len(r.bkt):
+	case r.period == 0 || p < r.period || len(counts) != int(r.nb):
 		// First sample, the clock went back, or the buckets changed: start over.
-		r.slots = [RingSlots]slot{}
+		*r = ring{bkt: r.bkt}
 		r.reset(p, sent, lost, counts, total)
 		return slot{}, false
 	case total < r.total || sent < r.sent || lost < r.lost:
@@ -79,41 +84,66 @@ func (r *ring) add(t time.Time, sent, lost uint64, bounds []float64, counts []ui
 		r.reset(r.period, sent, lost, counts, total)
 		return slot{}, false
 	case p == r.period:
-		r.fill(&r.slots[p%RingSlots], sent, lost, bounds, counts)
+		r.set(p, r.fill(sent, lost, bounds, counts))
 		return slot{}, false
 	}
-	cur := &r.slots[r.period%RingSlots]
-	r.fill(cur, sent, lost, bounds, counts)
-	closed = *cur
+	closed = r.fill(sent, lost, bounds, counts)
+	r.set(r.period, closed)
 	for q := r.period + 1; q <= p && q <= r.period+RingSlots; q++ {
-		r.slots[q%RingSlots] = slot{} // periods without a sample stay empty
+		r.set(q, slot{}) // periods without a sample stay empty
 	}
 	r.reset(p, sent, lost, counts, total)
 	return closed, true
 }
 
 func (r *ring) reset(p int64, sent, lost uint64, counts []uint64, total uint64) {
-	r.period, r.total, r.sent, r.lost = p, total, sent, lost
-	if len(r.bkt) != len(counts) {
-		r.bkt = make([]uint16, len(counts))
-	}
+	r.period, r.total, r.sent, r.lost, r.nb = p, total, sent, lost, int16(len(counts))
+	lo, hi := 0, -1
 	for i, c := range counts {
-		r.bkt[i] = uint16(c)
+		if c != 0 {
+			if hi < 0 {
+				lo = i
+			}
+			hi = i
+		}
+	}
+	if n := hi - lo + 1; cap(r.bkt) >= n {
+		r.bkt = r.bkt[:n]
+	} else {
+		r.bkt = make([]uint16, n)
+	}
+	r.lo = int16(lo)
+	for i := range r.bkt {
+		r.bkt[i] = uint16(counts[lo+i])
 	}
 }
 
-// fill sets s to the difference between the counters now and at the period's start.
-func (r *ring) fill(s *slot, sent, lost uint64, bounds []float64, counts []uint64) {
+func (r *ring) set(p int64, s slot) {
+	i := p % RingSlots
+	r.sent16[i], r.lost16[i], r.p50s[i], r.p90s[i], r.maxs[i] = s.sent, s.lost, s.p50, s.p90, s.max
+}
+
+func (r *ring) get(p int64) slot {
+	i := p % RingSlots
+	return slot{r.sent16[i], r.lost16[i], r.p50s[i], r.p90s[i], r.maxs[i]}
+}
+
+// fill is the slot of the difference between the counters now and at the base.
+func (r *ring) fill(sent, lost uint64, bounds []float64, counts []uint64) (s slot) {
 	s.sent = sat16(sent - r.sent)
 	s.lost = sat16(lost - r.lost)
 	var d [128]uint64
 	delta := d[:0]
 	for i, c := range counts {
-		delta = append(delta, uint64(uint16(c)-r.bkt[i]))
+		if j := i - int(r.lo); j >= 0 && j < len(r.bkt) {
+			c = uint64(uint16(c) - r.bkt[j])
+		}
+		delta = append(delta, c)
 	}
 	s.p50 = rttCode(bucketQuantile(0.5, bounds, delta))
 	s.p90 = rttCode(bucketQuantile(0.9, bounds, delta))
 	s.max = rttCode(bucketQuantile(1, bounds, delta))
+	return s
 }
 
 func sat16(v uint64) uint16 { return uint16(min(v, math.MaxUint16)) }
@@ -161,7 +191,7 @@ func (r *ring) last(n int) []slot {
 			out = append(out, slot{})
 			continue
 		}
-		out = append(out, r.slots[q%RingSlots])
+		out = append(out, r.get(q))
 	}
 	return out
 }

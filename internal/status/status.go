@@ -85,9 +85,8 @@ const MaxEvents = 32
 type Status struct {
 	mu      sync.Mutex
 	node    string
-	targets map[string]*target
-	order   []string // keys of targets in the order of the last sample
-	paths   map[string]*path
+	targets []*target // in the order of the last sample
+	paths   map[tkey]*path
 	host    hostState
 	events  [MaxEvents]Event
 	nEvents int // events recorded in all; the ring holds the last MaxEvents
@@ -99,9 +98,23 @@ type target struct {
 	probed       bool
 	down, lossy  bool
 	ring         ring
-	burstSince   time.Time
-	burstSent    uint64
-	burstLost    uint64
+	burstSince   int64 // Unix nanoseconds
+	burstSent    uint32
+	burstLost    uint32
+}
+
+type tkey struct{ name, family string }
+
+// family returns f, from a constant for the usual ones: a target keeps no
+// copy of its own.
+func family(f string) string {
+	switch f {
+	case "ip4":
+		return "ip4"
+	case "ip6":
+		return "ip6"
+	}
+	return f
 }
 
 // SetNode names the node the report is about.
@@ -113,33 +126,39 @@ func (s *Status) SetNode(node string) {
 
 // New returns an empty status for the node.
 func New(node string) *Status {
-	return &Status{node: node, targets: map[string]*target{}, paths: map[string]*path{}, host: newHostState()}
+	return &Status{node: node, paths: map[tkey]*path{}, host: newHostState()}
 }
-
-func key(name, family string) string { return name + "/" + family }
 
 // ObservePing folds in a sample of every ping target. Targets missing from
 // it are forgotten (a reload removed them).
 func (s *Status) ObservePing(now time.Time, samples []TargetSample) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	seen := make(map[string]*target, len(samples))
-	s.order = s.order[:0]
+	old := s.targets
+	var byKey map[tkey]*target // built only when the targets changed order
+	s.targets = make([]*target, 0, len(samples))
 	for i := range samples {
 		ts := &samples[i]
-		k := key(ts.Name, ts.Family)
-		t := s.targets[k]
-		if t == nil {
-			t = &target{name: ts.Name, family: ts.Family}
+		var t *target
+		if i < len(old) && old[i].name == ts.Name && old[i].family == ts.Family {
+			t = old[i]
+		} else {
+			if byKey == nil {
+				byKey = make(map[tkey]*target, len(old))
+				for _, o := range old {
+					byKey[tkey{o.name, o.family}] = o
+				}
+			}
+			if t = byKey[tkey{ts.Name, ts.Family}]; t == nil {
+				t = &target{name: ts.Name, family: family(ts.Family)}
+			}
 		}
-		seen[k] = t
-		s.order = append(s.order, k)
+		s.targets = append(s.targets, t)
 		t.probed = ts.Probed
 		if closed, ok := t.ring.add(now, ts.Sent, ts.Lost, ts.Bounds, ts.Counts); ok {
 			s.judge(now, t, closed)
 		}
 	}
-	s.targets = seen
 }
 
 // judge updates a target's down and lossy states when a slot closes, and
@@ -160,18 +179,18 @@ func (s *Status) judge(now time.Time, t *target, closed slot) {
 	}
 	t.down = down
 	if t.lossy {
-		t.burstSent += uint64(closed.sent)
-		t.burstLost += uint64(closed.lost)
+		t.burstSent += uint32(closed.sent)
+		t.burstLost += uint32(closed.lost)
 	}
 	lossy := LossBurst.Bad(loss) && !down
 	switch {
 	case lossy && !t.lossy:
-		t.burstSince = now
-		t.burstSent, t.burstLost = uint64(closed.sent), uint64(closed.lost)
+		t.burstSince = now.UnixNano()
+		t.burstSent, t.burstLost = uint32(closed.sent), uint32(closed.lost)
 		s.addEvent(Event{now, EventLossBurst, name, "loss burst: " + pct(loss) + " lost over the last minute"})
 	case !lossy && t.lossy && !down: // a burst that ends in an outage is told by the down event
-		s.addEvent(Event{now, EventLossOver, name, "loss burst over after " + dur(now.Sub(t.burstSince)) + ": " +
-			itoa(t.burstLost) + " of " + itoa(t.burstSent) + " lost"})
+		s.addEvent(Event{now, EventLossOver, name, "loss burst over after " + dur(now.Sub(time.Unix(0, t.burstSince))) + ": " +
+			itoa(uint64(t.burstLost)) + " of " + itoa(uint64(t.burstSent)) + " lost"})
 	}
 	t.lossy = lossy
 }
