@@ -92,7 +92,7 @@ func (s *Status) Report(now time.Time, events int) *Report {
 	for _, t := range s.targets {
 		r.Targets = append(r.Targets, s.targetReport(now, t))
 	}
-	r.Host = s.host.figures(now)
+	r.Host = append([]Figure{}, s.host.figures(now)...) // [] rather than null in JSON
 	r.Events = s.recentEvents(events)
 	return r
 }
