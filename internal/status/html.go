@@ -40,7 +40,7 @@ th{font-weight:600;color:#555} td.name,th.name{text-align:left} td.chart{padding
 .bad{color:#c62828;font-weight:600} .path{color:#555;text-align:left;font-size:.9em}
 ul.host{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:.4em 1.2em} ul.host li.bad::after{content:" ⚠"}
 .events td{text-align:left} svg .band{fill:#90caf9} svg .med{fill:none;stroke:#1565c0;stroke-width:1.5} svg .loss{fill:#e53935} svg .grid{stroke:#ddd}
-</style></head><body>
+</style></head><body data-generated="{{.Time.UnixNano}}">
 <h1>smokemon · {{.Node}}</h1>
 <div class="sub">{{.Time.Format "2006-01-02 15:04:05 MST"}} · refreshes every {{.Refresh}} s · {{.SlotSeconds}} s per chart column, 15 minutes kept in the exporter's memory</div>
 <table id="targets">
