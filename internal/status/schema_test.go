@@ -142,7 +142,9 @@ func TestJSONSchemaCatches(t *testing.T) {
 		"missing field": func(m map[string]any) { delete(m, "node") },
 		"wrong type":    func(m map[string]any) { m["slot_seconds"] = "30" },
 		"unknown state": func(m map[string]any) { m["targets"].([]any)[0].(map[string]any)["state"] = "fine" },
-		"slot field":    func(m map[string]any) { delete(m["targets"].([]any)[0].(map[string]any)["slots"].([]any)[3].(map[string]any), "lost") },
+		"slot field": func(m map[string]any) {
+			delete(m["targets"].([]any)[0].(map[string]any)["slots"].([]any)[3].(map[string]any), "lost")
+		},
 	} {
 		var v map[string]any
 		json.Unmarshal(mustJSON(t, st.Report(now, MaxEvents)), &v)
