@@ -4,13 +4,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
 
+	"github.com/smokemon/smokemon/internal/lab"
 	"github.com/smokemon/smokemon/internal/status"
 )
 
@@ -174,4 +180,82 @@ ping:
 	if path := os.Getenv("SMOKEMON_STATUS_SCREENSHOT"); path != "" {
 		p.screenshot(path)
 	}
+}
+
+// In the lab: five loopback targets and one behind a gateway that drops 20%
+// of the echo requests it forwards. /status must call that one lossy, put
+// the start of its loss at hop 2 of its mtr path (the hop after the
+// gateway), and log a loss burst; the loopback targets stay clean. With
+// SMOKEMON_STATUS_SCREENSHOT=FILE.png it also takes a screenshot of the page
+// in chromium, after SMOKEMON_STATUS_MINUTES (default 0) more minutes.
+func TestStatusLossyTargetInLab(t *testing.T) {
+	lab.Require(t)
+	tp := lab.Topology(t)
+	dst := tp.Addr(tp.Dst[0], false)
+	tp.Gateway.DropRandom(t, 0.20, "icmp type echo-request")
+	cfg := writeFile(t, t.TempDir(), "c.yml", fmt.Sprintf(`
+global: {interval: 100ms, node_name: lab-client}
+ping:
+  targets:
+    - {host: 127.0.0.1, name: loopback-1}
+    - {host: 127.0.0.2, name: loopback-2}
+    - {host: 127.0.0.3, name: loopback-3}
+    - {host: 127.0.0.4, name: loopback-4}
+    - {host: "::1", name: loopback-6}
+    - {host: %[1]s, name: lossy-dst}
+mtr:
+  interval: 1s
+  probes: 5
+  timeout: 200ms
+  max_hops: 6
+  targets:
+    - {host: %[1]s, name: lossy-dst}
+`, dst))
+	e := labExporter(t, tp.Client, nil, "--config.file="+cfg, "--collector.disable-defaults",
+		"--collector.ping", "--collector.mtr", "--collector.cpu", "--collector.memory", "--collector.pressure", "--collector.netstat")
+	t.Cleanup(func() {
+		e.cmd.Process.Kill()
+		e.cmd.Wait()
+	})
+	r := waitStatus(t, e, 90*time.Second, func(r *status.Report) bool {
+		if len(r.Targets) != 6 {
+			return false
+		}
+		l := r.Targets[5]
+		burst := false
+		for _, ev := range r.Events {
+			burst = burst || ev.Kind == status.EventLossBurst && ev.Target == "lossy-dst"
+		}
+		return l.State == status.StateLossy && l.Path != nil && l.Path.LossOrigin == 2 && burst
+	})
+	for _, tg := range r.Targets[:5] {
+		if tg.State != status.StateUp || float64(tg.Loss1m) != 0 {
+			t.Errorf("%s: %s, %v lost over 1m; want up without loss", tg.Name, tg.State, tg.Loss1m)
+		}
+	}
+	if l := r.Targets[5]; math.Abs(float64(l.Loss5m)-0.2) > 0.08 || l.Path.OriginAddr != tp.Addr(tp.ISP, false).String() {
+		t.Errorf("lossy-dst: 5m loss %v (want about 0.2), loss origin %q (want the ISP router %s)", l.Loss5m, l.Path.OriginAddr, tp.Addr(tp.ISP, false))
+	}
+	shot := os.Getenv("SMOKEMON_STATUS_SCREENSHOT")
+	if shot == "" {
+		_, text := get(t, e, "/status")
+		t.Logf("/status:\n%s", text)
+		return
+	}
+	if m, _ := strconv.Atoi(os.Getenv("SMOKEMON_STATUS_MINUTES")); m > 0 {
+		time.Sleep(time.Duration(m) * time.Minute)
+	}
+	_, text := get(t, e, "/status")
+	t.Logf("/status:\n%s", text)
+	// Chromium runs outside the lab: a proxy on loopback reaches the exporter inside.
+	u, _ := url.Parse(e.base)
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	proxy.Transport = &http.Transport{DialContext: tp.Client.DialContext}
+	srv := httptest.NewServer(proxy)
+	defer srv.Close()
+	p := startChromium(t).open(srv.URL + "/status?format=html")
+	if !p.waitFor(`document.querySelectorAll("tr.target").length == 6`, 20*time.Second) {
+		t.Fatalf("the page shows %+v", p.read())
+	}
+	p.screenshot(shot)
 }
