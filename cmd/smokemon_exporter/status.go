@@ -152,8 +152,18 @@ func (f *statusFeed) tee(g prometheus.Gatherer) prometheus.Gatherer {
 	})
 }
 
+// handler serves /status. A request takes fresh host figures unless a
+// scrape or request did within the last few seconds: a few open pages
+// refreshing do not each cost a gather.
 func (f *statusFeed) handler() *status.Handler {
-	return &status.Handler{Status: f.st, Before: f.sampleHost, Refresh: statusEvery}
+	return &status.Handler{Status: f.st, Refresh: statusEvery, Before: func() {
+		f.mu.Lock()
+		fresh := time.Since(f.lastHost) < 5*time.Second
+		f.mu.Unlock()
+		if !fresh {
+			f.sampleHost()
+		}
+	}}
 }
 
 type families map[string]*dto.MetricFamily

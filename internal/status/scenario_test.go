@@ -138,36 +138,42 @@ func scenario(t testing.TB) (*Status, time.Time) {
 			{Name: "far-away", Family: "ip4", Hops: far, Reached: true},
 		})
 
-		h := NoHost()
-		busy := 0.2
-		if m >= 14 {
-			busy = 0.95
-		}
-		h.CPUTotal, h.CPUBusy = float64(4*s), busy*float64(4*s)
-		h.MemAvailable, h.MemTotal = 2.2e9, 4e9
-		h.PSICPU, h.PSIMem, h.PSIIO = 0.03*float64(s), 0, 0.01*float64(s)
-		h.TempC, h.TripC = 60, 85
-		if m >= 13 {
-			h.TempC = 88
-		}
-		h.Throttled, h.UnderVoltage = 0, 0
-		h.WifiIface, h.WifiSignal, h.WifiRoams = "wlan0", -68, 0
-		if m >= 4 {
-			h.WifiRoams = 1
-		}
-		if m >= 12 {
-			h.WifiRoams = 2
-		}
-		if m >= 15 {
-			h.WifiSignal = -79
-		}
-		h.Conntrack, h.ConntrackMax = 1000, 65536
-		st.ObserveHost(now, h)
+		st.ObserveHost(now, scenarioHost(s))
 		if s == 5*60 {
 			st.AddEvent(Event{Time: now, Kind: EventReload, Text: "configuration reloaded: 6 ping targets"})
 		}
 	}
 	return st, now
+}
+
+// scenarioHost is the host at second s of the scenario.
+func scenarioHost(s int) HostSample {
+	m := float64(s) / 60
+	h := NoHost()
+	busy := 0.2
+	if m >= 14 {
+		busy = 0.95
+	}
+	h.CPUTotal, h.CPUBusy = float64(4*s), busy*float64(4*s)
+	h.MemAvailable, h.MemTotal = 2.2e9, 4e9
+	h.PSICPU, h.PSIMem, h.PSIIO = 0.03*float64(s), 0, 0.01*float64(s)
+	h.TempC, h.TripC = 60, 85
+	if m >= 13 {
+		h.TempC = 88
+	}
+	h.Throttled, h.UnderVoltage = 0, 0
+	h.WifiIface, h.WifiSignal, h.WifiRoams = "wlan0", -68, 0
+	if m >= 4 {
+		h.WifiRoams = 1
+	}
+	if m >= 12 {
+		h.WifiRoams = 2
+	}
+	if m >= 15 {
+		h.WifiSignal = -79
+	}
+	h.Conntrack, h.ConntrackMax = 1000, 65536
+	return h
 }
 
 func golden(t *testing.T, name string, got []byte) {
