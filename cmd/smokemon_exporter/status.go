@@ -218,20 +218,34 @@ func (fs families) sum(name, label string, match func(string) bool) float64 {
 	return v
 }
 
-func pingSamples(fs families) []status.TargetSample {
-	type tf struct{ target, family string }
-	idx := map[tf]int{}
-	var out []status.TargetSample
-	get := func(m *dto.Metric) *status.TargetSample {
-		k := tf{labelOf(m, "target"), labelOf(m, "family")}
-		i, ok := idx[k]
-		if !ok {
-			i = len(out)
-			idx[k] = i
-			out = append(out, status.TargetSample{Name: k.target, Family: k.family})
-		}
-		return &out[i]
+// perTarget gathers one T per target and family, in the order first seen.
+type perTarget[T any] struct {
+	idx map[[2]string]int
+	out []T
+	mk  func(name, family string) T
+}
+
+func newPerTarget[T any](mk func(name, family string) T) *perTarget[T] {
+	return &perTarget[T]{idx: map[[2]string]int{}, mk: mk}
+}
+
+// get is the T of a sample's target; valid until the next get.
+func (p *perTarget[T]) get(m *dto.Metric) *T {
+	k := [2]string{labelOf(m, "target"), labelOf(m, "family")}
+	i, ok := p.idx[k]
+	if !ok {
+		i = len(p.out)
+		p.idx[k] = i
+		p.out = append(p.out, p.mk(k[0], k[1]))
 	}
+	return &p.out[i]
+}
+
+func pingSamples(fs families) []status.TargetSample {
+	pt := newPerTarget(func(name, family string) status.TargetSample {
+		return status.TargetSample{Name: name, Family: family}
+	})
+	get := pt.get
 	fs.each("smokemon_ping_target_up", func(m *dto.Metric) { get(m).Probed = value(m) == 1 })
 	fs.each("smokemon_ping_sent_total", func(m *dto.Metric) { get(m).Sent = uint64(value(m)) })
 	fs.each("smokemon_ping_lost_total", func(m *dto.Metric) { get(m).Lost = uint64(value(m)) })
@@ -239,7 +253,7 @@ func pingSamples(fs families) []status.TargetSample {
 		t := get(m)
 		t.Bounds, t.Counts = statusBuckets(m.GetHistogram())
 	})
-	return out
+	return pt.out
 }
 
 // The status ring keeps RTTs in the buckets of a schema-2 native histogram
@@ -303,19 +317,10 @@ func statusBuckets(h *dto.Histogram) ([]float64, []uint64) {
 }
 
 func pathSamples(fs families) []status.PathSample {
-	type tf struct{ target, family string }
-	idx := map[tf]int{}
-	var out []status.PathSample
-	get := func(m *dto.Metric) *status.PathSample {
-		k := tf{labelOf(m, "target"), labelOf(m, "family")}
-		i, ok := idx[k]
-		if !ok {
-			i = len(out)
-			idx[k] = i
-			out = append(out, status.PathSample{Name: k.target, Family: k.family})
-		}
-		return &out[i]
-	}
+	pt := newPerTarget(func(name, family string) status.PathSample {
+		return status.PathSample{Name: name, Family: family}
+	})
+	get := pt.get
 	hop := func(m *dto.Metric) *status.HopSample {
 		p := get(m)
 		k, err := strconv.Atoi(labelOf(m, "hop"))
@@ -333,7 +338,7 @@ func pathSamples(fs families) []status.PathSample {
 	fs.each("smokemon_mtr_hop_sent_total", func(m *dto.Metric) { hop(m).Sent = uint64(value(m)) })
 	fs.each("smokemon_mtr_hop_received_total", func(m *dto.Metric) { hop(m).Received = uint64(value(m)) })
 	fs.each("smokemon_mtr_hop_info", func(m *dto.Metric) { hop(m).Addr = labelOf(m, "ip") })
-	return out
+	return pt.out
 }
 
 func hostSample(fs families) status.HostSample {
