@@ -56,6 +56,15 @@ func (t *simTarget) step(r *rand.Rand, s0, n int) {
 	}
 }
 
+type randT = rand.Rand
+
+func newRand() *rand.Rand { return rand.New(rand.NewPCG(19, 1)) }
+
+func (t *simTarget) sample() TargetSample {
+	return TargetSample{Name: t.name, Family: t.family, Probed: t.probed,
+		Sent: t.sent, Lost: t.lost, Bounds: testBounds, Counts: append([]uint64(nil), t.counts...)}
+}
+
 func jitter(base, spread float64) func(*rand.Rand, int) float64 {
 	return func(r *rand.Rand, _ int) float64 { return base + spread*r.ExpFloat64() }
 }
@@ -69,7 +78,7 @@ var scenarioStart = time.Date(2026, 12, 3, 18, 0, 0, 0, time.UTC)
 // never resolves; the host heats past its trip point at minute 13, roams
 // twice, weakens its wifi and gets busy at the end; a reload at minute 5.
 func scenario(t testing.TB) (*Status, time.Time) {
-	r := rand.New(rand.NewPCG(19, 1))
+	r := newRand()
 	minute := func(s int) float64 { return float64(s) / 60 }
 	targets := []*simTarget{
 		{name: "gateway", family: "ip4", probed: true, rtt: jitter(0.0004, 0.0001)},
@@ -103,8 +112,7 @@ func scenario(t testing.TB) (*Status, time.Time) {
 		var samples []TargetSample
 		for _, tg := range targets {
 			tg.step(r, s, 10)
-			samples = append(samples, TargetSample{Name: tg.name, Family: tg.family, Probed: tg.probed,
-				Sent: tg.sent, Lost: tg.lost, Bounds: testBounds, Counts: append([]uint64(nil), tg.counts...)})
+			samples = append(samples, tg.sample())
 		}
 		st.ObservePing(now, samples)
 

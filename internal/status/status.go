@@ -99,6 +99,7 @@ type target struct {
 	down, lossy  bool
 	ring         ring
 	burstSince   int64 // Unix nanoseconds
+	upAt         int64 // Unix nanoseconds of the last down → up
 	burstSent    uint32
 	burstLost    uint32
 }
@@ -176,13 +177,17 @@ func (s *Status) judge(now time.Time, t *target, closed slot) {
 		s.addEvent(Event{now, EventDown, name, "down: " + pct(loss) + " lost over the last minute"})
 	case !down && t.down:
 		s.addEvent(Event{now, EventUp, name, "up again: " + pct(loss) + " lost over the last minute"})
+		t.upAt = now.UnixNano()
 	}
 	t.down = down
+	// For a minute after an outage its tail is still in the window: that is
+	// not a new burst.
+	recovering := now.UnixNano()-t.upAt < int64(time.Minute)
 	if t.lossy {
 		t.burstSent += uint32(closed.sent)
 		t.burstLost += uint32(closed.lost)
 	}
-	lossy := LossBurst.Bad(loss) && !down
+	lossy := LossBurst.Bad(loss) && !down && !recovering
 	switch {
 	case lossy && !t.lossy:
 		t.burstSince = now.UnixNano()
