@@ -85,7 +85,11 @@ func (b *browser) open(url string) *page {
 	}
 	b.t.Cleanup(func() { conn.Close() })
 	p := &page{t: b.t, ws: conn}
-	p.call("Page.navigate", map[string]any{"url": url}, nil)
+	var nav struct{ ErrorText string }
+	p.call("Page.navigate", map[string]any{"url": url}, &nav)
+	if nav.ErrorText != "" {
+		b.t.Fatalf("chromium cannot load %s: %s", url, nav.ErrorText)
+	}
 	return p
 }
 

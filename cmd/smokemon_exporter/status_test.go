@@ -159,6 +159,9 @@ ping:
 `)
 	e := start(t, "--config.file="+cfg, "--collector.disable-defaults", "--collector.ping", "--collector.memory")
 	waitStatus(t, e, 30*time.Second, measured)
+	if resp, err := e.client.Post(e.base+"/-/reload", "", nil); err != nil || resp.StatusCode != 200 { // an event to list
+		t.Fatalf("reload: %v %v", resp, err)
+	}
 	p := b.open(e.base + "/status?format=html&refresh=2")
 	if !p.waitFor(`document.querySelectorAll("tr.target").length == 2`, 20*time.Second) {
 		t.Fatalf("the page shows no target rows: %+v", p.read())
@@ -170,15 +173,12 @@ ping:
 	if first.Charts != 2 {
 		t.Errorf("%d charts drawn, want one per target", first.Charts)
 	}
-	if first.Host == 0 {
-		t.Error("no host figures on the page")
+	if first.Host == 0 || first.Events != 1 {
+		t.Errorf("%d host figures and %d events on the page, want some and the reload", first.Host, first.Events)
 	}
 	// The page reloads itself: a new rendering, not the old DOM.
 	if !p.waitFor(fmt.Sprintf(`document.body && document.body.dataset.generated != %q && document.querySelectorAll("tr.target").length == 2`, first.Generated), 10*time.Second) {
 		t.Fatalf("the page did not refresh within 10 s (refresh=2): %+v", p.read())
-	}
-	if path := os.Getenv("SMOKEMON_STATUS_SCREENSHOT"); path != "" {
-		p.screenshot(path)
 	}
 }
 
@@ -213,10 +213,6 @@ mtr:
 `, dst))
 	e := labExporter(t, tp.Client, nil, "--config.file="+cfg, "--collector.disable-defaults",
 		"--collector.ping", "--collector.mtr", "--collector.cpu", "--collector.memory", "--collector.pressure", "--collector.netstat")
-	t.Cleanup(func() {
-		e.cmd.Process.Kill()
-		e.cmd.Wait()
-	})
 	r := waitStatus(t, e, 90*time.Second, func(r *status.Report) bool {
 		if len(r.Targets) != 6 {
 			return false
@@ -251,11 +247,21 @@ mtr:
 	u, _ := url.Parse(e.base)
 	proxy := httputil.NewSingleHostReverseProxy(u)
 	proxy.Transport = &http.Transport{DialContext: tp.Client.DialContext}
-	srv := httptest.NewServer(proxy)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Logf("proxy: %s %s", r.Method, r.URL)
+		proxy.ServeHTTP(w, r)
+	}))
 	defer srv.Close()
+	if resp, err := http.Get(srv.URL + "/status"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("through the proxy: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	p := startChromium(t).open(srv.URL + "/status?format=html")
 	if !p.waitFor(`document.querySelectorAll("tr.target").length == 6`, 20*time.Second) {
-		t.Fatalf("the page shows %+v", p.read())
+		var loc string
+		p.eval(`JSON.stringify(location.href + " " + document.readyState + " " + document.documentElement.outerHTML.slice(0, 400))`, &loc)
+		t.Fatalf("the page (%s) shows %+v", loc, p.read())
 	}
 	p.screenshot(shot)
 }

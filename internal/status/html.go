@@ -56,7 +56,7 @@ ul.host{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:.4em 1.2em} ul
 <h2>host</h2>
 <ul class="host" id="host">{{range .Host}}<li class="{{if .Bad}}bad{{end}}" data-name="{{.Name}}">{{.Name}}: {{.Text}}</li>{{else}}<li>no figures yet</li>{{end}}</ul>
 <h2>events</h2>
-<table class="events" id="events">{{range .Events}}<tr><td>{{when $ .}}</td><td>{{.Kind}}</td><td>{{.Target}}</td><td>{{.Text}}</td></tr>{{else}}<tr><td>none since the exporter started</td></tr>{{end}}</table>
+<table class="events" id="events">{{range .Events}}<tr><td>{{when $.Report .}}</td><td>{{.Kind}}</td><td>{{.Target}}</td><td>{{.Text}}</td></tr>{{else}}<tr><td>none since the exporter started</td></tr>{{end}}</table>
 </body></html>
 `))
 

@@ -202,6 +202,8 @@ func pct(r float64) string {
 	switch {
 	case math.IsNaN(r):
 		return "-"
+	case r > 0 && r < 0.001:
+		return "<0.1%"
 	case r > 0 && r < 0.1:
 		return strconv.FormatFloat(r*100, 'f', 1, 64) + "%"
 	}

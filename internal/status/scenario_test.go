@@ -223,3 +223,35 @@ func TestJSONGolden(t *testing.T) {
 	}
 	golden(t, "scenario.json", append(b, '\n'))
 }
+
+// The page of the scenario renders whole: a row and a chart per target,
+// loss bars, the mtr lines, host figures and every event.
+func TestHTMLScenario(t *testing.T) {
+	st, now := scenario(t)
+	r := st.Report(now, MaxEvents)
+	var buf bytes.Buffer
+	if err := HTML(&buf, r, 10); err != nil {
+		t.Fatal(err)
+	}
+	page := buf.String()
+	for what, want := range map[string]int{
+		`<tr class="target"`:         len(r.Targets),
+		`<svg class="chart"`:         len(r.Targets),
+		`<tr class="pathrow">`:       2,
+		`<li class="bad"`:            4,
+		`data-name=`:                 len(r.Host),
+		`<meta http-equiv="refresh"`: 1,
+	} {
+		if n := strings.Count(page, what); n != want {
+			t.Errorf("%d × %s, want %d", n, what, want)
+		}
+	}
+	if n := strings.Count(page, `<rect class="loss"`); n < 10 {
+		t.Errorf("%d loss bars", n)
+	}
+	for _, e := range r.Events {
+		if !strings.Contains(page, "<td>"+e.Time.Format("15:04:05")+"</td><td>"+e.Kind+"</td>") {
+			t.Errorf("event %s at %s missing", e.Kind, e.Time)
+		}
+	}
+}

@@ -104,7 +104,8 @@ func (p *PathReport) describe() string {
 }
 
 // Sparkline draws one character per slot: a bar for the median RTT, scaled
-// from the lowest median shown to the highest (at least 50% above it), "!"
+// from the lowest median shown to the highest (at least twice it, so that
+// jitter of a few microseconds on a LAN stays flat), "!"
 // for a slot losing over LossBurst, "x" for one losing all, " " without probes.
 func Sparkline(slots []Slot) string {
 	lo, hi := math.Inf(1), math.Inf(-1)
@@ -113,7 +114,7 @@ func Sparkline(slots []Slot) string {
 			lo, hi = math.Min(lo, v), math.Max(hi, v)
 		}
 	}
-	hi = math.Max(hi, lo*1.5)
+	hi = math.Max(hi, lo*2)
 	var b strings.Builder
 	for _, s := range slots {
 		switch v := float64(s.Median); {
