@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"strings"
 )
 
 // HTML writes the report as a self-contained page (no external assets) that
@@ -23,6 +24,7 @@ var page = template.Must(template.New("status").Funcs(template.FuncMap{
 	"pct":   func(n Num) string { return pct(float64(n)) },
 	"ms":    func(n Num) string { return ms(float64(n)) },
 	"label": label,
+	"host":  func(name string) string { return strings.TrimSpace(hostLabel[name]) },
 	"chart": chart,
 	"when":  func(r *Report, e Event) string { return e.Time.In(r.Time.Location()).Format("15:04:05") },
 }).Parse(`<!DOCTYPE html>
@@ -54,7 +56,7 @@ ul.host{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:.4em 1.2em} ul
 {{else}}<tr><td colspan="9">no ping targets</td></tr>{{end}}
 </table>
 <h2>host</h2>
-<ul class="host" id="host">{{range .Host}}<li class="{{if .Bad}}bad{{end}}" data-name="{{.Name}}">{{.Name}}: {{.Text}}</li>{{else}}<li>no figures yet</li>{{end}}</ul>
+<ul class="host" id="host">{{range .Host}}<li class="{{if .Bad}}bad{{end}}" data-name="{{.Name}}">{{host .Name}} {{.Text}}</li>{{else}}<li>no figures yet</li>{{end}}</ul>
 <h2>events</h2>
 <table class="events" id="events">{{range .Events}}<tr><td>{{when $.Report .}}</td><td>{{.Kind}}</td><td>{{.Target}}</td><td>{{.Text}}</td></tr>{{else}}<tr><td>none since the exporter started</td></tr>{{end}}</table>
 </body></html>
@@ -85,16 +87,20 @@ func chart(slots []Slot) template.HTML {
 		if run < 0 {
 			return
 		}
+		// Steps: each slot's figures span its column, so that a lone slot shows too.
 		b = append(b, `<polygon class="band" points="`...)
 		for i := run; i < end; i++ {
-			b = point(b, (float64(i)+0.5)*dx, y(float64(slots[i].P90)))
+			b = point(b, float64(i)*dx, y(float64(slots[i].P90)))
+			b = point(b, float64(i+1)*dx, y(float64(slots[i].P90)))
 		}
 		for i := end - 1; i >= run; i-- {
-			b = point(b, (float64(i)+0.5)*dx, y(float64(slots[i].Median)))
+			b = point(b, float64(i+1)*dx, y(float64(slots[i].Median)))
+			b = point(b, float64(i)*dx, y(float64(slots[i].Median)))
 		}
 		b = append(b, `"/><polyline class="med" points="`...)
 		for i := run; i < end; i++ {
-			b = point(b, (float64(i)+0.5)*dx, y(float64(slots[i].Median)))
+			b = point(b, float64(i)*dx, y(float64(slots[i].Median)))
+			b = point(b, float64(i+1)*dx, y(float64(slots[i].Median)))
 		}
 		b = append(b, `"/>`...)
 		run = -1
