@@ -2,10 +2,14 @@ package main
 
 import (
 	"math"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/smokemon/smokemon/internal/status"
 )
 
 // Native buckets land in the status bucket that holds their values at the
@@ -91,5 +95,40 @@ func TestHostSample(t *testing.T) {
 		h.UnderVoltage != 1 || !math.IsNaN(h.Throttled) || h.WifiIface != "wlan0" || h.WifiSignal != -70 || h.Conntrack != 10 ||
 		!math.IsNaN(h.PSICPU) || !math.IsNaN(h.WifiRoams) {
 		t.Errorf("%+v", h)
+	}
+}
+
+// BenchmarkStatusSample is the status feed's work every statusEvery for n
+// targets: gather ping-like families (client_golang's histograms, heavier
+// than the ping collector's own), regroup them and fold them in.
+func BenchmarkStatusSample(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			reg := prometheus.NewRegistry()
+			lv := []string{"target", "family"}
+			sent := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smokemon_ping_sent_total"}, lv)
+			lost := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smokemon_ping_lost_total"}, lv)
+			up := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "smokemon_ping_target_up"}, lv)
+			rtt := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "smokemon_ping_rtt_seconds",
+				Buckets: prometheus.ExponentialBuckets(20e-6, 2.5, 19), NativeHistogramBucketFactor: 1.05}, lv)
+			reg.MustRegister(sent, lost, up, rtt)
+			for i := range n {
+				l := []string{"t" + strconv.Itoa(i), "ip4"}
+				sent.WithLabelValues(l...).Add(1000)
+				lost.WithLabelValues(l...).Add(3)
+				up.WithLabelValues(l...).Set(1)
+				for j := range 50 {
+					rtt.WithLabelValues(l...).Observe(float64(20+(i+j)%60) * 1e-6)
+				}
+			}
+			st := status.New("bench")
+			now := time.Unix(1e9, 0)
+			b.ReportAllocs()
+			for b.Loop() {
+				mfs, _ := reg.Gather()
+				now = now.Add(statusEvery)
+				st.ObservePing(now, pingSamples(byName(mfs)))
+			}
+		})
 	}
 }
