@@ -115,7 +115,7 @@ func chart(slots []Slot) template.HTML {
 	flush(len(slots))
 	for i, s := range slots {
 		if s.Sent > 0 && s.Lost > 0 {
-			h := math.Max(1, float64(lossH)*float64(s.Lost)/float64(s.Sent))
+			h := math.Max(3, float64(lossH)*float64(s.Lost)/float64(s.Sent)) // a lost probe or two still shows
 			b = fmt.Appendf(b, `<rect class="loss" x="%.1f" y="%.1f" width="%.1f" height="%.1f"><title>%d of %d lost</title></rect>`,
 				float64(i)*dx, float64(chartH+lossH+2)-h, dx-1, h, s.Lost, s.Sent)
 		}
