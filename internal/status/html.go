@@ -124,9 +124,10 @@ func chart(slots []Slot) template.HTML {
 	return template.HTML(b)
 }
 
+// point appends "x,y " in whole pixels, enough for a chart this small.
 func point(b []byte, x, y float64) []byte {
-	b = strconv.AppendFloat(b, x, 'f', 1, 64)
+	b = strconv.AppendInt(b, int64(math.Round(x)), 10)
 	b = append(b, ',')
-	b = strconv.AppendFloat(b, y, 'f', 1, 64)
+	b = strconv.AppendInt(b, int64(math.Round(y)), 10)
 	return append(b, ' ')
 }
