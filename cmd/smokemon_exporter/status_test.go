@@ -10,6 +10,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -101,7 +102,10 @@ ping:
 `)
 	e := start(t, "--config.file="+cfg, "--collector.disable-defaults", "--collector.ping", "--collector.cpu", "--collector.memory", "--collector.pressure")
 	requirePing(t, e)
-	r := waitStatus(t, e, 30*time.Second, measured)
+	// CPU busy is a rate: it shows once two host samples are 10 s apart.
+	r := waitStatus(t, e, 40*time.Second, func(r *status.Report) bool {
+		return measured(r) && slices.ContainsFunc(r.Host, func(f status.Figure) bool { return f.Name == "cpu" })
+	})
 	for i, want := range []string{"lo-a", "lo-b", "lo-c"} { // in the config's order
 		if tg := r.Targets[i]; tg.Name != want || tg.State != status.StateUp || !(float64(tg.RTTMedian) > 0) || float64(tg.Loss1m) != 0 {
 			t.Errorf("target %d: %+v, want %s up with an RTT and no loss", i, tg, want)
