@@ -244,8 +244,15 @@ mtr:
 			t.Errorf("%s: %s, %v lost over 1m; want up without loss", tg.Name, tg.State, tg.Loss1m)
 		}
 	}
-	if l := r.Targets[5]; math.Abs(float64(l.Loss5m)-0.2) > 0.08 || l.Path.OriginAddr != tp.Addr(tp.ISP, false).String() {
-		t.Errorf("lossy-dst: 5m loss %v (want about 0.2), loss origin %q (want the ISP router %s)", l.Loss5m, l.Path.OriginAddr, tp.Addr(tp.ISP, false))
+	l := r.Targets[5]
+	n := 0
+	for _, s := range l.Slots[len(l.Slots)-10:] {
+		n += s.Sent
+	}
+	// 4.5 standard deviations of a binomial(n, 0.2) loss ratio.
+	if tol := 4.5 * math.Sqrt(0.2*0.8/float64(n)); math.Abs(float64(l.Loss5m)-0.2) > tol || l.Path.OriginAddr != tp.Addr(tp.ISP, false).String() {
+		t.Errorf("lossy-dst: 5m loss %v over %d probes (want 0.2 ± %.3f), loss origin %q (want the ISP router %s)",
+			l.Loss5m, n, tol, l.Path.OriginAddr, tp.Addr(tp.ISP, false))
 	}
 	shot := os.Getenv("SMOKEMON_STATUS_SCREENSHOT")
 	if shot == "" {
