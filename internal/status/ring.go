@@ -2,7 +2,7 @@ package status
 
 import (
 	"math"
-	"sort"
+	"slices"
 	"time"
 )
 
@@ -64,9 +64,10 @@ type ring struct {
 
 func periodOf(t time.Time) int64 { return t.UnixNano() / int64(SlotLength) }
 
-// add folds in one sample: cumulative sent and lost probes and cumulative
-// counts of the RTT histogram's buckets (upper bounds in seconds, ascending,
-// the last one +Inf). It reports the slot it closed, if any.
+// add folds in one sample: sent and lost probes and the observations in
+// each RTT histogram bucket, all counted since the start (bounds: upper
+// bounds in seconds, ascending, the last one possibly +Inf). It reports the
+// slot it closed, if any.
 func (r *ring) add(t time.Time, sent, lost uint64, bounds []float64, counts []uint64) (closed slot, ok bool) {
 	p := periodOf(t)
 	var total uint64
@@ -248,7 +249,7 @@ func weighted(ss []slot, q float64, code func(slot) uint8) float64 {
 	if total == 0 {
 		return math.NaN()
 	}
-	sort.Slice(items, func(i, j int) bool { return items[i].c < items[j].c })
+	slices.SortFunc(items, func(a, b wc) int { return int(a.c) - int(b.c) })
 	var cum uint64
 	for _, it := range items {
 		cum += it.w
