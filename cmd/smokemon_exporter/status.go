@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -91,12 +92,18 @@ func (f *statusFeed) run(stop <-chan struct{}) {
 	tick := time.NewTicker(statusEvery)
 	defer tick.Stop()
 	for {
+		begin := heapAllocated()
 		f.sampleProbes()
 		f.mu.Lock()
 		stale := time.Since(f.lastHost) >= hostEvery
 		f.mu.Unlock()
 		if stale {
 			f.sampleHost()
+		}
+		// A sample's garbage is a scrape's (the gathered families): hand it
+		// back as scrapeGC does, or it would set the resident heap.
+		if heapAllocated()-begin > scrapeGCThreshold {
+			debug.FreeOSMemory()
 		}
 		select {
 		case <-tick.C:
