@@ -156,7 +156,7 @@ func run() int {
 		MaxRequestsInFlight: *maxRequests,
 		EnableOpenMetrics:   true,
 	})})
-	mux.Handle("/status", feed.handler())
+	mux.Handle("/status", &scrapeGC{next: feed.handler()}) // its garbage is a scrape's too
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Healthy.") })
 	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Ready.") })
 	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
