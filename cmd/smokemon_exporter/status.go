@@ -45,7 +45,11 @@ type updater struct{ c collector.Collector }
 
 func (u updater) Describe(chan<- *prometheus.Desc) {}
 func (u updater) Collect(ch chan<- prometheus.Metric) {
-	u.c.Update(ch) // an error leaves out what the collector could not say; /metrics reports it
+	// A panic costs this sample, not the process (the set's scrapes recover
+	// the same way); an error leaves out what the collector could not say,
+	// and /metrics reports both.
+	defer func() { recover() }()
+	u.c.Update(ch)
 }
 
 func newStatusFeed(logger *slog.Logger, set *collector.Set, all prometheus.Gatherer, cfg *config.Config) *statusFeed {
@@ -350,9 +354,9 @@ func pathSamples(fs families) []status.PathSample {
 
 func hostSample(fs families) status.HostSample {
 	h := status.NoHost()
-	any := func(string) bool { return true }
+	every := func(string) bool { return true }
 	is := func(vs ...string) func(string) bool { return func(v string) bool { return slices.Contains(vs, v) } }
-	h.CPUTotal = fs.sum("smokemon_cpu_seconds_total", "mode", any)
+	h.CPUTotal = fs.sum("smokemon_cpu_seconds_total", "mode", every)
 	h.CPUBusy = h.CPUTotal - fs.sum("smokemon_cpu_seconds_total", "mode", is("idle", "iowait"))
 	h.MemAvailable = fs.sum("smokemon_memory_available_bytes", "", nil)
 	h.MemTotal = fs.sum("smokemon_memory_total_bytes", "", nil)

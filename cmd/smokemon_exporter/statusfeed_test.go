@@ -132,3 +132,16 @@ func BenchmarkStatusSample(b *testing.B) {
 		})
 	}
 }
+
+type panicky struct{}
+
+func (panicky) Update(chan<- prometheus.Metric) error { panic("odd hardware") }
+
+// A collector that panics while the status samples it costs the sample only.
+func TestUpdaterRecovers(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(updater{panicky{}})
+	if _, err := reg.Gather(); err != nil {
+		t.Fatal(err)
+	}
+}
