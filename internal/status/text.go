@@ -23,7 +23,7 @@ var bars = []rune("▁▂▃▄▅▆▇█")
 func Text(out io.Writer, r *Report) error {
 	w := bufio.NewWriter(out)
 	loc := r.Time.Location()
-	fmt.Fprintf(w, "smokemon status of %s at %s\n\n", r.Node, r.Time.Format("2006-01-02 15:04:05 MST"))
+	fmt.Fprintf(w, "smokemon status of %s at %s\n\n", clip(r.Node, 60), r.Time.Format("2006-01-02 15:04:05 MST"))
 	fmt.Fprintf(w, "%-16s %-8s %5s %5s %5s  %6s %6s %6s  %s\n", "TARGET", "STATE", "1m", "5m", "15m", "median", "p90", "max",
 		"last 15 min: RTT, ! loss, x down")
 	fmt.Fprintf(w, "%-16s %-8s %17s  %20s\n", "", "", "loss", "RTT over 5 min")
