@@ -18,7 +18,7 @@ func HTML(w io.Writer, r *Report, refresh int) error {
 	}{r, refresh})
 }
 
-const chartW, chartH, lossH = 240, 44, 12
+const chartW, chartH, lossH = 240, 44, 16
 
 var page = template.Must(template.New("status").Funcs(template.FuncMap{
 	"pct":   func(n Num) string { return pct(float64(n)) },
@@ -46,7 +46,7 @@ ul.host{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:.4em 1.2em} ul
 <h1>smokemon · {{.Node}}</h1>
 <div class="sub">{{.Time.Format "2006-01-02 15:04:05 MST"}} · refreshes every {{.Refresh}} s · {{.SlotSeconds}} s per chart column, 15 minutes kept in the exporter's memory</div>
 <table id="targets">
-<tr><th class="name">target</th><th>state</th><th>loss 1m</th><th>5m</th><th>15m</th><th>RTT median</th><th>p90</th><th>max (5m)</th><th class="name">last 15 min: RTT median–p90, loss in red</th></tr>
+<tr><th class="name">target</th><th>state</th><th>loss 1m</th><th>5m</th><th>15m</th><th>RTT median</th><th>p90</th><th>max (5m)</th><th class="name">last 15 min: RTT median–p90, loss in red (√ scale)</th></tr>
 {{range .Targets}}<tr class="target" data-state="{{.State}}">
 <td class="name">{{label .Name .Family}}</td><td><span class="state {{.State}}">{{.State}}</span></td>
 <td>{{pct .Loss1m}}</td><td>{{pct .Loss5m}}</td><td>{{pct .Loss15m}}</td>
@@ -67,7 +67,7 @@ func (p *PathReport) Describe() string { return p.describe() }
 
 // chart draws a target's slots: a band from the median to the 90th
 // percentile RTT on a scale from 0 to the highest p90 shown, and below it a
-// bar per slot for its loss.
+// bar per slot for its loss (its height the square root of the ratio).
 func chart(slots []Slot) template.HTML {
 	top := 0.0
 	for _, s := range slots {
@@ -115,7 +115,8 @@ func chart(slots []Slot) template.HTML {
 	flush(len(slots))
 	for i, s := range slots {
 		if s.Sent > 0 && s.Lost > 0 {
-			h := math.Max(3, float64(lossH)*float64(s.Lost)/float64(s.Sent)) // a lost probe or two still shows
+			// Square root: a few lost probes show, and 20% stands well above them.
+			h := math.Max(1, float64(lossH)*math.Sqrt(float64(s.Lost)/float64(s.Sent)))
 			b = fmt.Appendf(b, `<rect class="loss" x="%.1f" y="%.1f" width="%.1f" height="%.1f"><title>%d of %d lost</title></rect>`,
 				float64(i)*dx, float64(chartH+lossH+2)-h, dx-1, h, s.Lost, s.Sent)
 		}
