@@ -106,8 +106,12 @@ func run() int {
 	}
 	reloads := newReloadMetrics(reg)
 	reloads.succeeded()
+	feed := newStatusFeed(logger, set, reg, cfg)
+	stopFeed := make(chan struct{})
+	defer close(stopFeed)
+	go feed.run(stopFeed)
 
-	x := &reloader{logger: logger, set: set, reloads: reloads, load: load, current: cfg}
+	x := &reloader{logger: logger, set: set, feed: feed, reloads: reloads, load: load, current: cfg}
 	mux, err := x.mux(reg, *metricsPath, *maxRequests)
 	if err != nil {
 		logger.Error("landing page", "err", err)
@@ -151,6 +155,7 @@ func loadConfig(file string, hosts []string) (*config.Config, error) {
 type reloader struct {
 	logger  *slog.Logger
 	set     *collector.Set
+	feed    *statusFeed
 	reloads *reloadMetrics
 	load    func() (*config.Config, error)
 
@@ -168,6 +173,7 @@ func (x *reloader) reload() error {
 	if err == nil {
 		err = x.set.Reload(next)
 	}
+	x.feed.reloaded(next, err)
 	if err != nil {
 		x.reloads.failed()
 		x.logger.Error("reload failed; the running configuration stays in force", "err", err)
@@ -181,12 +187,13 @@ func (x *reloader) reload() error {
 
 func (x *reloader) mux(reg *prometheus.Registry, metricsPath string, maxRequests int) (*http.ServeMux, error) {
 	mux := http.NewServeMux()
-	mux.Handle(metricsPath, &scrapeGC{next: promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+	mux.Handle(metricsPath, &scrapeGC{next: promhttp.HandlerFor(x.feed.tee(reg), promhttp.HandlerOpts{
 		ErrorLog:            slog.NewLogLogger(x.logger.Handler(), slog.LevelError),
 		ErrorHandling:       promhttp.ContinueOnError,
 		MaxRequestsInFlight: maxRequests,
 		EnableOpenMetrics:   true,
 	})})
+	mux.Handle("/status", &scrapeGC{next: x.feed.handler()}) // its garbage is a scrape's too
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Healthy.") })
 	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Ready.") })
 	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
@@ -215,6 +222,7 @@ func (x *reloader) mux(reg *prometheus.Registry, metricsPath string, maxRequests
 			Version:     version.Info(),
 			Links: []web.LandingLinks{
 				{Address: metricsPath, Text: "Metrics"},
+				{Address: "/status", Text: "Status: targets, host and events at a glance"},
 				{Address: "/config", Text: "Configuration in force"},
 				{Address: "/-/healthy", Text: "Health"},
 			},
