@@ -105,6 +105,48 @@ func TestAlertmanager(t *testing.T) {
 	}
 }
 
+// TestInhibitionsNameRealAlerts: an inhibit rule that names an alert no rule
+// file has (a typo, a rename) silences nothing, and amtool cannot tell.
+func TestInhibitionsNameRealAlerts(t *testing.T) {
+	var am struct {
+		Inhibit []struct {
+			Source []string `yaml:"source_matchers"`
+			Target []string `yaml:"target_matchers"`
+		} `yaml:"inhibit_rules"`
+	}
+	readYAML(t, filepath.Join(root, "alertmanager", "alertmanager.yml"), &am)
+	known := map[string]bool{}
+	files, _ := filepath.Glob(filepath.Join(root, "prometheus", "rules", "*.yml"))
+	for _, f := range files {
+		var rf ruleFile
+		readYAML(t, f, &rf)
+		for _, g := range rf.Groups {
+			for _, r := range g.Rules {
+				known[r.Alert] = r.Alert != ""
+			}
+		}
+	}
+	matcher := regexp.MustCompile(`^alertname\s*(=~|=|!=)\s*"([^"]*)"$`)
+	named := 0
+	for i, r := range am.Inhibit {
+		for _, m := range append(append([]string{}, r.Source...), r.Target...) {
+			parts := matcher.FindStringSubmatch(m)
+			if parts == nil {
+				continue
+			}
+			for _, name := range strings.Split(parts[2], "|") {
+				named++
+				if !known[name] {
+					t.Errorf("inhibit_rules[%d]: %s names %s, which no rule file defines", i, m, name)
+				}
+			}
+		}
+	}
+	if named == 0 {
+		t.Fatal("no inhibit rule names an alert: the check read nothing")
+	}
+}
+
 func TestCompose(t *testing.T) {
 	need(t, "docker-compose")
 	cmd := exec.Command("docker-compose", "-f", "docker-compose.yml", "config")
