@@ -1,0 +1,294 @@
+package analyzer
+
+import "math"
+
+// kindRule is everything about one incident kind: the queries it reads
+// (when one of them fails the kind holds its previous state instead of
+// guessing), its default severity, the rule in words, and how it finds
+// episodes on a node's grid (including the onset test that backdates an
+// incident to the first step its signal left normal).
+type kindRule struct {
+	Kind     string
+	Queries  []string
+	Severity string
+	Rule     string
+	detect   func(d *detection)
+}
+
+// kindRules in evaluation order: the outage kinds first, since during an
+// outage the per-target rules hold.
+var kindRules = []kindRule{
+	{Kind: KindLinkDown, Queries: []string{qGateway}, Severity: "critical",
+		Rule: "gateway loss ≥ 90% (no gateway target: every target)", detect: detectOutages},
+	{Kind: KindISPOutage, Queries: []string{qGateway}, Severity: "critical",
+		Rule: "gateway < 50% loss, every other target ≥ 90%"}, // found with link-down
+	{Kind: KindPacketLoss, Queries: []string{qGateway}, Severity: "warning",
+		Rule: "target loss ≥ 5%, resolved < 1%; held during an outage; critical if ≥ 20%", detect: detectLoss},
+	{Kind: KindLatencySpike, Queries: []string{qRTT1d, qRTT7d}, Severity: "warning",
+		Rule: "mean RTT ≥ 2× and ≥ +20 ms over the expected RTT", detect: detectLatency},
+	{Kind: KindDNSSlow, Queries: []string{qDNS}, Severity: "warning",
+		Rule: "mean lookup ≥ 500 ms, resolved < 200 ms (per resolver)", detect: detectDNS},
+	{Kind: KindWifiDegraded, Queries: []string{"signal_wifi_signal", "signal_wifi_roams"}, Severity: "warning",
+		Rule: "signal ≤ −75 dBm or ≥ 2 roams per rate window, resolved ≥ −70 dBm", detect: detectWifi},
+	{Kind: KindBufferbloat, Queries: []string{qBloat}, Severity: "warning",
+		Rule: "latency increase under load ≥ 200 ms, resolved < 100 ms", detect: detectBloat},
+	{Kind: KindThermalThrottle, Queries: []string{"signal_thermal_throttle"}, Severity: "warning",
+		Rule: "Pi throttled/soft temperature limit now, or x86 core throttle events", detect: signalRule("thermal_throttle", 0.5, 0.5, "bool", false)},
+	{Kind: KindUnderVoltage, Queries: []string{"signal_under_voltage"}, Severity: "critical",
+		Rule: "Pi under-voltage now", detect: signalRule("under_voltage", 0.5, 0.5, "bool", false)},
+	{Kind: KindConntrackFull, Queries: []string{"signal_conntrack_fill"}, Severity: "critical",
+		Rule: "conntrack fill ≥ 90%, resolved < 80%", detect: conntrackRule},
+}
+
+// failedKinds: incident kinds whose inputs failed this cycle keep their previous state.
+func failedKinds(res map[string]*result) map[string]bool {
+	f := map[string]bool{}
+	for _, k := range kindRules {
+		for _, q := range k.Queries {
+			if r := res[q]; r != nil && r.err != nil {
+				f[k.Kind] = true
+			}
+		}
+	}
+	return f
+}
+
+// detection is one node's rule run over the grid.
+type detection struct {
+	in       *nodeInput
+	g        Grid
+	th       Thresholds
+	out      []Incident
+	targets  []string
+	outageAt []bool // steps during (or draining from) an outage: per-target rules hold
+	severity map[string]string
+}
+
+// detect runs every rule of one node over the grid.
+func detect(in *nodeInput, g Grid, th Thresholds) []Incident {
+	d := &detection{in: in, g: g, th: th, targets: sortedKeys(in.Loss), outageAt: make([]bool, g.N), severity: map[string]string{}}
+	for _, k := range kindRules {
+		d.severity[k.Kind] = k.Severity
+	}
+	for _, k := range kindRules {
+		if k.detect != nil {
+			k.detect(d)
+		}
+	}
+	return d.out
+}
+
+var (
+	higher = func(a, b float64) bool { return a > b }
+	lower  = func(a, b float64) bool { return a < b }
+)
+
+// add turns one rule's levels into incidents. onset backdates an incident to
+// the first step where its signal left normal: rate windows make a sharp
+// fault ramp up over several steps. sev picks the severity from the peak
+// (nil: the kind's default).
+func (d *detection) add(target, kind string, lv []level, sig []float64, worse func(a, b float64) bool, unit string,
+	sev func(peak float64) string, onset func(i int) bool) {
+	g, th := d.g, d.th
+	prevEnd := 0
+	for _, ep := range hysteresis(lv, th.EnterSteps, th.ExitSteps) {
+		for onset != nil && ep.Start-1 >= prevEnd && onset(ep.Start-1) {
+			ep.Start--
+		}
+		prevEnd = ep.End
+		end := endOr(ep.End, g.N)
+		peak := math.NaN()
+		for _, v := range sig[ep.Start:end] {
+			if !math.IsNaN(v) && (math.IsNaN(peak) || worse(v, peak)) {
+				peak = v
+			}
+		}
+		inc := Incident{Node: d.in.Node, Target: target, Kind: kind, Start: g.Time(ep.Start), Active: ep.End < 0,
+			Peak: peak, PeakUnit: unit, Level: median(sig[ep.Start:end]), Before: median(sig[max(0, ep.Start-(end-ep.Start)-10):ep.Start]),
+			startIdx: ep.Start, endIdx: ep.End}
+		if ep.End >= 0 {
+			inc.End = g.Time(ep.End)
+		}
+		inc.Severity = d.severity[kind]
+		if sev != nil {
+			inc.Severity = sev(peak)
+		}
+		d.out = append(d.out, inc)
+	}
+}
+
+// detectOutages finds link-down and isp-outage, and marks their steps so
+// that the per-target rules hold during them.
+func detectOutages(d *detection) {
+	in, g, th := d.in, d.g, d.th
+	if len(d.targets) == 0 {
+		return
+	}
+	down, isp, gwLoss := make([]level, g.N), make([]level, g.N), nanSlice(g.N)
+	for i := range g.N {
+		down[i], isp[i], gwLoss[i] = d.reachability(i)
+	}
+	before := len(d.out)
+	d.add("", KindLinkDown, down, gwLoss, higher, "loss_ratio", nil, above(gwLoss, th.LossExit))
+	d.add("", KindISPOutage, isp, gwLoss, lower, "gateway_loss_ratio", nil, func(i int) bool {
+		for _, t := range d.targets {
+			if t != in.Gateway && in.Loss[t][i] > th.LossExit {
+				return true
+			}
+		}
+		return false
+	})
+	for _, inc := range d.out[before:] {
+		end := endOr(inc.endIdx, g.N)
+		if inc.endIdx >= 0 {
+			end = min(g.N, end+th.RampSteps+1) // the rate window drains after recovery
+		}
+		for i := max(0, inc.startIdx-th.EnterSteps); i < end; i++ {
+			d.outageAt[i] = true
+		}
+	}
+}
+
+// reachability is step i's verdict for link-down and isp-outage, and the
+// loss of the gateway (the worst-reached target when there is none).
+func (d *detection) reachability(i int) (down, isp level, gwLoss float64) {
+	in, th := d.in, d.th
+	if in.Gateway == "" {
+		worst := math.Inf(1)
+		for _, t := range d.targets {
+			l := in.Loss[t][i]
+			if math.IsNaN(l) {
+				return lvBlind, lvBlind, math.NaN()
+			}
+			worst = math.Min(worst, l)
+		}
+		return threshold(worst, th.OutageLoss, th.ReachableLoss, true), lvBlind, worst
+	}
+	gl := in.Loss[in.Gateway][i]
+	down = threshold(gl, th.OutageLoss, th.ReachableLoss, true)
+	others, allGone, anyUp, blind := 0, true, false, math.IsNaN(gl)
+	for _, t := range d.targets {
+		if t == in.Gateway {
+			continue
+		}
+		others++
+		l := in.Loss[t][i]
+		if math.IsNaN(l) {
+			blind = true
+			continue
+		}
+		allGone = allGone && l >= th.OutageLoss
+		anyUp = anyUp || l < th.ReachableLoss
+	}
+	switch {
+	case blind || others == 0:
+		isp = lvBlind
+	case gl < th.ReachableLoss && allGone:
+		isp = lvBad
+	case anyUp:
+		isp = lvGood
+	default:
+		isp = lvHold
+	}
+	return down, isp, gl
+}
+
+func detectLoss(d *detection) {
+	th := d.th
+	for _, t := range d.targets {
+		loss := d.in.Loss[t]
+		lv := make([]level, d.g.N)
+		for i, l := range loss {
+			lv[i] = threshold(l, th.LossEnter, th.LossExit, true)
+			if d.outageAt[i] && lv[i] != lvBlind {
+				lv[i] = lvHold
+			}
+		}
+		d.add(t, KindPacketLoss, lv, loss, higher, "loss_ratio", func(p float64) string {
+			if p >= th.LossCritical {
+				return "critical"
+			}
+			return "warning"
+		}, above(loss, th.LossExit))
+	}
+}
+
+func detectLatency(d *detection) {
+	th := d.th
+	for _, t := range d.targets {
+		rtt, ref := d.in.RTT[t], d.in.RTTRef[t]
+		if rtt == nil {
+			continue
+		}
+		lv := make([]level, d.g.N)
+		for i, x := range rtt {
+			r := math.NaN()
+			if ref != nil {
+				r = ref[i]
+			}
+			switch {
+			case math.IsNaN(x) || math.IsNaN(r) || d.outageAt[i]:
+				lv[i] = lvBlind
+			case x >= math.Max(r*th.LatencyRatio, r+th.LatencyAbs):
+				lv[i] = lvBad
+			case x < math.Max(r*(1+(th.LatencyRatio-1)/2), r+th.LatencyAbs/2):
+				lv[i] = lvGood
+			default:
+				lv[i] = lvHold
+			}
+		}
+		d.add(t, KindLatencySpike, lv, rtt, higher, "rtt_seconds", nil, func(i int) bool {
+			return ref != nil && rtt[i] > ref[i]+th.LatencyAbs/2
+		})
+	}
+}
+
+func detectDNS(d *detection) {
+	for _, r := range sortedKeys(d.in.DNS) {
+		x := d.in.DNS[r]
+		d.add(r, KindDNSSlow, levels(x, d.th.DNSEnter, d.th.DNSExit, true), x, higher, "seconds", nil, above(x, d.th.DNSExit))
+	}
+}
+
+func detectWifi(d *detection) {
+	sig, ok := d.in.Signals["wifi_signal"]
+	if !ok {
+		return
+	}
+	roams := d.in.Signals["wifi_roams"]
+	lv := make([]level, d.g.N)
+	for i, s := range sig {
+		lv[i] = threshold(s, d.th.WifiEnter, d.th.WifiExit, false)
+		if roams != nil && !math.IsNaN(roams[i]) && roams[i] >= d.th.WifiRoams {
+			lv[i] = lvBad
+		}
+	}
+	d.add("", KindWifiDegraded, lv, sig, lower, "dbm", nil, nil)
+}
+
+func detectBloat(d *detection) {
+	if b := d.in.Bloat; b != nil {
+		d.add("", KindBufferbloat, levels(b, d.th.BloatEnter, d.th.BloatExit, true), b, higher, "seconds", nil, nil)
+	}
+}
+
+// signalRule is a node-wide threshold rule on one host signal.
+func signalRule(signal string, enter, exit float64, unit string, withOnset bool) func(d *detection) {
+	return func(d *detection) {
+		s, ok := d.in.Signals[signal]
+		if !ok {
+			return
+		}
+		var onset func(int) bool
+		if withOnset {
+			onset = above(s, exit)
+		}
+		d.add("", kindOfSignal[signal], levels(s, enter, exit, true), s, higher, unit, nil, onset)
+	}
+}
+
+var kindOfSignal = map[string]string{"thermal_throttle": KindThermalThrottle, "under_voltage": KindUnderVoltage, "conntrack_fill": KindConntrackFull}
+
+func conntrackRule(d *detection) {
+	signalRule("conntrack_fill", d.th.ConntrackEnter, d.th.ConntrackExit, "ratio", true)(d)
+}
