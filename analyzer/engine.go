@@ -39,6 +39,9 @@ type Config struct {
 	SlowInterval time.Duration
 	// Ahead is how far past the window's end the seasonal queries read.
 	Ahead time.Duration
+	// BaselineWindow is how much normal history before a step gives its
+	// expected RTT when there is no seasonal history (a young node).
+	BaselineWindow time.Duration
 }
 
 func DefaultConfig() Config {
@@ -50,6 +53,7 @@ func DefaultConfig() Config {
 		Thresholds:     DefaultThresholds(), BloatBands: DefaultBloatBands,
 		FlashPECycles: 3000, PathLossRatio: 0.05, ChangeMinRatio: 1.3, BlameTop: 3,
 		Refetch: 2 * time.Minute, SlowInterval: 5 * time.Minute, Ahead: 10 * time.Minute,
+		BaselineWindow: 15 * time.Minute,
 	}
 }
 

@@ -203,7 +203,7 @@ func TestAnomaly(t *testing.T) {
 		{"only last week", [][]float64{nil, seasonal}, false},
 	}
 	for _, c := range cases {
-		exp, _ := expected(x, c.seasonal...)
+		exp, _ := expected(x, baseline{Steps: 30, MinSteps: 3, Abnormal: func(x, r float64) bool { return x > 2*r }}, c.seasonal...)
 		score, _ := anomalyScore(x, exp, 10, 0.0005)
 		if (score >= 3) != c.high {
 			t.Errorf("%s: score %.1f, want high=%v", c.name, score, c.high)
@@ -414,5 +414,35 @@ func TestMedianSelect(t *testing.T) {
 				t.Fatalf("median(%v) = %v, want %v", xs, got, want)
 			}
 		}
+	}
+}
+
+// A node with ten minutes of history (the rest of the hour-long window is
+// empty) must still see a latency rise, against the median of its own
+// recent normal steps, and keep seeing it however long it lasts.
+func TestYoungNodeBaseline(t *testing.T) {
+	const n = 121
+	g := Grid{Start: time.Unix(1e9, 0), Step: 10 * time.Second, N: n}
+	x := nanSlice(n)
+	for i := 60; i < n; i++ {
+		x[i] = 0.02 + 0.002*math.Sin(float64(i))
+		if i >= 90 {
+			x[i] += 0.1 // +100 ms for the last five minutes
+		}
+	}
+	th := DefaultThresholds()
+	th.RampSteps = 2
+	e := NewEngine(DefaultConfig(), nil, nil)
+	exp, seasonal := expected(x, e.rttBaseline(g, th), nil, nil)
+	if seasonal {
+		t.Fatal("no seasonal data, yet the baseline says seasonal")
+	}
+	if r := exp[n-1]; math.Abs(r-0.02) > 0.003 {
+		t.Errorf("expected RTT at the end %v, want about 0.02: the fault became the new normal", r)
+	}
+	in := nodeInput{Node: "young", Loss: map[string][]float64{"a": fill(n, 0)}, RTT: map[string][]float64{"a": x}, RTTRef: map[string][]float64{"a": exp}}
+	got := detect(&in, g, th)
+	if len(got) != 1 || got[0].Kind != KindLatencySpike || got[0].startIdx != 90 || !got[0].Active {
+		t.Fatalf("got %+v, want one active latency-spike from step 90", got)
 	}
 }

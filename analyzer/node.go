@@ -37,7 +37,7 @@ func (e *Engine) analyseNode(part *Snapshot, ns *nodeState, g Grid, th Threshold
 	n := in.Node
 	seasonal := map[string]bool{}
 	for t, x := range in.RTT {
-		exp, sea := expected(x, ns.rtt1d[t], ns.rtt7d[t])
+		exp, sea := expected(x, e.rttBaseline(g, th), ns.rtt1d[t], ns.rtt7d[t])
 		in.RTTRef[t], seasonal[t] = exp, sea
 	}
 	var incs []Incident
@@ -70,12 +70,12 @@ func (e *Engine) analyseNode(part *Snapshot, ns *nodeState, g Grid, th Threshold
 		}
 	}
 	part.Incidents = kept
-	e.nodeFigures(part, ns, g, recent, seasonal)
+	e.nodeFigures(part, ns, g, th, recent, seasonal)
 	part.Nodes = []NodeSummary{summarise(ns, g, kept, recent)}
 }
 
 // nodeFigures: anomaly scores, change points, call quality for one node.
-func (e *Engine) nodeFigures(snap *Snapshot, ns *nodeState, g Grid, recent int, isSeasonal map[string]bool) {
+func (e *Engine) nodeFigures(snap *Snapshot, ns *nodeState, g Grid, th Thresholds, recent int, isSeasonal map[string]bool) {
 	in := ns.in
 	for _, t := range sortedKeys(in.RTT) {
 		x := in.RTT[t]
@@ -89,7 +89,7 @@ func (e *Engine) nodeFigures(snap *Snapshot, ns *nodeState, g Grid, recent int, 
 		floor := math.Max(0.0005, 0.05*median(exp))
 		score, sigma := anomalyScore(x, exp, recent, floor)
 		if l := in.Loss[t]; l != nil {
-			lexp, _ := expected(l, ns.loss1d[t], ns.loss7d[t])
+			lexp, _ := expected(l, e.lossBaseline(g, th), ns.loss1d[t], ns.loss7d[t])
 			if ls, _ := anomalyScore(l, lexp, recent, 0.01); !math.IsNaN(ls) && (math.IsNaN(score) || ls > score) {
 				score = ls
 			}
@@ -153,4 +153,18 @@ func summarise(ns *nodeState, g Grid, incs []Incident, recent int) NodeSummary {
 		s.Health = "ok"
 	}
 	return s
+}
+
+// rttBaseline learns the expected RTT from the steps that were not already
+// above a latency-spike's exit threshold.
+func (e *Engine) rttBaseline(g Grid, th Thresholds) baseline {
+	return baseline{Steps: max(3, int(e.cfg.BaselineWindow/g.Step)), MinSteps: 3, Abnormal: func(x, r float64) bool {
+		return x >= math.Max(r*(1+(th.LatencyRatio-1)/2), r+th.LatencyAbs/2)
+	}}
+}
+
+func (e *Engine) lossBaseline(g Grid, th Thresholds) baseline {
+	return baseline{Steps: max(3, int(e.cfg.BaselineWindow/g.Step)), MinSteps: 3, Abnormal: func(x, r float64) bool {
+		return x > r+th.LossExit
+	}}
 }
