@@ -22,6 +22,7 @@ func (e *Engine) analyse(snap *Snapshot, g Grid, res map[string]*result, prev *S
 	nodes, defs := e.inputs(g, get)
 	th := e.cfg.Thresholds
 	th.RampSteps = int(math.Ceil(float64(e.cfg.RateWindow) / float64(g.Step)))
+	th.RateWindow, th.ShortWindow = e.cfg.RateWindow, e.cfg.ShortWindow
 	failed := failedKinds(res)
 	prevByKey := map[string]Incident{}
 	prevNodes := map[string]bool{}
@@ -59,13 +60,6 @@ func (e *Engine) analyse(snap *Snapshot, g Grid, res map[string]*result, prev *S
 	}
 	e.pathFigures(snap, res, get)
 	e.hostFigures(snap, get)
-	sort.Slice(snap.Incidents, func(i, j int) bool {
-		a, b := snap.Incidents[i], snap.Incidents[j]
-		if !a.Start.Equal(b.Start) {
-			return a.Start.Before(b.Start)
-		}
-		return a.key() < b.key()
-	})
 	sort.Slice(snap.Nodes, func(i, j int) bool { return snap.Nodes[i].Node < snap.Nodes[j].Node })
 	snap.Series = series
 	// Attach the path origin to loss incidents of the same node×target.
@@ -107,4 +101,14 @@ func (e *Engine) analyseNodes(nodes map[string]*nodeState, g Grid, th Thresholds
 	close(next)
 	wg.Wait()
 	return parts
+}
+
+func sortIncidents(incs []Incident) {
+	sort.Slice(incs, func(i, j int) bool {
+		a, b := incs[i], incs[j]
+		if !a.Start.Equal(b.Start) {
+			return a.Start.Before(b.Start)
+		}
+		return a.key() < b.key()
+	})
 }

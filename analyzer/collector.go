@@ -2,6 +2,7 @@ package analyzer
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -20,7 +21,7 @@ type Collector struct {
 
 	up, blind, lastOK, dur, qerr, series, queries                 *prometheus.Desc
 	nodeBlind, nodeHealth, nodeIncidents                          *prometheus.Desc
-	incActive, incStart, incEnd, blame                            *prometheus.Desc
+	incActive, incStart, incEnd, incSuperseded, blame             *prometheus.Desc
 	anomaly, baseline, cpTime, cpSize                             *prometheus.Desc
 	origin, rateLimited, routeChanges                             *prometheus.Desc
 	bloatGrade, bloatInfo, bloatInc, until, rfactor, mosD, lastTS *prometheus.Desc
@@ -44,6 +45,7 @@ func NewCollector(e *Engine) *Collector {
 		incActive:     desc("incident_active", "1 while an incident is active, 0 once resolved (kept while it is in the lookback window).", inc...),
 		incStart:      desc("incident_start_timestamp_seconds", "When the latest incident of this kind began (first step its signal left normal).", inc...),
 		incEnd:        desc("incident_end_timestamp_seconds", "When the latest incident of this kind was resolved.", inc...),
+		incSuperseded: desc("incident_superseded", "1 if the latest incident of this kind ended because an outage of the node absorbed it (superseded_by in the JSON).", append(inc, "superseded_by_kind")...),
 		blame:         desc("blame_score", "Robust z-score (median shift over MAD-σ) of a node signal in the incident window against the window before; rank 1 moved most.", n, "target", "kind", "signal", "rank"),
 		anomaly:       desc("anomaly_score", "How far recent latency or loss sits from its time-of-day baseline, in robust σ (max of the two).", n, "target"),
 		baseline:      desc("baseline_rtt_seconds", "Expected RTT now and the normal band around it (median ± 3 MAD-σ, seasonal where history exists).", n, "target", "bound"),
@@ -64,7 +66,7 @@ func NewCollector(e *Engine) *Collector {
 // Describe sends every descriptor, including those a given snapshot has no series for.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.up, c.blind, c.lastOK, c.dur, c.qerr, c.series, c.queries,
-		c.nodeBlind, c.nodeHealth, c.nodeIncidents, c.incActive, c.incStart, c.incEnd, c.blame,
+		c.nodeBlind, c.nodeHealth, c.nodeIncidents, c.incActive, c.incStart, c.incEnd, c.incSuperseded, c.blame,
 		c.anomaly, c.baseline, c.cpTime, c.cpSize, c.origin, c.rateLimited, c.routeChanges,
 		c.bloatGrade, c.bloatInfo, c.bloatInc, c.until, c.rfactor, c.mosD, c.lastTS} {
 		ch <- d
@@ -113,6 +115,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		g(c.incStart, float64(in.Start.Unix()), l...)
 		if !in.Active {
 			g(c.incEnd, float64(in.End.Unix()), l...)
+			if in.SupersededBy != "" {
+				g(c.incSuperseded, 1, append(l, supersederKind(in.SupersededBy))...)
+			}
 			continue
 		}
 		bk := in.key()
@@ -165,4 +170,14 @@ func b2f(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// supersederKind is the kind part of an incident ID (node/kind/target@start).
+func supersederKind(id string) string {
+	for _, k := range kindRules {
+		if strings.Contains(id, "/"+k.Kind+"/") {
+			return k.Kind
+		}
+	}
+	return ""
 }

@@ -21,6 +21,7 @@ type Config struct {
 	Lookback       time.Duration // how far back incidents are replayed
 	RateWindow     time.Duration // rate()/increase() window of the grid series
 	LongWindow     time.Duration // window of the instant figures (jitter, mtr loss)
+	ShortWindow    time.Duration // window of the loss and RTT that date incidents and see outages
 	QueryTimeout   time.Duration
 	Concurrency    int
 	GatewayTargets *regexp.Regexp // targets taken as the gateway when no target_info says so
@@ -47,7 +48,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		NodeLabel: "node", Step: 30 * time.Second, Lookback: time.Hour,
-		RateWindow: 2 * time.Minute, LongWindow: 5 * time.Minute,
+		RateWindow: 2 * time.Minute, LongWindow: 5 * time.Minute, ShortWindow: time.Minute,
 		QueryTimeout: 20 * time.Second, Concurrency: 2,
 		GatewayTargets: regexp.MustCompile(`^(gateway|gw|router)$`),
 		Thresholds:     DefaultThresholds(), BloatBands: DefaultBloatBands,
@@ -108,6 +109,7 @@ type Engine struct {
 	slow     map[string]*result   // results of the slow queries, and when they ran
 	slowAt   time.Time
 	last     *Snapshot
+	ended    []Incident // explicitly ended incidents still in the window (see reconcile)
 	lastOK   time.Time
 	errCount map[string]float64
 }
@@ -190,6 +192,14 @@ func (e *Engine) EvaluateWindow(ctx context.Context, end time.Time, lookback, st
 		}
 	}
 	e.analyse(snap, g, res, prev)
+	if record {
+		e.reconcile(snap, prev)
+	} else {
+		for i := range snap.Incidents {
+			snap.Incidents[i].ID = incidentID(&snap.Incidents[i])
+		}
+	}
+	sortIncidents(snap.Incidents)
 	snap.Duration = time.Since(began)
 	snap.QueryDuration = queried
 	e.record(snap, record)

@@ -95,9 +95,11 @@ func threshold(x, enter, exit float64, higherIsWorse bool) level {
 // Thresholds of the incident rules (enter, exit).
 type Thresholds struct {
 	EnterSteps, ExitSteps int
-	RampSteps             int     // rate window in steps (set by the engine)
-	OutageLoss            float64 // a target counts as unreachable at this loss ratio
-	ReachableLoss         float64 // and as reachable below it
+	RampSteps             int           // rate window in steps (set by the engine)
+	RateWindow            time.Duration // set by the engine
+	ShortWindow           time.Duration // set by the engine
+	OutageLoss            float64       // a target counts as unreachable at this loss ratio
+	ReachableLoss         float64       // and as reachable below it
 	LossEnter, LossExit   float64
 	LossCritical          float64
 	LatencyRatio          float64 // spike: above ref·ratio and ref+LatencyAbs
@@ -125,6 +127,8 @@ func DefaultThresholds() Thresholds {
 
 // Incident is one detected problem. Start and End are grid times.
 type Incident struct {
+	// ID stays the same for the incident's whole life: node/kind/target@start.
+	ID        string    `json:"id"`
 	Node      string    `json:"node"`
 	Target    string    `json:"target,omitempty"`
 	Kind      string    `json:"kind"`
@@ -138,23 +142,32 @@ type Incident struct {
 	Before    float64   `json:"before"`    // the rule's signal before the incident (median)
 	OriginHop int       `json:"origin_hop,omitempty"`
 	Blame     []Blame   `json:"blame,omitempty"`
+	// NoLocalCause: nothing on the node moved with the incident; the
+	// problem is on the path or beyond the node.
+	NoLocalCause bool `json:"no_local_cause,omitempty"`
+	// SupersededBy is the ID of the outage that absorbed this incident
+	// (it ended, as End says, because the outage explains it).
+	SupersededBy string `json:"superseded_by,omitempty"`
 
 	startIdx, endIdx int
+	blameFixed       bool // Blame was ranked over the whole onset window: it no longer changes
 }
 
 func (in *Incident) key() string { return in.Node + "\x00" + in.Target + "\x00" + in.Kind }
 
 // nodeInput is what the incident rules need of one node, on the grid.
 type nodeInput struct {
-	Node     string
-	Gateway  string               // target name of the gateway, "" if none
-	Loss     map[string][]float64 // per target loss ratio
-	RTT      map[string][]float64 // per target mean RTT, seconds
-	RTTRef   map[string][]float64 // per target expected RTT (seasonal or trailing)
-	DNS      map[string][]float64 // per resolver mean lookup time
-	Signals  map[string][]float64 // host signals by name
-	Bloat    []float64
-	outageAt []bool
+	Node    string
+	Gateway string               // target name of the gateway, "" if none
+	Loss    map[string][]float64 // per target loss ratio
+	RTT     map[string][]float64 // per target mean RTT, seconds
+	RTTRef  map[string][]float64 // per target expected RTT (seasonal or trailing)
+	// The same over the short window (nil maps or missing targets: not queried).
+	LossShort, RTTShort map[string][]float64
+	DNS                 map[string][]float64 // per resolver mean lookup time
+	Signals             map[string][]float64 // host signals by name
+	Bloat               []float64
+	outageAt            []bool
 }
 
 // above is an onset test: the value is past the exit threshold (a NaN is not).

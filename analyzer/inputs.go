@@ -13,6 +13,7 @@ type nodeState struct {
 
 func newNodeState(n string) *nodeState {
 	return &nodeState{in: &nodeInput{Node: n, Loss: map[string][]float64{}, RTT: map[string][]float64{}, RTTRef: map[string][]float64{},
+		LossShort: map[string][]float64{}, RTTShort: map[string][]float64{},
 		DNS: map[string][]float64{}, Signals: map[string][]float64{}},
 		rtt1d: map[string][]float64{}, rtt7d: map[string][]float64{}, loss1d: map[string][]float64{}, loss7d: map[string][]float64{}}
 }
@@ -88,35 +89,60 @@ func (e *Engine) pingInputs(g Grid, get func(string) []Series) map[string]*nodeS
 		return ns
 	}
 	key := func(l map[string]string) string { return l[nl] + "\x00" + l["target"] }
-	sent, lostBy := map[string][]float64{}, map[string][]float64{}
-	for _, s := range get(qSent) {
-		sent[key(s.Labels)] = s.V
-		node(s.Labels)
-	}
-	for _, s := range get(qLost) {
-		ns := node(s.Labels)
-		sv := sent[key(s.Labels)]
-		lostBy[key(s.Labels)] = s.V
-		loss := nanSlice(g.N)
-		for i := range loss {
-			// No probes sent in a window means the exporter was away: blind, not 0% loss.
-			if sv != nil && sv[i] > 0 && !math.IsNaN(s.V[i]) {
-				loss[i] = math.Min(1, math.Max(0, s.V[i]/sv[i]))
-				ns.hasData = true
+	for _, w := range []struct {
+		sent, lost, rtt string
+		short           bool
+	}{{qSent, qLost, qRTT, false}, {qSentS, qLostS, qRTTS, true}} {
+		sent, lostBy := map[string][]float64{}, map[string][]float64{}
+		for _, s := range get(w.sent) {
+			sent[key(s.Labels)] = s.V
+			if !w.short {
+				node(s.Labels)
 			}
 		}
-		ns.in.Loss[s.Labels["target"]] = loss
-	}
-	for _, s := range get(qRTT) {
-		sv, lv := sent[key(s.Labels)], lostBy[key(s.Labels)]
-		mean := nanSlice(g.N)
-		for i := range mean {
-			// No answer, no latency: a lost probe never counts as one.
-			if sv != nil && lv != nil && sv[i]-lv[i] > 0 {
-				mean[i] = s.V[i] / (sv[i] - lv[i])
+		for _, s := range get(w.lost) {
+			ns, ok := nodes[s.Labels[nl]]
+			if !ok && w.short {
+				continue
+			}
+			if !ok {
+				ns = node(s.Labels)
+			}
+			sv := sent[key(s.Labels)]
+			lostBy[key(s.Labels)] = s.V
+			loss := nanSlice(g.N)
+			for i := range loss {
+				// No probes sent in a window means the exporter was away: blind, not 0% loss.
+				if sv != nil && sv[i] > 0 && !math.IsNaN(s.V[i]) {
+					loss[i] = math.Min(1, math.Max(0, s.V[i]/sv[i]))
+					ns.hasData = ns.hasData || !w.short
+				}
+			}
+			if w.short {
+				ns.in.LossShort[s.Labels["target"]] = loss
+			} else {
+				ns.in.Loss[s.Labels["target"]] = loss
 			}
 		}
-		node(s.Labels).in.RTT[s.Labels["target"]] = mean
+		for _, s := range get(w.rtt) {
+			ns, ok := nodes[s.Labels[nl]]
+			if !ok {
+				continue
+			}
+			sv, lv := sent[key(s.Labels)], lostBy[key(s.Labels)]
+			mean := nanSlice(g.N)
+			for i := range mean {
+				// No answer, no latency: a lost probe never counts as one.
+				if sv != nil && lv != nil && sv[i]-lv[i] > 0 {
+					mean[i] = s.V[i] / (sv[i] - lv[i])
+				}
+			}
+			if w.short {
+				ns.in.RTTShort[s.Labels["target"]] = mean
+			} else {
+				ns.in.RTT[s.Labels["target"]] = mean
+			}
+		}
 	}
 	return nodes
 }

@@ -1,6 +1,9 @@
 package analyzer
 
-import "math"
+import (
+	"math"
+	"time"
+)
 
 // kindRule is everything about one incident kind: the queries it reads
 // (when one of them fails the kind holds its previous state instead of
@@ -64,6 +67,16 @@ type detection struct {
 	severity map[string]string
 }
 
+// shortLag is how long after a fault ends its window still shows it, to
+// within a scrape interval: the window holds samples from one scrape after
+// its start, so half the window (the short one when it was queried).
+func (d *detection) shortLag() time.Duration {
+	if len(d.in.LossShort) > 0 {
+		return d.th.ShortWindow / 2
+	}
+	return d.th.RateWindow / 2
+}
+
 // detect runs every rule of one node over the grid.
 func detect(in *nodeInput, g Grid, th Thresholds) []Incident {
 	d := &detection{in: in, g: g, th: th, targets: sortedKeys(in.Loss), outageAt: make([]bool, g.N), severity: map[string]string{}}
@@ -83,16 +96,27 @@ var (
 	lower  = func(a, b float64) bool { return a < b }
 )
 
-// add turns one rule's levels into incidents. onset backdates an incident to
-// the first step where its signal left normal: rate windows make a sharp
-// fault ramp up over several steps. sev picks the severity from the peak
-// (nil: the kind's default).
+// timing dates an episode. onset backdates its start to the first step
+// where the signal left normal: rate windows make a sharp fault ramp up over
+// several steps. clean(i) says step i's short-window signal is normal: the
+// end goes back to the first step of the clean run that closed the
+// incident, less lag (how long the window still saw the fault after it
+// ended), so a resolution is dated within a step of the real one rather
+// than after the rate window drained.
+type timing struct {
+	onset func(i int) bool
+	clean func(i int) bool
+	lag   time.Duration
+}
+
+// add turns one rule's levels into incidents. sev picks the severity from
+// the peak (nil: the kind's default).
 func (d *detection) add(target, kind string, lv []level, sig []float64, worse func(a, b float64) bool, unit string,
-	sev func(peak float64) string, onset func(i int) bool) {
+	sev func(peak float64) string, tm timing) {
 	g, th := d.g, d.th
 	prevEnd := 0
 	for _, ep := range hysteresis(lv, th.EnterSteps, th.ExitSteps) {
-		for onset != nil && ep.Start-1 >= prevEnd && onset(ep.Start-1) {
+		for tm.onset != nil && ep.Start-1 >= prevEnd && tm.onset(ep.Start-1) {
 			ep.Start--
 		}
 		prevEnd = ep.End
@@ -107,13 +131,55 @@ func (d *detection) add(target, kind string, lv []level, sig []float64, worse fu
 			Peak: peak, PeakUnit: unit, Level: median(sig[ep.Start:end]), Before: median(sig[max(0, ep.Start-(end-ep.Start)-10):ep.Start]),
 			startIdx: ep.Start, endIdx: ep.End}
 		if ep.End >= 0 {
-			inc.End = g.Time(ep.End)
+			inc.End = d.endTime(ep, tm)
 		}
 		inc.Severity = d.severity[kind]
 		if sev != nil {
 			inc.Severity = sev(peak)
 		}
 		d.out = append(d.out, inc)
+	}
+}
+
+func (d *detection) endTime(ep episode, tm timing) time.Time {
+	if tm.clean == nil {
+		return d.g.Time(ep.End)
+	}
+	j := ep.End
+	for j-1 > ep.Start && tm.clean(j-1) {
+		j--
+	}
+	if !tm.clean(j) {
+		return d.g.Time(ep.End) // the short window never looked clean: keep the rule's own date
+	}
+	return maxTime(d.g.Time(j).Add(-tm.lag), d.g.Time(ep.Start+1))
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// short is the short-window version of a per-target series, or the rate
+// window's when the short one was not queried.
+func short(m, fallback map[string][]float64, t string) []float64 {
+	if x := m[t]; x != nil {
+		return x
+	}
+	return fallback[t]
+}
+
+// lossClean: every listed target's short-window loss is below the exit threshold.
+func (d *detection) lossClean(targets ...string) func(int) bool {
+	return func(i int) bool {
+		for _, t := range targets {
+			if l := short(d.in.LossShort, d.in.Loss, t)[i]; math.IsNaN(l) || l >= d.th.LossExit {
+				return false
+			}
+		}
+		return true
 	}
 }
 
@@ -129,15 +195,26 @@ func detectOutages(d *detection) {
 		down[i], isp[i], gwLoss[i] = d.reachability(i)
 	}
 	before := len(d.out)
-	d.add("", KindLinkDown, down, gwLoss, higher, "loss_ratio", nil, above(gwLoss, th.LossExit))
-	d.add("", KindISPOutage, isp, gwLoss, lower, "gateway_loss_ratio", nil, func(i int) bool {
-		for _, t := range d.targets {
-			if t != in.Gateway && in.Loss[t][i] > th.LossExit {
+	var others []string
+	for _, t := range d.targets {
+		if t != in.Gateway {
+			others = append(others, t)
+		}
+	}
+	gw := others
+	if in.Gateway != "" {
+		gw = []string{in.Gateway}
+	}
+	lag := d.shortLag()
+	d.add("", KindLinkDown, down, gwLoss, higher, "loss_ratio", nil, timing{onset: above(gwLoss, th.LossExit), clean: d.lossClean(gw...), lag: lag})
+	d.add("", KindISPOutage, isp, gwLoss, lower, "gateway_loss_ratio", nil, timing{onset: func(i int) bool {
+		for _, t := range others {
+			if short(in.LossShort, in.Loss, t)[i] > th.LossExit {
 				return true
 			}
 		}
 		return false
-	})
+	}, clean: d.lossClean(others...), lag: lag})
 	for _, inc := range d.out[before:] {
 		end := endOr(inc.endIdx, g.N)
 		if inc.endIdx >= 0 {
@@ -156,7 +233,7 @@ func (d *detection) reachability(i int) (down, isp level, gwLoss float64) {
 	if in.Gateway == "" {
 		worst := math.Inf(1)
 		for _, t := range d.targets {
-			l := in.Loss[t][i]
+			l := short(in.LossShort, in.Loss, t)[i]
 			if math.IsNaN(l) {
 				return lvBlind, lvBlind, math.NaN()
 			}
@@ -164,7 +241,7 @@ func (d *detection) reachability(i int) (down, isp level, gwLoss float64) {
 		}
 		return threshold(worst, th.OutageLoss, th.ReachableLoss, true), lvBlind, worst
 	}
-	gl := in.Loss[in.Gateway][i]
+	gl := short(in.LossShort, in.Loss, in.Gateway)[i]
 	down = threshold(gl, th.OutageLoss, th.ReachableLoss, true)
 	others, allGone, anyUp, blind := 0, true, false, math.IsNaN(gl)
 	for _, t := range d.targets {
@@ -172,7 +249,7 @@ func (d *detection) reachability(i int) (down, isp level, gwLoss float64) {
 			continue
 		}
 		others++
-		l := in.Loss[t][i]
+		l := short(in.LossShort, in.Loss, t)[i]
 		if math.IsNaN(l) {
 			blind = true
 			continue
@@ -209,7 +286,7 @@ func detectLoss(d *detection) {
 				return "critical"
 			}
 			return "warning"
-		}, above(loss, th.LossExit))
+		}, timing{onset: above(loss, th.LossExit), clean: d.lossClean(t), lag: d.shortLag()})
 	}
 }
 
@@ -237,16 +314,20 @@ func detectLatency(d *detection) {
 				lv[i] = lvHold
 			}
 		}
-		d.add(t, KindLatencySpike, lv, rtt, higher, "rtt_seconds", nil, func(i int) bool {
+		rs := short(d.in.RTTShort, d.in.RTT, t)
+		d.add(t, KindLatencySpike, lv, rtt, higher, "rtt_seconds", nil, timing{onset: func(i int) bool {
 			return ref != nil && rtt[i] > ref[i]+th.LatencyAbs/2
-		})
+		}, clean: func(i int) bool {
+			// Half-way back: the window's mean crosses it when half the window is after the end.
+			return ref != nil && rs[i] < ref[i]+(rtt[i]-ref[i])/2+th.LatencyAbs/4 && rs[i] < math.Max(ref[i]*(1+(th.LatencyRatio-1)/2), ref[i]+th.LatencyAbs/2)
+		}, lag: d.shortLag()})
 	}
 }
 
 func detectDNS(d *detection) {
 	for _, r := range sortedKeys(d.in.DNS) {
 		x := d.in.DNS[r]
-		d.add(r, KindDNSSlow, levels(x, d.th.DNSEnter, d.th.DNSExit, true), x, higher, "seconds", nil, above(x, d.th.DNSExit))
+		d.add(r, KindDNSSlow, levels(x, d.th.DNSEnter, d.th.DNSExit, true), x, higher, "seconds", nil, timing{onset: above(x, d.th.DNSExit)})
 	}
 }
 
@@ -263,12 +344,12 @@ func detectWifi(d *detection) {
 			lv[i] = lvBad
 		}
 	}
-	d.add("", KindWifiDegraded, lv, sig, lower, "dbm", nil, nil)
+	d.add("", KindWifiDegraded, lv, sig, lower, "dbm", nil, timing{})
 }
 
 func detectBloat(d *detection) {
 	if b := d.in.Bloat; b != nil {
-		d.add("", KindBufferbloat, levels(b, d.th.BloatEnter, d.th.BloatExit, true), b, higher, "seconds", nil, nil)
+		d.add("", KindBufferbloat, levels(b, d.th.BloatEnter, d.th.BloatExit, true), b, higher, "seconds", nil, timing{})
 	}
 }
 
@@ -279,11 +360,11 @@ func signalRule(signal string, enter, exit float64, unit string, withOnset bool)
 		if !ok {
 			return
 		}
-		var onset func(int) bool
+		var tm timing
 		if withOnset {
-			onset = above(s, exit)
+			tm.onset = above(s, exit)
 		}
-		d.add("", kindOfSignal[signal], levels(s, enter, exit, true), s, higher, unit, nil, onset)
+		d.add("", kindOfSignal[signal], levels(s, enter, exit, true), s, higher, unit, nil, tm)
 	}
 }
 

@@ -68,6 +68,7 @@ type Query struct {
 // Query names, used as keys of the results and as the label of the error counter.
 const (
 	qSent, qLost, qRTT       = "ping_sent", "ping_lost", "ping_rtt_sum"
+	qSentS, qLostS, qRTTS    = "ping_sent_short", "ping_lost_short", "ping_rtt_sum_short"
 	qRTT1d, qRTT7d           = "ping_rtt_mean_1d", "ping_rtt_mean_7d"
 	qLoss1d, qLoss7d         = "ping_loss_1d", "ping_loss_7d"
 	qGateway                 = "ping_gateway"
@@ -116,7 +117,7 @@ func signalDefs() []signalDef {
 
 // queries is the fixed list evaluated every cycle.
 func (c *Config) queries() []Query {
-	r := strings.NewReplacer("$node", c.NodeLabel, "$w", promDur(c.RateWindow), "$lw", promDur(c.LongWindow))
+	r := strings.NewReplacer("$node", c.NodeLabel, "$w", promDur(c.RateWindow), "$lw", promDur(c.LongWindow), "$sw", promDur(c.ShortWindow))
 	q := func(name, expr string, rng bool) Query { return Query{Name: name, Expr: r.Replace(expr), Range: rng} }
 	qa := func(name, expr string, _ bool) Query {
 		return Query{Name: name, Expr: r.Replace(expr), Range: true, Ahead: true}
@@ -131,6 +132,11 @@ func (c *Config) queries() []Query {
 		// The RTT sum alone: divided in Go by the answered probes (sent − lost),
 		// which saves the _count selector on the busiest query of the cycle.
 		q(qRTT, `sum by (`+by+`) (increase(`+mPingRTT+`_sum[$w]))`, true),
+		// The same over the short window: it dates the start and end of
+		// incidents and sees outages within a step or two.
+		q(qSentS, `sum by (`+by+`) (increase(`+mPingSent+`[$sw]))`, true),
+		q(qLostS, `sum by (`+by+`) (increase(`+mPingLost+`[$sw]))`, true),
+		q(qRTTS, `sum by (`+by+`) (increase(`+mPingRTT+`_sum[$sw]))`, true),
 		qa(qRTT1d, off(rtt, " offset 1d"), true),
 		qa(qRTT7d, off(rtt, " offset 7d"), true),
 		qa(qLoss1d, off(loss, " offset 1d"), true),

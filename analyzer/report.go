@@ -125,6 +125,9 @@ func Sentence(in Incident, loc *time.Location) string {
 	when := "since " + hm(in.Start)
 	if !in.Active {
 		when = fmt.Sprintf("between %s and %s", hm(in.Start), hm(in.End))
+		if in.SupersededBy != "" {
+			when += ", then absorbed by the " + supersederKind(in.SupersededBy)
+		}
 	}
 	var what string
 	switch in.Kind {
@@ -300,4 +303,15 @@ func jsonValue(v reflect.Value) any {
 		return d.Seconds()
 	}
 	return v.Interface()
+}
+
+// State is an incident's state in one word: ACTIVE, resolved or superseded.
+func State(in Incident) string {
+	switch {
+	case in.Active:
+		return "ACTIVE"
+	case in.SupersededBy != "":
+		return "superseded"
+	}
+	return "resolved"
 }

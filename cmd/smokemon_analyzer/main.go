@@ -148,11 +148,8 @@ func run(args []string, stdout *os.File) int {
 			return 0
 		}
 		for _, in := range s.Incidents {
-			state := "resolved"
-			if in.Active {
-				state = "ACTIVE"
-			}
-			fmt.Fprintf(stdout, "%s %-8s %-16s %-16s %-20s %s\n", in.Start.Local().Format("2006-01-02 15:04"), state, in.Kind, in.Node, in.Target, analyzer.Sentence(in, time.Local))
+			state := analyzer.State(in)
+			fmt.Fprintf(stdout, "%s %-10s %-16s %-16s %-20s %s\n", in.Start.Local().Format("2006-01-02 15:04"), state, in.Kind, in.Node, in.Target, analyzer.Sentence(in, time.Local))
 		}
 		return 0
 	case digest.FullCommand():
