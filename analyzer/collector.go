@@ -46,7 +46,7 @@ func NewCollector(e *Engine) *Collector {
 		incStart:      desc("incident_start_timestamp_seconds", "When the latest incident of this kind began (first step its signal left normal).", inc...),
 		incEnd:        desc("incident_end_timestamp_seconds", "When the latest incident of this kind was resolved.", inc...),
 		incSuperseded: desc("incident_superseded", "1 if the latest incident of this kind ended because an outage of the node absorbed it (superseded_by in the JSON).", append(inc, "superseded_by_kind")...),
-		blame:         desc("blame_score", "Robust z-score (median shift over MAD-σ) of a node signal in the incident window against the window before; rank 1 moved most.", n, "target", "kind", "signal", "rank"),
+		blame:         desc("blame_score", "Robust z-score of a node signal that moved in a harmful direction when the incident began (median shift over its own MAD-σ before it); rank 1 moved most. No series: no local cause.", n, "target", "kind", "signal", "rank"),
 		anomaly:       desc("anomaly_score", "How far recent latency or loss sits from its time-of-day baseline, in robust σ (max of the two).", n, "target"),
 		baseline:      desc("baseline_rtt_seconds", "Expected RTT now and the normal band around it (median ± 3 MAD-σ, seasonal where history exists).", n, "target", "bound"),
 		cpTime:        desc("change_point_timestamp_seconds", "Time of the last level shift in latency found by CUSUM on log-RTT.", n, "target"),

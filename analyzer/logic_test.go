@@ -152,18 +152,26 @@ func TestBlame(t *testing.T) {
 	}
 	cases := []struct {
 		name    string
+		kind    string
 		signals map[string][]float64
 		want    []string
 	}{
-		{"cpu moved", map[string][]float64{"cpu_busy": shift(noisy(0.1, 0.02), 40, 0.8), "psi_io": noisy(0.01, 0.002), "wifi_signal": noisy(-55, 1)}, []string{"cpu_busy"}},
-		{"nothing moved", map[string][]float64{"cpu_busy": noisy(0.1, 0.02), "wifi_signal": noisy(-55, 1)}, nil},
-		{"ranked by size", map[string][]float64{"wifi_signal": shift(noisy(-55, 1), 40, -25), "wifi_retries": shift(noisy(5, 0.5), 40, 100), "cpu_busy": noisy(0.1, 0.02)},
+		{"cpu moved", KindPacketLoss, map[string][]float64{"cpu_busy": shift(noisy(0.1, 0.02), 40, 0.8), "psi_io": noisy(0.01, 0.002), "wifi_signal": noisy(-55, 1)}, []string{"cpu_busy"}},
+		{"nothing moved", KindPacketLoss, map[string][]float64{"cpu_busy": noisy(0.1, 0.02), "wifi_signal": noisy(-55, 1)}, nil},
+		{"ranked by size", KindPacketLoss, map[string][]float64{"wifi_signal": shift(noisy(-55, 1), 40, -25), "wifi_retries": shift(noisy(5, 0.5), 40, 100), "cpu_busy": noisy(0.1, 0.02)},
 			[]string{"wifi_retries", "wifi_signal"}},
-		{"interface attribution", map[string][]float64{"network_transmit:eth0": shift(noisy(2e4, 1e3), 40, 5e6), "network_transmit:wlan0": noisy(2e4, 1e3)}, []string{"network_transmit:eth0"}},
-		{"gap before the incident", map[string][]float64{"cpu_busy": shift(append(fill(30, nan), noisy(0.1, 0.02)[30:]...), 40, 0.5)}, []string{"cpu_busy"}},
+		{"interface attribution", KindLatencySpike, map[string][]float64{"network_transmit:eth0": shift(noisy(2e4, 1e3), 40, 5e6), "network_transmit:wlan0": noisy(2e4, 1e3)}, []string{"network_transmit:eth0"}},
+		{"gap before the incident", KindPacketLoss, map[string][]float64{"cpu_busy": shift(append(fill(30, nan), noisy(0.1, 0.02)[30:]...), 40, 0.5)}, []string{"cpu_busy"}},
+		// The traps of issue 15: load that stops, traffic that falls, a
+		// change long before the incident, and a signal that cannot cause the kind.
+		{"cpu fell", KindLinkDown, map[string][]float64{"cpu_busy": shift(noisy(0.99, 0.005), 40, -0.97)}, nil},
+		{"traffic fell", KindPacketLoss, map[string][]float64{"network_receive:eth0": shift(noisy(4.2e5, 2e4), 40, -4.2e5)}, nil},
+		{"cpu rose long before", KindPacketLoss, map[string][]float64{"cpu_busy": shift(noisy(0.2, 0.02), 20, 0.5)}, nil},
+		{"cpu cannot take a link down", KindLinkDown, map[string][]float64{"cpu_busy": shift(noisy(0.1, 0.02), 40, 0.8)}, nil},
+		{"retransmits are a symptom", KindPacketLoss, map[string][]float64{"tcp_retransmits": shift(noisy(2, 0.5), 40, 50)}, nil},
 	}
 	for _, c := range cases {
-		got := rankBlame(c.signals, defs, 40, n, 20, 3)
+		got := rankBlame(c.kind, c.signals, defs, blameWindow{start: 40, end: n, near: 2, during: 6, minBefore: 6}, 3)
 		var names []string
 		for _, b := range got {
 			names = append(names, b.Signal)

@@ -46,7 +46,12 @@ func (e *Engine) analyseNode(part *Snapshot, ns *nodeState, g Grid, th Threshold
 	}
 	for i := range incs {
 		inc := &incs[i]
-		inc.Blame = rankBlame(in.Signals, defs, inc.startIdx, endOr(inc.endIdx, g.N), 20, e.cfg.BlameTop)
+		near := th.RampSteps + 1
+		w := blameWindow{start: inc.startIdx, end: endOr(inc.endIdx, g.N), near: near, during: max(2*near, 6), minBefore: 6}
+		inc.Blame = rankBlame(inc.Kind, in.Signals, defs, w, e.cfg.BlameTop)
+		inc.blameFixed = w.end-w.start >= w.during
+		// Judged only with history to judge by: a verdict, not a guess.
+		inc.NoLocalCause = len(inc.Blame) == 0 && networkKinds[inc.Kind] && w.start-near >= w.minBefore && len(in.Signals) > 0
 		if p, ok := prevByKey[inc.key()]; ok && inc.Active && inc.startIdx == 0 && p.Start.Before(inc.Start) {
 			inc.Start = p.Start // began before this window
 		}

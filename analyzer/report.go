@@ -74,20 +74,45 @@ func tailMedian(v []float64, k int) float64 {
 	return median(v[max(0, len(v)-k):])
 }
 
+// causes says what a signal's harmful move means; blame holds only moves
+// in that direction (see harmful), so "more" is always the cause.
 var causes = []struct{ prefix, cause string }{
 	{"wifi_", "wifi"}, {"cpu_busy", "CPU load"}, {"psi_cpu", "CPU load"}, {"process_starts", "a burst of new processes"},
 	{"psi_memory", "memory pressure"}, {"memory_used", "memory pressure"}, {"oom_kills", "out-of-memory kills"},
-	{"psi_io", "disk IO"}, {"network_", "local traffic"}, {"tcp_retransmits", "TCP retransmissions"},
+	{"psi_io", "disk IO"}, {"network_receive", "this node's own download"}, {"network_transmit", "this node's own upload"},
 	{"conntrack_fill", "a full conntrack table"}, {"thermal_throttle", "heat"}, {"temperature", "heat"},
 	{"under_voltage", "the power supply"},
 }
 
 var signalWords = map[string]string{
 	"cpu_busy": "CPU use", "psi_cpu": "CPU pressure", "psi_memory": "memory pressure", "psi_io": "IO pressure",
-	"memory_used": "memory use", "oom_kills": "OOM kills", "wifi_signal": "wifi signal", "wifi_retries": "retries",
-	"wifi_roams": "roams", "tcp_retransmits": "TCP retransmits", "conntrack_fill": "conntrack fill",
+	"memory_used": "memory use", "oom_kills": "OOM kills", "wifi_signal": "wifi signal", "wifi_retries": "wifi retries",
+	"wifi_roams": "wifi roams", "tcp_retransmits": "TCP retransmits", "conntrack_fill": "conntrack fill",
 	"network_receive": "download on", "network_transmit": "upload on", "thermal_throttle": "throttling",
 	"under_voltage": "under-voltage", "temperature": "temperature", "process_starts": "process starts",
+}
+
+// Human formats a value of a unit the way a person reads it.
+func Human(v float64, unit string) string {
+	switch unit {
+	case "B/s":
+		switch a := math.Abs(v); {
+		case a >= 1e6:
+			return fmt.Sprintf("%.1f MB/s", v/1e6)
+		case a >= 1e3:
+			return fmt.Sprintf("%.1f kB/s", v/1e3)
+		}
+		return fmt.Sprintf("%.0f B/s", v)
+	case "ratio", "loss_ratio", "gateway_loss_ratio":
+		return fmt.Sprintf("%.0f%%", 100*v)
+	case "seconds", "rtt_seconds":
+		return fmt.Sprintf("%.0f ms", 1000*v)
+	case "dBm", "dbm":
+		return fmt.Sprintf("%.0f dBm", v)
+	case "°C":
+		return fmt.Sprintf("%.0f °C", v)
+	}
+	return fmt.Sprintf("%.3g %s", v, unit)
 }
 
 func describeBlame(b Blame) string {
@@ -104,19 +129,15 @@ func describeBlame(b Blame) string {
 		verb = "fell"
 	}
 	switch {
-	case b.Unit == "dBm" || b.Unit == "°C":
-		return fmt.Sprintf("%s %s from %.0f to %.0f %s", w, verb, b.Before, b.During, b.Unit)
-	case b.Unit == "ratio":
-		return fmt.Sprintf("%s %s from %.0f%% to %.0f%%", w, verb, 100*b.Before, 100*b.During)
 	case b.Unit == "bool":
 		if b.During > b.Before {
 			return w + " began"
 		}
 		return w + " stopped"
-	case b.Before > 0 && b.During/b.Before >= 2:
-		return fmt.Sprintf("%s %s %.0f×", w, verb, b.During/b.Before)
+	case b.Unit != "ratio" && b.Before > 0 && b.During/b.Before >= 10:
+		return fmt.Sprintf("%s %s %.0f× (%s to %s)", w, verb, b.During/b.Before, Human(b.Before, b.Unit), Human(b.During, b.Unit))
 	}
-	return fmt.Sprintf("%s %s from %.3g to %.3g %s", w, verb, b.Before, b.During, b.Unit)
+	return fmt.Sprintf("%s %s from %s to %s", w, verb, Human(b.Before, b.Unit), Human(b.During, b.Unit))
 }
 
 // Sentence tells one incident in plain English.
@@ -132,12 +153,12 @@ func Sentence(in Incident, loc *time.Location) string {
 	var what string
 	switch in.Kind {
 	case KindPacketLoss:
-		what = fmt.Sprintf("%s lost %.0f%% to %s %s", in.Node, 100*in.Level, in.Target, when)
+		what = fmt.Sprintf("%s lost %.0f%% to %s %s (median; peak %.0f%%)", in.Node, 100*in.Level, in.Target, when, 100*in.Peak)
 		if in.OriginHop > 0 {
 			what += fmt.Sprintf(" (loss starts at hop %d)", in.OriginHop)
 		}
 	case KindLatencySpike:
-		what = fmt.Sprintf("%s saw latency to %s rise from %.0f to %.0f ms %s", in.Node, in.Target, 1000*in.Before, 1000*in.Level, when)
+		what = fmt.Sprintf("%s saw latency to %s rise from %.0f to %.0f ms (median; peak %.0f ms) %s", in.Node, in.Target, 1000*in.Before, 1000*in.Level, 1000*in.Peak, when)
 	case KindLinkDown:
 		what = fmt.Sprintf("%s lost its local link or gateway %s", in.Node, when)
 	case KindISPOutage:
@@ -150,6 +171,16 @@ func Sentence(in Incident, loc *time.Location) string {
 		what = fmt.Sprintf("%s showed bufferbloat (+%.0f ms under load) %s", in.Node, 1000*in.Peak, when)
 	default:
 		what = fmt.Sprintf("%s had %s %s", in.Node, in.Kind, when)
+	}
+	if in.NoLocalCause {
+		switch {
+		case in.OriginHop > 0:
+			what += fmt.Sprintf("; no local cause found — the problem is on the path (hop %d)", in.OriginHop)
+		case in.Kind == KindLinkDown:
+			what += "; no local cause found — the link or the gateway"
+		default:
+			what += "; no local cause found — the problem is beyond the node"
+		}
 	}
 	if len(in.Blame) > 0 {
 		var parts []string

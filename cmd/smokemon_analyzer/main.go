@@ -62,6 +62,7 @@ func run(args []string, stdout *os.File) int {
 	app.Flag("lookback", "Window replayed every cycle to find incidents and their start.").Default("1h").DurationVar(&o.cfg.Lookback)
 	app.Flag("rate-window", "rate()/increase() window of the per-step series (at least 4 scrape intervals).").Default("2m").DurationVar(&o.cfg.RateWindow)
 	app.Flag("long-window", "Window of the instant figures: mtr hop loss, recent medians for anomalies, quality and the fleet view.").Default("5m").DurationVar(&o.cfg.LongWindow)
+	app.Flag("short-window", "Window of the loss and RTT that see outages and date the start and end of incidents (at least 2 scrape intervals).").Default("1m").DurationVar(&o.cfg.ShortWindow)
 	app.Flag("refetch", "How much of the end of the window each cycle queries again (late samples); the rest is kept from earlier cycles.").Default("2m").DurationVar(&o.cfg.Refetch)
 	app.Flag("query.timeout", "Timeout of one query.").Default("20s").DurationVar(&o.cfg.QueryTimeout)
 	app.Flag("query.concurrency", "Queries run in parallel.").Default("2").IntVar(&o.cfg.Concurrency)
