@@ -20,6 +20,10 @@ func (e *Engine) analyse(snap *Snapshot, g Grid, res map[string]*result, prev *S
 		return r.series
 	}
 	nodes, defs := e.inputs(g, get)
+	snap.attrs, snap.gateways = e.fleetAttrs(get), map[string]string{}
+	for n, ns := range nodes {
+		snap.gateways[n] = ns.in.Gateway
+	}
 	th := e.cfg.Thresholds
 	th.RampSteps = int(math.Ceil(float64(e.cfg.RateWindow) / float64(g.Step)))
 	th.RateWindow, th.ShortWindow = e.cfg.RateWindow, e.cfg.ShortWindow

@@ -36,10 +36,10 @@ var harmful = map[string]float64{
 var causesOf = map[string][]string{
 	KindPacketLoss: {"cpu_busy", "psi_cpu", "psi_memory", "memory_used", "oom_kills", "wifi_signal", "wifi_retries", "wifi_roams",
 		"conntrack_fill", "network_receive", "network_transmit", "thermal_throttle", "under_voltage", "process_starts"},
-	KindLinkDown:        {"wifi_signal", "wifi_retries", "wifi_roams", "under_voltage"},
-	KindISPOutage:       {"conntrack_fill"},
-	KindDNSSlow:         {"cpu_busy", "psi_cpu", "psi_memory", "memory_used", "conntrack_fill", "network_receive", "network_transmit", "wifi_signal", "wifi_retries"},
-	KindBufferbloat:     {"network_receive", "network_transmit"},
+	KindLinkDown:    {"wifi_signal", "wifi_retries", "wifi_roams", "under_voltage"},
+	KindISPOutage:   {"conntrack_fill"},
+	KindDNSSlow:     {"cpu_busy", "psi_cpu", "psi_memory", "memory_used", "conntrack_fill", "network_receive", "network_transmit", "wifi_signal", "wifi_retries"},
+	KindBufferbloat: {"network_receive", "network_transmit"},
 	// The host kinds name their own signal first: it dates and sizes them.
 	KindWifiDegraded:    {"wifi_signal", "wifi_retries", "wifi_roams"},
 	KindThermalThrottle: {"thermal_throttle", "temperature", "cpu_busy", "psi_cpu"},

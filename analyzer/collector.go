@@ -25,6 +25,7 @@ type Collector struct {
 	anomaly, baseline, cpTime, cpSize                             *prometheus.Desc
 	origin, rateLimited, routeChanges                             *prometheus.Desc
 	bloatGrade, bloatInfo, bloatInc, until, rfactor, mosD, lastTS *prometheus.Desc
+	fleetActive, fleetNodes, fleetMember, fleetStart              *prometheus.Desc
 }
 
 func NewCollector(e *Engine) *Collector {
@@ -59,6 +60,10 @@ func NewCollector(e *Engine) *Collector {
 		bloatInc:      desc("bufferbloat_latency_increase_seconds", "Latency increase under load (loaded minus idle RTT), worst direction, last run.", n),
 		until:         desc("seconds_until", "Seconds until a node reaches a limit at the present trend (+Inf: not heading there).", n, "limit", "object"),
 		rfactor:       desc("r_factor", "ITU-T G.107 E-model transmission rating for a G.711 call over this path (0-100).", n, "target"),
+		fleetActive:   desc("fleet_incident_active", "1 while incidents of several nodes that share a gateway, first hop beyond it, destination or site label are grouped into one fleet incident.", "scope", "key"),
+		fleetNodes:    desc("fleet_incident_nodes", "Nodes in a fleet incident.", "scope", "key"),
+		fleetMember:   desc("fleet_incident_member_info", "A node that is part of a fleet incident; always 1.", "scope", "key", n),
+		fleetStart:    desc("fleet_incident_start_timestamp_seconds", "When the earliest member incident of a fleet incident began.", "scope", "key"),
 		mosD:          desc("mos", "Mean opinion score for a call over this path (1-4.5), from the R-factor.", n, "target"),
 	}
 }
@@ -68,7 +73,8 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.up, c.blind, c.lastOK, c.dur, c.qerr, c.series, c.queries,
 		c.nodeBlind, c.nodeHealth, c.nodeIncidents, c.incActive, c.incStart, c.incEnd, c.incSuperseded, c.blame,
 		c.anomaly, c.baseline, c.cpTime, c.cpSize, c.origin, c.rateLimited, c.routeChanges,
-		c.bloatGrade, c.bloatInfo, c.bloatInc, c.until, c.rfactor, c.mosD, c.lastTS} {
+		c.bloatGrade, c.bloatInfo, c.bloatInc, c.until, c.rfactor, c.mosD, c.lastTS,
+		c.fleetActive, c.fleetNodes, c.fleetMember, c.fleetStart} {
 		ch <- d
 	}
 }
@@ -158,6 +164,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, d := range s.Clocks {
 		g(c.until, d.Seconds, d.Node, d.Limit, d.Object)
+	}
+	for _, f := range s.Fleet {
+		g(c.fleetActive, 1, f.Scope, f.Key)
+		g(c.fleetNodes, float64(len(f.Members)), f.Scope, f.Key)
+		g(c.fleetStart, float64(f.Start.Unix()), f.Scope, f.Key)
+		for _, m := range f.Members {
+			g(c.fleetMember, 1, f.Scope, f.Key, m)
+		}
 	}
 	for _, q := range s.Quality {
 		g(c.rfactor, q.RFactor, q.Node, q.Target)

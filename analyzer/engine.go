@@ -43,6 +43,11 @@ type Config struct {
 	// BaselineWindow is how much normal history before a step gives its
 	// expected RTT when there is no seasonal history (a young node).
 	BaselineWindow time.Duration
+	// FleetLabels are series labels (besides gateway, first hop and
+	// destination) by which incidents of several nodes are grouped.
+	FleetLabels []string
+	// FleetWindow: incidents that began this close together can be one fleet incident.
+	FleetWindow time.Duration
 }
 
 func DefaultConfig() Config {
@@ -54,7 +59,7 @@ func DefaultConfig() Config {
 		Thresholds:     DefaultThresholds(), BloatBands: DefaultBloatBands,
 		FlashPECycles: 3000, PathLossRatio: 0.05, ChangeMinRatio: 1.3, BlameTop: 3,
 		Refetch: 2 * time.Minute, SlowInterval: 5 * time.Minute, Ahead: 10 * time.Minute,
-		BaselineWindow: 15 * time.Minute,
+		BaselineWindow: 15 * time.Minute, FleetLabels: []string{"site"}, FleetWindow: 5 * time.Minute,
 	}
 }
 
@@ -76,25 +81,29 @@ type NodeSummary struct {
 
 // Snapshot is one cycle's complete, immutable result.
 type Snapshot struct {
-	Time      time.Time     `json:"time"`
-	Grid      Grid          `json:"-"`
-	Up        bool          `json:"up"`
-	Blind     bool          `json:"blind"`
-	Error     string        `json:"error,omitempty"`
-	Incidents []Incident    `json:"incidents"`
-	Nodes     []NodeSummary `json:"nodes"`
-	Anomalies []Anomaly     `json:"anomalies"`
-	Changes   []ChangePoint `json:"change_points"`
-	Paths     []PathResult  `json:"paths"`
-	Bloat     []BloatGrade  `json:"bufferbloat"`
-	Clocks    []DeathClock  `json:"death_clocks"`
-	Quality   []Quality     `json:"quality"`
-	Series    int           `json:"series_analysed"`
-	Queries   int           `json:"queries"`
-	Duration  time.Duration `json:"duration_seconds"`
+	Time      time.Time       `json:"time"`
+	Grid      Grid            `json:"-"`
+	Up        bool            `json:"up"`
+	Blind     bool            `json:"blind"`
+	Error     string          `json:"error,omitempty"`
+	Incidents []Incident      `json:"incidents"`
+	Nodes     []NodeSummary   `json:"nodes"`
+	Anomalies []Anomaly       `json:"anomalies"`
+	Changes   []ChangePoint   `json:"change_points"`
+	Paths     []PathResult    `json:"paths"`
+	Bloat     []BloatGrade    `json:"bufferbloat"`
+	Clocks    []DeathClock    `json:"death_clocks"`
+	Quality   []Quality       `json:"quality"`
+	Fleet     []FleetIncident `json:"fleet_incidents"`
+	Series    int             `json:"series_analysed"`
+	Queries   int             `json:"queries"`
+	Duration  time.Duration   `json:"duration_seconds"`
 	// QueryDuration is the part of Duration spent waiting for the server.
 	QueryDuration time.Duration `json:"query_duration_seconds"`
 	QueryErrors   []string      `json:"query_errors,omitempty"`
+
+	attrs    map[string]*nodeAttrs // what nodes share (fleet grouping)
+	gateways map[string]string     // node → its gateway target
 }
 
 // Engine evaluates cycles and remembers the last snapshot, so that a blind
@@ -200,6 +209,7 @@ func (e *Engine) EvaluateWindow(ctx context.Context, end time.Time, lookback, st
 		}
 	}
 	sortIncidents(snap.Incidents)
+	snap.Fleet = e.groupFleet(snap, snap.attrs, snap.gateways)
 	snap.Duration = time.Since(began)
 	snap.QueryDuration = queried
 	e.record(snap, record)

@@ -19,6 +19,7 @@ var (
 	mMTRRecv      = "smokemon_mtr_hop_received_total"             // {target,family,hop}
 	mMTRRTTSum    = "smokemon_mtr_hop_rtt_seconds_total"          // sum of answered RTTs {target,family,hop}
 	mMTRChanges   = "smokemon_mtr_path_changes_total"             // {target,family}
+	mMTRHopInfo   = "smokemon_mtr_hop_info"                       // {target,family,hop,ip}
 	mBloat        = "smokemon_bandwidth_latency_increase_seconds" // loaded − idle RTT {target,direction,percentile}
 	bloatPct      = "50"                                          // the median increase, as the exporter's own grade uses
 	mCPUSeconds   = "smokemon_cpu_seconds_total"
@@ -72,6 +73,7 @@ const (
 	qRTT1d, qRTT7d           = "ping_rtt_mean_1d", "ping_rtt_mean_7d"
 	qLoss1d, qLoss7d         = "ping_loss_1d", "ping_loss_7d"
 	qGateway                 = "ping_gateway"
+	qTargetIP, qHop2         = "ping_target_ip", "mtr_hop2_ip"
 	qDNS                     = "dns_lookup_mean"
 	qMTRSent, qMTRRecv       = "mtr_hop_sent", "mtr_hop_received"
 	qMTRRTT, qMTRChanges     = "mtr_hop_rtt", "mtr_path_changes"
@@ -142,6 +144,10 @@ func (c *Config) queries() []Query {
 		qa(qLoss1d, off(loss, " offset 1d"), true),
 		qa(qLoss7d, off(loss, " offset 7d"), true),
 		q(qGateway, `max by (`+by+`) (last_over_time(`+mPingInfo+`{host="gateway"}[1h]))`, false),
+		// What nodes share, for fleet incidents: addresses of targets (the
+		// gateway's among them) and of the first hop beyond the gateway.
+		q(qTargetIP, `max by (`+by+`, ip) (last_over_time(`+mPingInfo+`[1h]))`, false),
+		q(qHop2, `max by ($node, ip) (last_over_time(`+mMTRHopInfo+`{hop="2"}[$lw]))`, false),
 		q(qDNS, `sum by ($node, resolver) (rate(`+mDNSLookup+`_sum[$w])) / sum by ($node, resolver) (rate(`+mDNSLookup+`_count[$w]))`, true),
 		q(qMTRSent, `sum by (`+by+`, hop) (increase(`+mMTRSent+`[$lw]))`, false),
 		q(qMTRRecv, `sum by (`+by+`, hop) (increase(`+mMTRRecv+`[$lw]))`, false),
@@ -163,6 +169,9 @@ func (c *Config) queries() []Query {
 	}
 	for _, s := range signalDefs() {
 		qs = append(qs, q("signal_"+s.Name, s.Expr, true))
+	}
+	for _, l := range c.FleetLabels {
+		qs = append(qs, q("fleet_label_"+l, `max by ($node, `+l+`) (last_over_time(`+mPingInfo+`[1h]))`, false))
 	}
 	return qs
 }

@@ -220,6 +220,9 @@ func Digest(s *Snapshot, loc *time.Location) string {
 	if s.Blind {
 		b.WriteString("Some data was missing: figures for those nodes are held, not fresh.\n")
 	}
+	for _, f := range s.Fleet {
+		b.WriteString("- Fleet: " + FleetSentence(f, loc) + ".\n")
+	}
 	for _, in := range incs {
 		b.WriteString("- " + Sentence(in, loc) + ".\n")
 	}

@@ -148,6 +148,9 @@ func run(args []string, stdout *os.File) int {
 			json.NewEncoder(stdout).Encode(analyzer.JSONValue(s.Incidents))
 			return 0
 		}
+		for _, f := range s.Fleet {
+			fmt.Fprintf(stdout, "%s %-10s %-16s %s\n", f.Start.Local().Format("2006-01-02 15:04"), "FLEET", f.Scope+" "+f.Key, analyzer.FleetSentence(f, time.Local))
+		}
 		for _, in := range s.Incidents {
 			state := analyzer.State(in)
 			fmt.Fprintf(stdout, "%s %-10s %-16s %-16s %-20s %s\n", in.Start.Local().Format("2006-01-02 15:04"), state, in.Kind, in.Node, in.Target, analyzer.Sentence(in, time.Local))
@@ -239,6 +242,7 @@ func (o *opts) serve(ctx context.Context, e *analyzer.Engine, logger *slog.Logge
 			}
 		}
 		m["incidents"] = analyzer.JSONValue(incs)
+		m["fleet_incidents"] = analyzer.JSONValue(s.Fleet)
 		writeJSON(w, m)
 	})
 	mux.HandleFunc("GET /api/v1/fleet", func(w http.ResponseWriter, r *http.Request) {
@@ -255,6 +259,7 @@ func (o *opts) serve(ctx context.Context, e *analyzer.Engine, logger *slog.Logge
 		m["paths"] = analyzer.JSONValue(s.Paths)
 		m["anomalies"] = analyzer.JSONValue(s.Anomalies)
 		m["change_points"] = analyzer.JSONValue(s.Changes)
+		m["fleet_incidents"] = analyzer.JSONValue(s.Fleet)
 		writeJSON(w, m)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
