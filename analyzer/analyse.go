@@ -4,7 +4,9 @@ import (
 	"math"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
+	"time"
 )
 
 // analyse fills snap from the cycle's results: every node's incidents and
@@ -20,6 +22,13 @@ func (e *Engine) analyse(snap *Snapshot, g Grid, res map[string]*result, prev *S
 		return r.series
 	}
 	nodes, defs := e.inputs(g, get)
+	snap.Recent = time.Duration(max(2, int(e.cfg.LongWindow/g.Step))) * g.Step
+	rttMissing := missingRTT(nodes)
+	if len(rttMissing) > 0 {
+		snap.Missing = map[string]string{qRTT: "no " + mPingRTT + "_sum series though pings are answered (" + strings.Join(rttMissing, ", ") +
+			"): latency incidents, baselines and call quality are off. A server that keeps native histograms only " +
+			"(Prometheus 3 without always_scrape_classic_histograms) drops the classic _sum/_count/_bucket series."}
+	}
 	snap.attrs, snap.gateways = e.fleetAttrs(get), map[string]string{}
 	for n, ns := range nodes {
 		snap.gateways[n] = ns.in.Gateway
@@ -77,8 +86,13 @@ func (e *Engine) analyse(snap *Snapshot, g Grid, res map[string]*result, prev *S
 			in.OriginHop = origin[in.Node+"\x00"+in.Target]
 		}
 	}
+	missing := map[string]bool{}
+	for _, n := range rttMissing {
+		missing[n] = true
+	}
 	for i := range snap.Nodes {
 		snap.Blind = snap.Blind || snap.Nodes[i].Blind
+		snap.Nodes[i].RTTMissing = missing[snap.Nodes[i].Node]
 	}
 }
 
@@ -115,4 +129,23 @@ func sortIncidents(incs []Incident) {
 		}
 		return a.key() < b.key()
 	})
+}
+
+// missingRTT lists the nodes whose pings are answered but that have no RTT
+// series at all: an input gone, not a node gone quiet.
+func missingRTT(nodes map[string]*nodeState) []string {
+	var out []string
+	for _, n := range sortedKeys(nodes) {
+		in := nodes[n].in
+		if len(in.RTT) > 0 {
+			continue
+		}
+		for _, l := range in.Loss {
+			if countFinite(l) > 0 && median(l) < 1 {
+				out = append(out, n)
+				break
+			}
+		}
+	}
+	return out
 }

@@ -25,7 +25,7 @@ type Collector struct {
 	anomaly, baseline, cpTime, cpSize                             *prometheus.Desc
 	origin, rateLimited, routeChanges                             *prometheus.Desc
 	bloatGrade, bloatInfo, bloatInc, until, rfactor, mosD, lastTS *prometheus.Desc
-	fleetActive, fleetNodes, fleetMember, fleetStart              *prometheus.Desc
+	fleetActive, fleetNodes, fleetMember, fleetStart, missing     *prometheus.Desc
 }
 
 func NewCollector(e *Engine) *Collector {
@@ -60,6 +60,7 @@ func NewCollector(e *Engine) *Collector {
 		bloatInc:      desc("bufferbloat_latency_increase_seconds", "Latency increase under load (loaded minus idle RTT), worst direction, last run.", n),
 		until:         desc("seconds_until", "Seconds until a node reaches a limit at the present trend (+Inf: not heading there).", n, "limit", "object"),
 		rfactor:       desc("r_factor", "ITU-T G.107 E-model transmission rating for a G.711 call over this path (0-100).", n, "target"),
+		missing:       desc("input_missing", "1 for each query whose series are absent although the data they derive from is there (e.g. ping RTT _sum without native-histogram fallback); the figures built on it are off, not zero.", "query"),
 		fleetActive:   desc("fleet_incident_active", "1 while incidents of several nodes that share a gateway, first hop beyond it, destination or site label are grouped into one fleet incident.", "scope", "key"),
 		fleetNodes:    desc("fleet_incident_nodes", "Nodes in a fleet incident.", "scope", "key"),
 		fleetMember:   desc("fleet_incident_member_info", "A node that is part of a fleet incident; always 1.", "scope", "key", n),
@@ -74,7 +75,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		c.nodeBlind, c.nodeHealth, c.nodeIncidents, c.incActive, c.incStart, c.incEnd, c.incSuperseded, c.blame,
 		c.anomaly, c.baseline, c.cpTime, c.cpSize, c.origin, c.rateLimited, c.routeChanges,
 		c.bloatGrade, c.bloatInfo, c.bloatInc, c.until, c.rfactor, c.mosD, c.lastTS,
-		c.fleetActive, c.fleetNodes, c.fleetMember, c.fleetStart} {
+		c.fleetActive, c.fleetNodes, c.fleetMember, c.fleetStart, c.missing} {
 		ch <- d
 	}
 }
@@ -164,6 +165,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, d := range s.Clocks {
 		g(c.until, d.Seconds, d.Node, d.Limit, d.Object)
+	}
+	for q := range s.Missing {
+		g(c.missing, 1, q)
 	}
 	for _, f := range s.Fleet {
 		g(c.fleetActive, 1, f.Scope, f.Key)

@@ -77,6 +77,9 @@ type NodeSummary struct {
 	WifiSignal  float64   `json:"wifi_signal_dbm"`
 	Incidents   int       `json:"active_incidents"`
 	Spark       []float64 `json:"-"` // worst target's RTT over the window
+	// RTTMissing: pings are answered but the RTT series is absent (see
+	// Snapshot.Missing).
+	RTTMissing bool `json:"rtt_series_missing,omitempty"`
 }
 
 // Snapshot is one cycle's complete, immutable result.
@@ -95,9 +98,15 @@ type Snapshot struct {
 	Clocks    []DeathClock    `json:"death_clocks"`
 	Quality   []Quality       `json:"quality"`
 	Fleet     []FleetIncident `json:"fleet_incidents"`
-	Series    int             `json:"series_analysed"`
-	Queries   int             `json:"queries"`
-	Duration  time.Duration   `json:"duration_seconds"`
+	// Recent is the span of the "now" figures (medians of the last Recent).
+	Recent time.Duration `json:"recent_seconds"`
+	// Missing names the inputs whose series are absent although the data
+	// they derive from is there (e.g. classic histogram series on a server
+	// that keeps native histograms only): query name → explanation.
+	Missing  map[string]string `json:"missing_series,omitempty"`
+	Series   int               `json:"series_analysed"`
+	Queries  int               `json:"queries"`
+	Duration time.Duration     `json:"duration_seconds"`
 	// QueryDuration is the part of Duration spent waiting for the server.
 	QueryDuration time.Duration `json:"query_duration_seconds"`
 	QueryErrors   []string      `json:"query_errors,omitempty"`
@@ -118,7 +127,8 @@ type Engine struct {
 	slow     map[string]*result   // results of the slow queries, and when they ran
 	slowAt   time.Time
 	last     *Snapshot
-	ended    []Incident // explicitly ended incidents still in the window (see reconcile)
+	ended    []Incident      // explicitly ended incidents still in the window (see reconcile)
+	missing  map[string]bool // inputs reported missing, logged once per change
 	lastOK   time.Time
 	errCount map[string]float64
 }
@@ -222,6 +232,22 @@ func (e *Engine) record(s *Snapshot, record bool) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if s.Up {
+		for q, why := range s.Missing {
+			if !e.missing[q] {
+				e.logger.Error("input series missing", "query", q, "why", why)
+			}
+		}
+		for q := range e.missing {
+			if _, ok := s.Missing[q]; !ok {
+				e.logger.Info("input series back", "query", q)
+			}
+		}
+		e.missing = map[string]bool{}
+		for q := range s.Missing {
+			e.missing[q] = true
+		}
+	}
 	for _, q := range s.QueryErrors {
 		e.errCount[strings.SplitN(q, ":", 2)[0]]++
 	}

@@ -22,7 +22,7 @@ func TestGroupFleet(t *testing.T) {
 		loss("a", t0, 0.3), loss("b", t0.Add(20*time.Second), 0.32), // one home: same gateway
 		loss("c", t0.Add(time.Minute), 0.3), // another home, same ISP hop as d
 		loss("d", t0.Add(time.Minute), 0.28),
-		loss("e", t0.Add(time.Hour), 0.5), // alone, much later
+		loss("e", t0.Add(time.Hour), 0.5),                                     // alone, much later
 		{ID: "x", Node: "c", Kind: KindWifiDegraded, Start: t0, Active: true}, // not a network kind
 	}}
 	attrs := map[string]*nodeAttrs{
@@ -42,5 +42,22 @@ func TestGroupFleet(t *testing.T) {
 	}
 	if w := FleetSentence(got[1], time.UTC); !strings.Contains(w, "2 nodes behind 198.51.100.1 (the first hop beyond their gateway) lost 30% since") {
 		t.Errorf("sentence %q", w)
+	}
+}
+
+// Pings answered but no RTT series (a server that keeps native histograms
+// only): the analyzer names the missing input instead of showing NaN.
+func TestMissingRTT(t *testing.T) {
+	ok, gone := newNodeState("ok"), newNodeState("gone")
+	ok.in.Loss["dst"], ok.in.RTT["dst"] = fill(5, 0), fill(5, 0.01)
+	gone.in.Loss["dst"] = fill(5, 0)
+	down := newNodeState("down") // nothing answers: no RTT is expected
+	down.in.Loss["dst"] = fill(5, 1)
+	if got := missingRTT(map[string]*nodeState{"ok": ok, "gone": gone, "down": down}); strings.Join(got, ",") != "gone" {
+		t.Errorf("missing RTT on %v, want [gone]", got)
+	}
+	s := &Snapshot{Time: time.Unix(1e9, 0), Recent: 5 * time.Minute, Nodes: []NodeSummary{{Node: "gone", Health: "ok", WorstTarget: "dst", RTTMissing: true, Spark: fill(5, nan)}}}
+	if l := StatusLines(s)[0]; strings.Contains(l, "NaN") || !strings.Contains(l, "rtt n/a (no RTT series)") {
+		t.Errorf("status line %q", l)
 	}
 }

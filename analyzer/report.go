@@ -51,13 +51,28 @@ func Sparkline(v []float64, width int) string {
 	return b.String()
 }
 
-// StatusLines renders one line per node.
+func spanWords(d time.Duration) string {
+	if d >= time.Hour && d%time.Hour == 0 {
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return d.Round(time.Minute).String()
+}
+
+// StatusLines renders one line per node. Loss and RTT are medians of the
+// last Recent (the engine's long window), said so on the line.
 func StatusLines(s *Snapshot) []string {
 	var out []string
 	for _, n := range s.Nodes {
 		line := fmt.Sprintf("%-20s %-8s", n.Node, n.Health)
 		if n.WorstTarget != "" {
-			line += fmt.Sprintf(" worst %-16s loss %5.1f%% rtt %7.1fms %s", n.WorstTarget, 100*n.WorstLoss, 1000*tailMedian(n.Spark, 4), Sparkline(n.Spark, 24))
+			rtt := "rtt n/a"
+			if v := tailMedian(n.Spark, 4); !math.IsNaN(v) {
+				rtt = fmt.Sprintf("rtt %6.1f ms", 1000*v)
+			} else if n.RTTMissing {
+				rtt = "rtt n/a (no RTT series)"
+			}
+			line += fmt.Sprintf(" worst %-16s loss %5.1f%% %s (median of the last %s) %s", n.WorstTarget, 100*n.WorstLoss, rtt,
+				spanWords(s.Recent), Sparkline(n.Spark, 24))
 		}
 		if n.Incidents > 0 {
 			line += fmt.Sprintf("  %d incident(s)", n.Incidents)
@@ -215,8 +230,15 @@ func Digest(s *Snapshot, loc *time.Location) string {
 			healthy++
 		}
 	}
-	fmt.Fprintf(&b, "smokemon digest %s–%s: %d of %d nodes healthy now, %d incident(s).\n",
-		s.Grid.Start.In(loc).Format("Jan 2 15:04"), s.Time.In(loc).Format("15:04"), healthy, len(s.Nodes), len(incs))
+	active := 0
+	for _, in := range incs {
+		if in.Active {
+			active++
+		}
+	}
+	fmt.Fprintf(&b, "smokemon digest %s – %s (%s): %d of %d nodes healthy now, %d incident(s), %d active.\n",
+		s.Grid.Start.In(loc).Format("Jan 2 15:04"), s.Time.In(loc).Format("Jan 2 15:04"), spanWords(s.Time.Sub(s.Grid.Start)),
+		healthy, len(s.Nodes), len(incs), active)
 	if s.Blind {
 		b.WriteString("Some data was missing: figures for those nodes are held, not fresh.\n")
 	}

@@ -117,15 +117,16 @@ func run(args []string, stdout *os.File) int {
 	defer stop()
 
 	oneShot := func(window time.Duration) (*analyzer.Snapshot, bool) {
-		// Long windows get a coarser step so one query stays small.
-		step := max(o.cfg.Step, (window / 720).Truncate(time.Second))
-		s := e.EvaluateWindow(ctx, now, window, step, false)
+		s := e.EvaluateSpan(ctx, now, window)
 		if !s.Up {
 			fmt.Fprintf(os.Stderr, "blind: %s\n", s.Error)
 			return s, false
 		}
 		for _, q := range s.QueryErrors {
 			fmt.Fprintf(os.Stderr, "warning: query %s\n", q)
+		}
+		for q, why := range s.Missing {
+			fmt.Fprintf(os.Stderr, "warning: %s: %s\n", q, why)
 		}
 		return s, true
 	}
