@@ -32,10 +32,12 @@ var harmful = map[string]float64{
 
 // causesOf lists the signals that can explain each kind. TCP retransmits
 // are a symptom of loss, never its cause; a link that went down is not
-// explained by the CPU.
+// explained by the CPU; process starts reach the network only through the
+// CPU, which is a signal of its own (alone they are the machine's noise:
+// a build, a cron job).
 var causesOf = map[string][]string{
 	KindPacketLoss: {"cpu_busy", "psi_cpu", "psi_memory", "memory_used", "oom_kills", "wifi_signal", "wifi_retries", "wifi_roams",
-		"conntrack_fill", "network_receive", "network_transmit", "thermal_throttle", "under_voltage", "process_starts"},
+		"conntrack_fill", "network_receive", "network_transmit", "thermal_throttle", "under_voltage"},
 	KindLinkDown:    {"wifi_signal", "wifi_retries", "wifi_roams", "under_voltage"},
 	KindISPOutage:   {"conntrack_fill"},
 	KindDNSSlow:     {"cpu_busy", "psi_cpu", "psi_memory", "memory_used", "conntrack_fill", "network_receive", "network_transmit", "wifi_signal", "wifi_retries"},

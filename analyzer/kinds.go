@@ -67,14 +67,16 @@ type detection struct {
 	severity map[string]string
 }
 
-// shortLag is how long after a fault ends its window still shows it, to
-// within a scrape interval: the window holds samples from one scrape after
-// its start, so half the window (the short one when it was queried).
+// shortLag is how long after a fault ends its window still shows it: the
+// window less the scrape interval (its first sample is one scrape in), and
+// a lost probe is counted only at its timeout. The scrape interval is not
+// known here; three quarters of the window is right to within a step from
+// 2 to 4 scrapes per window (the short one when it was queried).
 func (d *detection) shortLag() time.Duration {
 	if len(d.in.LossShort) > 0 {
-		return d.th.ShortWindow / 2
+		return d.th.ShortWindow * 3 / 4
 	}
-	return d.th.RateWindow / 2
+	return d.th.RateWindow * 3 / 4
 }
 
 // detect runs every rule of one node over the grid.
