@@ -107,35 +107,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		g(c.nodeHealth, 1, n.Node, n.Health)
 		g(c.nodeIncidents, float64(n.Incidents), n.Node)
 	}
-	// Latest incident per label set (a flapping key shows only its latest episode).
-	latest := map[string]Incident{}
-	for _, in := range s.Incidents {
-		k := in.key() + "\x00" + in.Severity
-		if p, ok := latest[k]; !ok || in.Start.After(p.Start) {
-			latest[k] = in
-		}
-	}
-	blamed := map[string]bool{}
-	for _, in := range latest {
-		l := []string{in.Node, in.Target, in.Kind, in.Severity}
-		g(c.incActive, b2f(in.Active), l...)
-		g(c.incStart, float64(in.Start.Unix()), l...)
-		if !in.Active {
-			g(c.incEnd, float64(in.End.Unix()), l...)
-			if in.SupersededBy != "" {
-				g(c.incSuperseded, 1, append(l, supersederKind(in.SupersededBy))...)
-			}
-			continue
-		}
-		bk := in.key()
-		if blamed[bk] {
-			continue
-		}
-		blamed[bk] = true
-		for i, b := range in.Blame {
-			g(c.blame, b.Score, in.Node, in.Target, in.Kind, b.Signal, strconv.Itoa(i+1))
-		}
-	}
+	c.collectIncidents(g, s)
 	for _, a := range s.Anomalies {
 		g(c.anomaly, a.Score, a.Node, a.Target)
 		g(c.baseline, a.Expected, a.Node, a.Target, "expected")
@@ -166,6 +138,49 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, d := range s.Clocks {
 		g(c.until, d.Seconds, d.Node, d.Limit, d.Object)
 	}
+	c.collectFleet(g, s)
+	for _, q := range s.Quality {
+		g(c.rfactor, q.RFactor, q.Node, q.Target)
+		g(c.mosD, q.MOS, q.Node, q.Target)
+	}
+}
+
+type gaugeFunc func(d *prometheus.Desc, v float64, l ...string)
+
+// collectIncidents: the latest incident per label set (a flapping key shows
+// only its latest episode) and the blame of the active ones.
+func (c *Collector) collectIncidents(g gaugeFunc, s *Snapshot) {
+	latest := map[string]Incident{}
+	for _, in := range s.Incidents {
+		k := in.key() + "\x00" + in.Severity
+		if p, ok := latest[k]; !ok || in.Start.After(p.Start) {
+			latest[k] = in
+		}
+	}
+	blamed := map[string]bool{}
+	for _, in := range latest {
+		l := []string{in.Node, in.Target, in.Kind, in.Severity}
+		g(c.incActive, b2f(in.Active), l...)
+		g(c.incStart, float64(in.Start.Unix()), l...)
+		if !in.Active {
+			g(c.incEnd, float64(in.End.Unix()), l...)
+			if in.SupersededBy != "" {
+				g(c.incSuperseded, 1, append(l, supersederKind(in.SupersededBy))...)
+			}
+			continue
+		}
+		bk := in.key()
+		if blamed[bk] {
+			continue
+		}
+		blamed[bk] = true
+		for i, b := range in.Blame {
+			g(c.blame, b.Score, in.Node, in.Target, in.Kind, b.Signal, strconv.Itoa(i+1))
+		}
+	}
+}
+
+func (c *Collector) collectFleet(g gaugeFunc, s *Snapshot) {
 	for q := range s.Missing {
 		g(c.missing, 1, q)
 	}
@@ -176,10 +191,6 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		for _, m := range f.Members {
 			g(c.fleetMember, 1, f.Scope, f.Key, m)
 		}
-	}
-	for _, q := range s.Quality {
-		g(c.rfactor, q.RFactor, q.Node, q.Target)
-		g(c.mosD, q.MOS, q.Node, q.Target)
 	}
 }
 

@@ -95,20 +95,26 @@ func (e *Engine) run(ctx context.Context, g Grid, qs []Query, incremental bool) 
 	}
 	wg.Wait()
 	if incremental && !reuseSlow {
-		e.mu.Lock()
-		e.slow, e.slowAt = map[string]*result{}, g.End()
-		for _, q := range qs {
-			if q.Slow {
-				if res[q.Name].err != nil {
-					e.slow = nil // try again next cycle
-					break
-				}
-				e.slow[q.Name] = res[q.Name]
-			}
-		}
-		e.mu.Unlock()
+		e.keepSlow(res, qs, g)
 	}
 	return res, issued
+}
+
+// keepSlow remembers the slow queries' results until Config.SlowInterval
+// has passed (all or none: a failed one is asked again next cycle).
+func (e *Engine) keepSlow(res map[string]*result, qs []Query, g Grid) {
+	e.mu.Lock()
+	e.slow, e.slowAt = map[string]*result{}, g.End()
+	for _, q := range qs {
+		if q.Slow {
+			if res[q.Name].err != nil {
+				e.slow = nil // try again next cycle
+				break
+			}
+			e.slow[q.Name] = res[q.Name]
+		}
+	}
+	e.mu.Unlock()
 }
 
 // ahead fetches a seasonal query from the end of what is kept (or the

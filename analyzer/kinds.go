@@ -22,21 +22,21 @@ type kindRule struct {
 // outage the per-target rules hold.
 var kindRules = []kindRule{
 	{Kind: KindLinkDown, Queries: []string{qGateway}, Severity: "critical",
-		Rule: "gateway loss ≥ 90% (no gateway target: every target)", detect: detectOutages},
+		Rule: "gateway loss ≥ 90% over the short window (no gateway target: every target)", detect: detectOutages},
 	{Kind: KindISPOutage, Queries: []string{qGateway}, Severity: "critical",
-		Rule: "gateway < 50% loss, every other target ≥ 90%"}, // found with link-down
+		Rule: "gateway < 50% loss, every other target ≥ 90% (short window)"}, // found with link-down
 	{Kind: KindPacketLoss, Queries: []string{qGateway}, Severity: "warning",
-		Rule: "target loss ≥ 5%, resolved < 1%; held during an outage; critical if ≥ 20%", detect: detectLoss},
+		Rule: "target loss ≥ 5%, resolved < 1%; held during the two above", detect: detectLoss},
 	{Kind: KindLatencySpike, Queries: []string{qRTT1d, qRTT7d}, Severity: "warning",
-		Rule: "mean RTT ≥ 2× and ≥ +20 ms over the expected RTT", detect: detectLatency},
+		Rule: "mean RTT ≥ 2× and ≥ +20 ms over the expected RTT (seasonal, else the trailing baseline)", detect: detectLatency},
 	{Kind: KindDNSSlow, Queries: []string{qDNS}, Severity: "warning",
 		Rule: "mean lookup ≥ 500 ms, resolved < 200 ms (per resolver)", detect: detectDNS},
 	{Kind: KindWifiDegraded, Queries: []string{"signal_wifi_signal", "signal_wifi_roams"}, Severity: "warning",
-		Rule: "signal ≤ −75 dBm or ≥ 2 roams per rate window, resolved ≥ −70 dBm", detect: detectWifi},
+		Rule: "signal ≤ −75 dBm or ≥ 2 roams per 2m, resolved ≥ −70 dBm", detect: detectWifi},
 	{Kind: KindBufferbloat, Queries: []string{qBloat}, Severity: "warning",
-		Rule: "latency increase under load ≥ 200 ms, resolved < 100 ms", detect: detectBloat},
+		Rule: "latency increase under load (median, worst direction) ≥ 200 ms, resolved < 100 ms", detect: detectBloat},
 	{Kind: KindThermalThrottle, Queries: []string{"signal_thermal_throttle"}, Severity: "warning",
-		Rule: "Pi throttled/soft temperature limit now, or x86 core throttle events", detect: signalRule("thermal_throttle", 0.5, 0.5, "bool", false)},
+		Rule: "Pi throttled/soft-temp-limit now, or x86 core throttle events", detect: signalRule("thermal_throttle", 0.5, 0.5, "bool", false)},
 	{Kind: KindUnderVoltage, Queries: []string{"signal_under_voltage"}, Severity: "critical",
 		Rule: "Pi under-voltage now", detect: signalRule("under_voltage", 0.5, 0.5, "bool", false)},
 	{Kind: KindConntrackFull, Queries: []string{"signal_conntrack_fill"}, Severity: "critical",
