@@ -213,6 +213,14 @@ func (r *rig) baseline(t *testing.T, set string, d time.Duration) {
 	}
 }
 
+func intStrings(xs []int) []string {
+	var out []string
+	for _, x := range xs {
+		out = append(out, fmt.Sprint(x))
+	}
+	return out
+}
+
 func contains(xs []string, x string) bool {
 	for _, s := range xs {
 		if s == x {
@@ -223,6 +231,23 @@ func contains(xs []string, x string) bool {
 }
 
 func (r *rig) check(t *testing.T) {
+	var f struct {
+		Paths []struct {
+			Node, Target string
+			RateLimited  []int `json:"rate_limited_hops"`
+		}
+	}
+	if err := r.get("/api/v1/fleet", &f); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range f.Paths {
+		if !contains(intStrings(p.RateLimited), "1") {
+			t.Errorf("path %s→%s: rate-limited hops %v, want the gateway (hop 1) flagged", p.Node, p.Target, p.RateLimited)
+		}
+	}
+	if len(f.Paths) == 0 {
+		t.Error("no mtr path in /api/v1/fleet")
+	}
 	if v := r.obs.violations(); len(v) > 0 {
 		t.Errorf("incidents left the list while active, without an end or superseded_by: %v", v)
 	}
