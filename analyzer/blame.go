@@ -51,6 +51,10 @@ var causesOf = map[string][]string{
 
 func init() { causesOf[KindLatencySpike] = causesOf[KindPacketLoss] }
 
+// pathCauses load the path beyond the node rather than the node itself:
+// they remain candidates when the gateway was spared (see spared).
+var pathCauses = map[string]bool{"network_receive": true, "network_transmit": true, "conntrack_fill": true}
+
 // networkKinds are the kinds that, without a local cause, lie on the path.
 var networkKinds = map[string]bool{KindPacketLoss: true, KindLatencySpike: true, KindLinkDown: true, KindISPOutage: true, KindDNSSlow: true}
 
@@ -62,14 +66,14 @@ type blameWindow struct {
 	minBefore  int // history needed before the start
 }
 
-// rankBlame ranks the node's signals that changed in a harmful direction by
+// rankBlame (hostCauses false: only pathCauses) ranks the node's signals that changed in a harmful direction by
 // their robust z against their own variation before the incident, keeping
 // only those whose change began near the incident's start. Same data, same
 // verdict: the levels come from fixed windows and ties break by name.
-func rankBlame(kind string, signals map[string][]float64, defs map[string]signalDef, w blameWindow, top int) []Blame {
+func rankBlame(kind string, signals map[string][]float64, defs map[string]signalDef, w blameWindow, top int, hostCauses bool) []Blame {
 	allowed := map[string]bool{}
 	for _, s := range causesOf[kind] {
-		allowed[s] = true
+		allowed[s] = hostCauses || pathCauses[s]
 	}
 	var out []Blame
 	for name, v := range signals {

@@ -95,6 +95,7 @@ func threshold(x, enter, exit float64, higherIsWorse bool) level {
 // Thresholds of the incident rules (enter, exit).
 type Thresholds struct {
 	EnterSteps, ExitSteps int
+	OutageEnterSteps      int           // link-down and isp-outage, judged on the short window
 	RampSteps             int           // rate window in steps (set by the engine)
 	RateWindow            time.Duration // set by the engine
 	ShortWindow           time.Duration // set by the engine
@@ -114,7 +115,7 @@ type Thresholds struct {
 
 func DefaultThresholds() Thresholds {
 	return Thresholds{
-		EnterSteps: 2, ExitSteps: 4,
+		EnterSteps: 2, ExitSteps: 4, OutageEnterSteps: 1,
 		OutageLoss: 0.9, ReachableLoss: 0.5,
 		LossEnter: 0.05, LossExit: 0.01, LossCritical: 0.2,
 		LatencyRatio: 2, LatencyAbs: 0.02,
@@ -164,6 +165,7 @@ type nodeInput struct {
 	RTTRef  map[string][]float64 // per target expected RTT (seasonal or trailing)
 	// The same over the short window (nil maps or missing targets: not queried).
 	LossShort, RTTShort map[string][]float64
+	ShortSamples        float64              // samples of the ping counters in a short window (NaN: unknown)
 	DNS                 map[string][]float64 // per resolver mean lookup time
 	Signals             map[string][]float64 // host signals by name
 	Bloat               []float64

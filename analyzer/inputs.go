@@ -13,7 +13,7 @@ type nodeState struct {
 
 func newNodeState(n string) *nodeState {
 	return &nodeState{in: &nodeInput{Node: n, Loss: map[string][]float64{}, RTT: map[string][]float64{}, RTTRef: map[string][]float64{},
-		LossShort: map[string][]float64{}, RTTShort: map[string][]float64{},
+		LossShort: map[string][]float64{}, RTTShort: map[string][]float64{}, ShortSamples: math.NaN(),
 		DNS: map[string][]float64{}, Signals: map[string][]float64{}},
 		rtt1d: map[string][]float64{}, rtt7d: map[string][]float64{}, loss1d: map[string][]float64{}, loss7d: map[string][]float64{}}
 }
@@ -45,6 +45,11 @@ func (e *Engine) inputs(g Grid, get func(string) []Series) (map[string]*nodeStat
 					ns.in.Gateway = t
 				}
 			}
+		}
+	}
+	for _, s := range get(qShortSamples) {
+		if ns, ok := nodes[s.Labels[nl]]; ok {
+			ns.in.ShortSamples = s.V[0]
 		}
 	}
 	for _, s := range get(qDNS) {

@@ -105,10 +105,21 @@ var (
 // incident, less lag (how long the window still saw the fault after it
 // ended), so a resolution is dated within a step of the real one rather
 // than after the rate window drained.
+//
+// With the short-window signal itself (short, less base, e.g. the expected
+// RTT; nil base: 0) the end is interpolated instead: at the last step
+// before the clean run the window still held the fault for the share
+// short/level of its width, so the fault ended that share of window after
+// the window's start. That is independent of the grid and of lag.
 type timing struct {
-	onset func(i int) bool
-	clean func(i int) bool
-	lag   time.Duration
+	onset   func(i int) bool
+	clean   func(i int) bool
+	lag     time.Duration
+	short   []float64
+	base    func(i int) float64
+	window  time.Duration
+	samples float64 // samples per short window (NaN: unknown, no interpolation)
+	enter   int     // bad steps that open an incident (0: Thresholds.EnterSteps)
 }
 
 // add turns one rule's levels into incidents. sev picks the severity from
@@ -117,7 +128,11 @@ func (d *detection) add(target, kind string, lv []level, sig []float64, worse fu
 	sev func(peak float64) string, tm timing) {
 	g, th := d.g, d.th
 	prevEnd := 0
-	for _, ep := range hysteresis(lv, th.EnterSteps, th.ExitSteps) {
+	enter := th.EnterSteps
+	if tm.enter > 0 {
+		enter = tm.enter
+	}
+	for _, ep := range hysteresis(lv, enter, th.ExitSteps) {
 		for tm.onset != nil && ep.Start-1 >= prevEnd && tm.onset(ep.Start-1) {
 			ep.Start--
 		}
@@ -154,7 +169,50 @@ func (d *detection) endTime(ep episode, tm timing) time.Time {
 	if !tm.clean(j) {
 		return d.g.Time(ep.End) // the short window never looked clean: keep the rule's own date
 	}
+	if end, ok := tm.interpolate(d.g, ep.Start, j); ok {
+		return maxTime(end, d.g.Time(ep.Start+1))
+	}
 	return maxTime(d.g.Time(j).Add(-tm.lag), d.g.Time(ep.Start+1))
+}
+
+// interpolate dates the end from the share of the fault in the last
+// window that still saw it (step j-1), against the fault's level in [start, j-1).
+func (tm timing) interpolate(g Grid, start, j int) (time.Time, bool) {
+	if tm.short == nil || j-1 <= start {
+		return time.Time{}, false
+	}
+	base := func(i int) float64 {
+		if tm.base == nil {
+			return 0
+		}
+		return tm.base(i)
+	}
+	during := make([]float64, 0, j-1-start)
+	for i := start; i < j-1; i++ {
+		during = append(during, tm.short[i]-base(i))
+	}
+	level, r := median(during), tm.short[j-1]-base(j-1)
+	if math.IsNaN(level) || math.IsNaN(r) || level <= 0 {
+		return time.Time{}, false
+	}
+	// The window's n samples span (n−1) scrape intervals S = window/n, the
+	// last about S/2 before the step: the fault ended f of that span after
+	// the first sample.
+	n := tm.samples
+	if math.IsNaN(n) || n < 2 {
+		return time.Time{}, false
+	}
+	f := math.Max(0, math.Min(1, r/level))
+	scrape := float64(tm.window) / n
+	return g.Time(j - 1).Add(-time.Duration(scrape/2 + (1-f)*(n-1)*scrape)), true
+}
+
+// window is the nominal width of the short-window series.
+func (d *detection) window() time.Duration {
+	if len(d.in.LossShort) > 0 {
+		return d.th.ShortWindow
+	}
+	return d.th.RateWindow
 }
 
 func maxTime(a, b time.Time) time.Time {
@@ -208,7 +266,18 @@ func detectOutages(d *detection) {
 		gw = []string{in.Gateway}
 	}
 	lag := d.shortLag()
-	d.add("", KindLinkDown, down, gwLoss, higher, "loss_ratio", nil, timing{onset: above(gwLoss, th.LossExit), clean: d.lossClean(gw...), lag: lag})
+	othersLoss := nanSlice(g.N) // the best-reached other target: the outage ends when one is back
+	for i := range othersLoss {
+		for _, t := range others {
+			if l := short(in.LossShort, in.Loss, t)[i]; !math.IsNaN(l) && (math.IsNaN(othersLoss[i]) || l < othersLoss[i]) {
+				othersLoss[i] = l
+			}
+		}
+	}
+	// One step of ≥ 90% loss over the short window (every probe of a dozen
+	// or more lost) is evidence enough for an outage.
+	d.add("", KindLinkDown, down, gwLoss, higher, "loss_ratio", nil, timing{onset: above(gwLoss, th.LossExit), clean: d.lossClean(gw...), lag: lag,
+		short: gwLoss, window: d.window(), samples: d.in.ShortSamples, enter: th.OutageEnterSteps})
 	d.add("", KindISPOutage, isp, gwLoss, lower, "gateway_loss_ratio", nil, timing{onset: func(i int) bool {
 		for _, t := range others {
 			if short(in.LossShort, in.Loss, t)[i] > th.LossExit {
@@ -216,7 +285,7 @@ func detectOutages(d *detection) {
 			}
 		}
 		return false
-	}, clean: d.lossClean(others...), lag: lag})
+	}, clean: d.lossClean(others...), lag: lag, short: othersLoss, window: d.window(), samples: d.in.ShortSamples, enter: th.OutageEnterSteps})
 	for _, inc := range d.out[before:] {
 		end := endOr(inc.endIdx, g.N)
 		if inc.endIdx >= 0 {
@@ -288,7 +357,8 @@ func detectLoss(d *detection) {
 				return "critical"
 			}
 			return "warning"
-		}, timing{onset: above(loss, th.LossExit), clean: d.lossClean(t), lag: d.shortLag()})
+		}, timing{onset: above(loss, th.LossExit), clean: d.lossClean(t), lag: d.shortLag(),
+			short: short(d.in.LossShort, d.in.Loss, t), window: d.window(), samples: d.in.ShortSamples})
 	}
 }
 
@@ -322,7 +392,12 @@ func detectLatency(d *detection) {
 		}, clean: func(i int) bool {
 			// Half-way back: the window's mean crosses it when half the window is after the end.
 			return ref != nil && rs[i] < ref[i]+(rtt[i]-ref[i])/2+th.LatencyAbs/4 && rs[i] < math.Max(ref[i]*(1+(th.LatencyRatio-1)/2), ref[i]+th.LatencyAbs/2)
-		}, lag: d.shortLag()})
+		}, lag: d.shortLag(), short: rs, base: func(i int) float64 {
+			if ref == nil {
+				return math.NaN()
+			}
+			return ref[i]
+		}, window: d.window(), samples: d.in.ShortSamples})
 	}
 }
 

@@ -155,23 +155,29 @@ func TestBlame(t *testing.T) {
 		kind    string
 		signals map[string][]float64
 		want    []string
+		spared  bool // the gateway was fine during the incident
 	}{
-		{"cpu moved", KindPacketLoss, map[string][]float64{"cpu_busy": shift(noisy(0.1, 0.02), 40, 0.8), "psi_io": noisy(0.01, 0.002), "wifi_signal": noisy(-55, 1)}, []string{"cpu_busy"}},
-		{"nothing moved", KindPacketLoss, map[string][]float64{"cpu_busy": noisy(0.1, 0.02), "wifi_signal": noisy(-55, 1)}, nil},
+		{"cpu moved", KindPacketLoss, map[string][]float64{"cpu_busy": shift(noisy(0.1, 0.02), 40, 0.8), "psi_io": noisy(0.01, 0.002), "wifi_signal": noisy(-55, 1)}, []string{"cpu_busy"}, false},
+		{"nothing moved", KindPacketLoss, map[string][]float64{"cpu_busy": noisy(0.1, 0.02), "wifi_signal": noisy(-55, 1)}, nil, false},
 		{"ranked by size", KindPacketLoss, map[string][]float64{"wifi_signal": shift(noisy(-55, 1), 40, -25), "wifi_retries": shift(noisy(5, 0.5), 40, 100), "cpu_busy": noisy(0.1, 0.02)},
-			[]string{"wifi_retries", "wifi_signal"}},
-		{"interface attribution", KindLatencySpike, map[string][]float64{"network_transmit:eth0": shift(noisy(2e4, 1e3), 40, 5e6), "network_transmit:wlan0": noisy(2e4, 1e3)}, []string{"network_transmit:eth0"}},
-		{"gap before the incident", KindPacketLoss, map[string][]float64{"cpu_busy": shift(append(fill(30, nan), noisy(0.1, 0.02)[30:]...), 40, 0.5)}, []string{"cpu_busy"}},
+			[]string{"wifi_retries", "wifi_signal"}, false},
+		{"interface attribution", KindLatencySpike, map[string][]float64{"network_transmit:eth0": shift(noisy(2e4, 1e3), 40, 5e6), "network_transmit:wlan0": noisy(2e4, 1e3)}, []string{"network_transmit:eth0"}, false},
+		{"gap before the incident", KindPacketLoss, map[string][]float64{"cpu_busy": shift(append(fill(30, nan), noisy(0.1, 0.02)[30:]...), 40, 0.5)}, []string{"cpu_busy"}, false},
 		// The traps of issue 15: load that stops, traffic that falls, a
 		// change long before the incident, and a signal that cannot cause the kind.
-		{"cpu fell", KindLinkDown, map[string][]float64{"cpu_busy": shift(noisy(0.99, 0.005), 40, -0.97)}, nil},
-		{"traffic fell", KindPacketLoss, map[string][]float64{"network_receive:eth0": shift(noisy(4.2e5, 2e4), 40, -4.2e5)}, nil},
-		{"cpu rose long before", KindPacketLoss, map[string][]float64{"cpu_busy": shift(noisy(0.2, 0.02), 20, 0.5)}, nil},
-		{"cpu cannot take a link down", KindLinkDown, map[string][]float64{"cpu_busy": shift(noisy(0.1, 0.02), 40, 0.8)}, nil},
-		{"retransmits are a symptom", KindPacketLoss, map[string][]float64{"tcp_retransmits": shift(noisy(2, 0.5), 40, 50)}, nil},
+		{"cpu fell", KindLinkDown, map[string][]float64{"cpu_busy": shift(noisy(0.99, 0.005), 40, -0.97)}, nil, false},
+		{"traffic fell", KindPacketLoss, map[string][]float64{"network_receive:eth0": shift(noisy(4.2e5, 2e4), 40, -4.2e5)}, nil, false},
+		{"cpu rose long before", KindPacketLoss, map[string][]float64{"cpu_busy": shift(noisy(0.2, 0.02), 20, 0.5)}, nil, false},
+		{"cpu cannot take a link down", KindLinkDown, map[string][]float64{"cpu_busy": shift(noisy(0.1, 0.02), 40, 0.8)}, nil, false},
+		{"retransmits are a symptom", KindPacketLoss, map[string][]float64{"tcp_retransmits": shift(noisy(2, 0.5), 40, 50)}, nil, false},
+		// Loss beyond a healthy gateway: CPU pressure at the same moment is
+		// the machine's business; the node's own upload is not.
+		{"gateway spared: cpu is not it", KindLatencySpike, map[string][]float64{"psi_cpu": shift(noisy(0.07, 0.01), 40, 0.6)}, nil, true},
+		{"gateway spared: own upload is", KindLatencySpike, map[string][]float64{"psi_cpu": shift(noisy(0.07, 0.01), 40, 0.6),
+			"network_transmit:eth0": shift(noisy(2e4, 1e3), 40, 1e6)}, []string{"network_transmit:eth0"}, true},
 	}
 	for _, c := range cases {
-		got := rankBlame(c.kind, c.signals, defs, blameWindow{start: 40, end: n, near: 2, during: 6, minBefore: 6}, 3)
+		got := rankBlame(c.kind, c.signals, defs, blameWindow{start: 40, end: n, near: 2, during: 6, minBefore: 6}, 3, !c.spared)
 		var names []string
 		for _, b := range got {
 			names = append(names, b.Signal)

@@ -48,7 +48,7 @@ func (e *Engine) analyseNode(part *Snapshot, ns *nodeState, g Grid, th Threshold
 		inc := &incs[i]
 		near := th.RampSteps + 1
 		w := blameWindow{start: inc.startIdx, end: endOr(inc.endIdx, g.N), near: near, during: max(2*near, 6), minBefore: 6}
-		inc.Blame = rankBlame(inc.Kind, in.Signals, defs, w, e.cfg.BlameTop)
+		inc.Blame = rankBlame(inc.Kind, in.Signals, defs, w, e.cfg.BlameTop, !spared(inc, incs, in.Gateway))
 		inc.blameFixed = w.end-w.start >= w.during
 		// Judged only with history to judge by: a verdict, not a guess.
 		inc.NoLocalCause = len(inc.Blame) == 0 && networkKinds[inc.Kind] && w.start-near >= w.minBefore && len(in.Signals) > 0
@@ -172,4 +172,20 @@ func (e *Engine) lossBaseline(g Grid, th Thresholds) baseline {
 	return baseline{Steps: max(3, int(e.cfg.BaselineWindow/g.Step)), MinSteps: 3, Abnormal: func(x, r float64) bool {
 		return x > r+th.LossExit
 	}}
+}
+
+// spared: a per-target incident while the gateway itself was fine. The
+// node's own resources (CPU, memory, wifi, heat, power) would slow or lose
+// the packets to every target, its gateway first: they cannot explain it,
+// only what loads the path (its own traffic, its conntrack table) can.
+func spared(inc *Incident, incs []Incident, gateway string) bool {
+	if gateway == "" || inc.Target == "" || inc.Target == gateway || (inc.Kind != KindPacketLoss && inc.Kind != KindLatencySpike) {
+		return false
+	}
+	for i := range incs {
+		if o := &incs[i]; o.Target == gateway && o.Kind == inc.Kind && overlaps(o, inc, 0) {
+			return false
+		}
+	}
+	return true
 }

@@ -74,6 +74,7 @@ const (
 	qLoss1d, qLoss7d         = "ping_loss_1d", "ping_loss_7d"
 	qGateway                 = "ping_gateway"
 	qTargetIP, qHop2         = "ping_target_ip", "mtr_hop2_ip"
+	qShortSamples            = "ping_short_window_samples"
 	qDNS                     = "dns_lookup_mean"
 	qMTRSent, qMTRRecv       = "mtr_hop_sent", "mtr_hop_received"
 	qMTRRTT, qMTRChanges     = "mtr_hop_rtt", "mtr_path_changes"
@@ -139,6 +140,8 @@ func (c *Config) queries() []Query {
 		q(qSentS, `sum by (`+by+`) (increase(`+mPingSent+`[$sw]))`, true),
 		q(qLostS, `sum by (`+by+`) (increase(`+mPingLost+`[$sw]))`, true),
 		q(qRTTS, `sum by (`+by+`) (increase(`+mPingRTT+`_sum[$sw]))`, true),
+		// Scrapes per short window: how much of it a sample covers, to date ends.
+		q(qShortSamples, `max by ($node) (count_over_time(`+mPingSent+`[$sw]))`, false),
 		qa(qRTT1d, off(rtt, " offset 1d"), true),
 		qa(qRTT7d, off(rtt, " offset 7d"), true),
 		qa(qLoss1d, off(loss, " offset 1d"), true),
