@@ -26,7 +26,7 @@ var kindRules = []kindRule{
 	{Kind: KindISPOutage, Queries: []string{qGateway}, Severity: "critical",
 		Rule: "gateway < 50% loss, every other target ≥ 90% (short window)"}, // found with link-down
 	{Kind: KindPacketLoss, Queries: []string{qGateway}, Severity: "warning",
-		Rule: "target loss ≥ 5%, resolved < 1%; held during the two above", detect: detectLoss},
+		Rule: "target loss ≥ 5% (short window: ≥ 20%), resolved < 1%; held during the two above", detect: detectLoss},
 	{Kind: KindLatencySpike, Queries: []string{qRTT1d, qRTT7d}, Severity: "warning",
 		Rule: "mean RTT ≥ 2× and ≥ +20 ms over the expected RTT (seasonal, else the trailing baseline)", detect: detectLatency},
 	{Kind: KindDNSSlow, Queries: []string{qDNS}, Severity: "warning",
@@ -344,10 +344,15 @@ func (d *detection) reachability(i int) (down, isp level, gwLoss float64) {
 func detectLoss(d *detection) {
 	th := d.th
 	for _, t := range d.targets {
-		loss := d.in.Loss[t]
+		loss, sl := d.in.Loss[t], short(d.in.LossShort, d.in.Loss, t)
 		lv := make([]level, d.g.N)
 		for i, l := range loss {
 			lv[i] = threshold(l, th.LossEnter, th.LossExit, true)
+			// Heavy loss shows in the short window first; it is too few
+			// probes to judge light loss by.
+			if lv[i] != lvBlind && sl[i] >= th.LossCritical {
+				lv[i] = lvBad
+			}
 			if d.outageAt[i] && lv[i] != lvBlind {
 				lv[i] = lvHold
 			}

@@ -1,6 +1,7 @@
 package diagnose
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -213,6 +214,39 @@ func (r *rig) baseline(t *testing.T, set string, d time.Duration) {
 	}
 }
 
+// rulesHealthy: every shipped rule loaded and evaluates without error on
+// the real exporter's and analyzer's series.
+func (r *rig) rulesHealthy(t *testing.T) {
+	resp, err := r.http.Get("http://127.0.0.1:9090/api/v1/rules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var rules struct {
+		Data struct {
+			Groups []struct {
+				Name  string
+				Rules []struct{ Name, Health, LastError string }
+			}
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&rules); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, g := range rules.Data.Groups {
+		for _, rl := range g.Rules {
+			n++
+			if rl.Health != "ok" {
+				t.Errorf("rule %s/%s: health %q: %s", g.Name, rl.Name, rl.Health, rl.LastError)
+			}
+		}
+	}
+	if n == 0 {
+		t.Error("Prometheus loaded none of the shipped rules")
+	}
+}
+
 func intStrings(xs []int) []string {
 	var out []string
 	for _, x := range xs {
@@ -248,6 +282,7 @@ func (r *rig) check(t *testing.T) {
 	if len(f.Paths) == 0 {
 		t.Error("no mtr path in /api/v1/fleet")
 	}
+	r.rulesHealthy(t)
 	if v := r.obs.violations(); len(v) > 0 {
 		t.Errorf("incidents left the list while active, without an end or superseded_by: %v", v)
 	}
@@ -318,8 +353,9 @@ func TestDiagnoseShort(t *testing.T) {
 	r.check(t)
 }
 
-// TestDiagnoseFull is `make diagnose`: every fault, an 8-minute baseline
-// and two nodes behind one failing hop.
+// TestDiagnoseFull is `make diagnose`: a young node's latency rise and
+// upload-induced bufferbloat, an 8-minute baseline with a CPU hog, every
+// fault, and two nodes behind one failing hop.
 func TestDiagnoseFull(t *testing.T) {
 	if os.Getenv("DIAGNOSE") != "full" {
 		t.Skip("the full diagnosis set runs with DIAGNOSE=full (make diagnose)")
@@ -327,6 +363,9 @@ func TestDiagnoseFull(t *testing.T) {
 	r := newRig(t, true)
 	time.Sleep(3 * time.Minute) // a young node: three minutes of history
 	r.run(t, "full", fYoung)
+	young := fBloat
+	young.name += ", young"
+	r.run(t, "full", young) // issue 15: not detected at all on a young node
 	r.baseline(t, "full", 8*time.Minute)
 	for _, f := range []fault{fLoss, fLinkDown, fISP, fDelay, fDNS, fBloat, fFleet} {
 		r.run(t, "full", f)

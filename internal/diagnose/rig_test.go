@@ -134,6 +134,10 @@ scrape_configs:
   - job_name: smokemon
     static_configs:
       - targets: %s
+  - job_name: smokemon_analyzer
+    honor_labels: true
+    static_configs:
+      - targets: ['127.0.0.1:9918']
 `, scrape, step, rules, targets)), 0o644)
 	tp.Client.Start(t, prom, "--config.file="+promCfg, "--storage.tsdb.path="+filepath.Join(r.dir, "tsdb"),
 		"--web.listen-address=127.0.0.1:9090")
