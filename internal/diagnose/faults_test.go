@@ -84,6 +84,9 @@ func (r *rig) run(t *testing.T, set string, f fault) {
 	if node == "" {
 		node = "lab-a"
 	}
+	if f.target == "$resolver" {
+		f.target = r.dst + ":53"
+	}
 	want := f.kinds[0]
 	if f.target != "" {
 		want += "/" + f.target
@@ -95,9 +98,6 @@ func (r *rig) run(t *testing.T, set string, f fault) {
 		want += " ← " + f.blame
 	} else {
 		want += " ← no local cause"
-	}
-	if f.target == "$resolver" {
-		f.target = r.dst + ":53"
 	}
 	rw := row{set: set, fault: f.name, want: want}
 	at := time.Now()
