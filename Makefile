@@ -11,13 +11,14 @@ LDFLAGS := -s -w \
 	-X $(PKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
 ARGS    ?=
 
-.PHONY: help build run build-analyzer run-analyzer test fuzz bench-mesh bench-ping bench-host lint clean release packages
+.PHONY: help build run build-analyzer run-analyzer test fuzz diagnose bench-mesh bench-ping bench-host lint clean release packages
 
 help:
 	@echo "make run         build and run smokemon_exporter on its embedded default config (:9917)"
 	@echo "make run-analyzer  build and run smokemon_analyzer against PROMETHEUS_URL (default serve on :9918)"
 	@echo "make test        install what the tests need (as root) and run the whole suite"
 	@echo "make fuzz        run every fuzz target for FUZZTIME (default 30s) each"
+	@echo "make diagnose    the analyzer's full end-to-end diagnosis set in the namespace lab (root, ~40 min): score table"
 	@echo "make bench-ping  smokemon vs smokeping_prober vs fping, 10/100/1000 loopback targets"
 	@echo "make bench-mesh  mesh prober/responder CPU per peer beside ping per target (loopback)"
 	@echo "make bench-host  host collectors vs node_exporter: scrape time, size, RSS"
@@ -41,6 +42,9 @@ run-analyzer: build-analyzer
 
 test:
 	.ci/test
+
+diagnose:
+	DIAGNOSE=full $(GO) test -count=1 -v -timeout 60m -run TestDiagnoseFull ./internal/diagnose
 
 FUZZTIME ?= 30s
 fuzz:

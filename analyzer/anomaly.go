@@ -20,9 +20,11 @@ type Anomaly struct {
 const bandK = 3
 
 // expected returns the per-step expectation: the median of the seasonal
-// series at each step when any has data, else the median of the window's
-// first third (a level the present cannot drag along with it).
-func expected(x []float64, seasonal ...[]float64) (exp []float64, isSeasonal bool) {
+// series at each step when they cover at least half the window, else a
+// trailing baseline (see trailing). A young node (after an install or a
+// TSDB wipe) has no seasonal history but gets a baseline from its first
+// minutes on.
+func expected(x []float64, b baseline, seasonal ...[]float64) (exp []float64, isSeasonal bool) {
 	exp = nanSlice(len(x))
 	vals := make([]float64, 0, len(seasonal))
 	for i := range x {
@@ -49,11 +51,33 @@ func expected(x []float64, seasonal ...[]float64) (exp []float64, isSeasonal boo
 		}
 		return exp, true
 	}
-	ref := median(x[:max(1, len(x)/3)])
-	for i := range exp {
-		exp[i] = ref
+	return trailing(x, b), false
+}
+
+// baseline says how the trailing expectation is built.
+type baseline struct {
+	Steps    int                       // how many earlier normal steps it takes the median of
+	MinSteps int                       // fewer than this: no expectation (blind)
+	Abnormal func(x, ref float64) bool // a value not to learn from
+}
+
+// trailing is the robust recent baseline: at each step, the median of the
+// last Steps values before it that were themselves normal against their own
+// expectation. Skipping abnormal values keeps a fault from becoming the new
+// normal however long it lasts, while a slow drift is followed.
+func trailing(x []float64, b baseline) []float64 {
+	exp := nanSlice(len(x))
+	var normal []float64
+	for i, v := range x {
+		if len(normal) >= max(1, b.MinSteps) {
+			exp[i] = median(normal[max(0, len(normal)-b.Steps):])
+		}
+		if math.IsNaN(v) || (!math.IsNaN(exp[i]) && b.Abnormal != nil && b.Abnormal(v, exp[i])) {
+			continue
+		}
+		normal = append(normal, v)
 	}
-	return exp, false
+	return exp
 }
 
 // anomalyScore compares the recent median of x with its expectation, in units

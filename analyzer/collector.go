@@ -2,6 +2,7 @@ package analyzer
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -20,10 +21,11 @@ type Collector struct {
 
 	up, blind, lastOK, dur, qerr, series, queries                 *prometheus.Desc
 	nodeBlind, nodeHealth, nodeIncidents                          *prometheus.Desc
-	incActive, incStart, incEnd, blame                            *prometheus.Desc
+	incActive, incStart, incEnd, incSuperseded, blame             *prometheus.Desc
 	anomaly, baseline, cpTime, cpSize                             *prometheus.Desc
 	origin, rateLimited, routeChanges                             *prometheus.Desc
 	bloatGrade, bloatInfo, bloatInc, until, rfactor, mosD, lastTS *prometheus.Desc
+	fleetActive, fleetNodes, fleetMember, fleetStart, missing     *prometheus.Desc
 }
 
 func NewCollector(e *Engine) *Collector {
@@ -44,7 +46,8 @@ func NewCollector(e *Engine) *Collector {
 		incActive:     desc("incident_active", "1 while an incident is active, 0 once resolved (kept while it is in the lookback window).", inc...),
 		incStart:      desc("incident_start_timestamp_seconds", "When the latest incident of this kind began (first step its signal left normal).", inc...),
 		incEnd:        desc("incident_end_timestamp_seconds", "When the latest incident of this kind was resolved.", inc...),
-		blame:         desc("blame_score", "Robust z-score (median shift over MAD-σ) of a node signal in the incident window against the window before; rank 1 moved most.", n, "target", "kind", "signal", "rank"),
+		incSuperseded: desc("incident_superseded", "1 if the latest incident of this kind ended because an outage of the node absorbed it (superseded_by in the JSON).", append(inc, "superseded_by_kind")...),
+		blame:         desc("blame_score", "Robust z-score of a node signal that moved in a harmful direction when the incident began (median shift over its own MAD-σ before it); rank 1 moved most. No series: no local cause.", n, "target", "kind", "signal", "rank"),
 		anomaly:       desc("anomaly_score", "How far recent latency or loss sits from its time-of-day baseline, in robust σ (max of the two).", n, "target"),
 		baseline:      desc("baseline_rtt_seconds", "Expected RTT now and the normal band around it (median ± 3 MAD-σ, seasonal where history exists).", n, "target", "bound"),
 		cpTime:        desc("change_point_timestamp_seconds", "Time of the last level shift in latency found by CUSUM on log-RTT.", n, "target"),
@@ -57,6 +60,11 @@ func NewCollector(e *Engine) *Collector {
 		bloatInc:      desc("bufferbloat_latency_increase_seconds", "Latency increase under load (loaded minus idle RTT), worst direction, last run.", n),
 		until:         desc("seconds_until", "Seconds until a node reaches a limit at the present trend (+Inf: not heading there).", n, "limit", "object"),
 		rfactor:       desc("r_factor", "ITU-T G.107 E-model transmission rating for a G.711 call over this path (0-100).", n, "target"),
+		missing:       desc("input_missing", "1 for each query whose series are absent although the data they derive from is there (e.g. ping RTT _sum without native-histogram fallback); the figures built on it are off, not zero.", "query"),
+		fleetActive:   desc("fleet_incident_active", "1 while incidents of several nodes that share a gateway, first hop beyond it, destination or site label are grouped into one fleet incident.", "scope", "key"),
+		fleetNodes:    desc("fleet_incident_nodes", "Nodes in a fleet incident.", "scope", "key"),
+		fleetMember:   desc("fleet_incident_member_info", "A node that is part of a fleet incident; always 1.", "scope", "key", n),
+		fleetStart:    desc("fleet_incident_start_timestamp_seconds", "When the earliest member incident of a fleet incident began.", "scope", "key"),
 		mosD:          desc("mos", "Mean opinion score for a call over this path (1-4.5), from the R-factor.", n, "target"),
 	}
 }
@@ -64,9 +72,10 @@ func NewCollector(e *Engine) *Collector {
 // Describe sends every descriptor, including those a given snapshot has no series for.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.up, c.blind, c.lastOK, c.dur, c.qerr, c.series, c.queries,
-		c.nodeBlind, c.nodeHealth, c.nodeIncidents, c.incActive, c.incStart, c.incEnd, c.blame,
+		c.nodeBlind, c.nodeHealth, c.nodeIncidents, c.incActive, c.incStart, c.incEnd, c.incSuperseded, c.blame,
 		c.anomaly, c.baseline, c.cpTime, c.cpSize, c.origin, c.rateLimited, c.routeChanges,
-		c.bloatGrade, c.bloatInfo, c.bloatInc, c.until, c.rfactor, c.mosD, c.lastTS} {
+		c.bloatGrade, c.bloatInfo, c.bloatInc, c.until, c.rfactor, c.mosD, c.lastTS,
+		c.fleetActive, c.fleetNodes, c.fleetMember, c.fleetStart, c.missing} {
 		ch <- d
 	}
 }
@@ -98,32 +107,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		g(c.nodeHealth, 1, n.Node, n.Health)
 		g(c.nodeIncidents, float64(n.Incidents), n.Node)
 	}
-	// Latest incident per label set (a flapping key shows only its latest episode).
-	latest := map[string]Incident{}
-	for _, in := range s.Incidents {
-		k := in.key() + "\x00" + in.Severity
-		if p, ok := latest[k]; !ok || in.Start.After(p.Start) {
-			latest[k] = in
-		}
-	}
-	blamed := map[string]bool{}
-	for _, in := range latest {
-		l := []string{in.Node, in.Target, in.Kind, in.Severity}
-		g(c.incActive, b2f(in.Active), l...)
-		g(c.incStart, float64(in.Start.Unix()), l...)
-		if !in.Active {
-			g(c.incEnd, float64(in.End.Unix()), l...)
-			continue
-		}
-		bk := in.key()
-		if blamed[bk] {
-			continue
-		}
-		blamed[bk] = true
-		for i, b := range in.Blame {
-			g(c.blame, b.Score, in.Node, in.Target, in.Kind, b.Signal, strconv.Itoa(i+1))
-		}
-	}
+	c.collectIncidents(g, s)
 	for _, a := range s.Anomalies {
 		g(c.anomaly, a.Score, a.Node, a.Target)
 		g(c.baseline, a.Expected, a.Node, a.Target, "expected")
@@ -154,9 +138,59 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, d := range s.Clocks {
 		g(c.until, d.Seconds, d.Node, d.Limit, d.Object)
 	}
+	c.collectFleet(g, s)
 	for _, q := range s.Quality {
 		g(c.rfactor, q.RFactor, q.Node, q.Target)
 		g(c.mosD, q.MOS, q.Node, q.Target)
+	}
+}
+
+type gaugeFunc func(d *prometheus.Desc, v float64, l ...string)
+
+// collectIncidents: the latest incident per label set (a flapping key shows
+// only its latest episode) and the blame of the active ones.
+func (c *Collector) collectIncidents(g gaugeFunc, s *Snapshot) {
+	latest := map[string]Incident{}
+	for _, in := range s.Incidents {
+		k := in.key() + "\x00" + in.Severity
+		if p, ok := latest[k]; !ok || in.Start.After(p.Start) {
+			latest[k] = in
+		}
+	}
+	blamed := map[string]bool{}
+	for _, in := range latest {
+		l := []string{in.Node, in.Target, in.Kind, in.Severity}
+		g(c.incActive, b2f(in.Active), l...)
+		g(c.incStart, float64(in.Start.Unix()), l...)
+		if !in.Active {
+			g(c.incEnd, float64(in.End.Unix()), l...)
+			if in.SupersededBy != "" {
+				g(c.incSuperseded, 1, append(l, supersederKind(in.SupersededBy))...)
+			}
+			continue
+		}
+		bk := in.key()
+		if blamed[bk] {
+			continue
+		}
+		blamed[bk] = true
+		for i, b := range in.Blame {
+			g(c.blame, b.Score, in.Node, in.Target, in.Kind, b.Signal, strconv.Itoa(i+1))
+		}
+	}
+}
+
+func (c *Collector) collectFleet(g gaugeFunc, s *Snapshot) {
+	for q := range s.Missing {
+		g(c.missing, 1, q)
+	}
+	for _, f := range s.Fleet {
+		g(c.fleetActive, 1, f.Scope, f.Key)
+		g(c.fleetNodes, float64(len(f.Members)), f.Scope, f.Key)
+		g(c.fleetStart, float64(f.Start.Unix()), f.Scope, f.Key)
+		for _, m := range f.Members {
+			g(c.fleetMember, 1, f.Scope, f.Key, m)
+		}
 	}
 }
 
@@ -165,4 +199,14 @@ func b2f(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// supersederKind is the kind part of an incident ID (node/kind/target@start).
+func supersederKind(id string) string {
+	for _, k := range kindRules {
+		if strings.Contains(id, "/"+k.Kind+"/") {
+			return k.Kind
+		}
+	}
+	return ""
 }

@@ -172,3 +172,28 @@ func TestIncrementalMatchesFull(t *testing.T) {
 		}
 	}
 }
+
+// A long window (digest, incidents --since 24h) reads at a coarse step
+// (2m), yet three minutes into the faults it lists exactly the incidents
+// the serving window has active, with the same starts, and its grid spans
+// the whole window. (The coarse step alone needs two bad 2-minute steps.)
+func TestSpanAgreesOnActive(t *testing.T) {
+	e := promEngine(t)
+	at := fault.Add(3 * time.Minute)
+	want := activeKeys(e.EvaluateWindow(context.Background(), at, time.Hour, DefaultConfig().Step, false))
+	s := e.EvaluateSpan(context.Background(), at, 24*time.Hour)
+	coarse := activeKeys(e.EvaluateWindow(context.Background(), at, 24*time.Hour, 2*time.Minute, false))
+	t.Logf("active: 1h view %d, 24h span %d, coarse 24h alone %d", len(want), len(s.Incidents), len(coarse))
+	got := activeKeys(s)
+	if len(got) != len(want) || len(want) == 0 {
+		t.Fatalf("24h span has %d active incidents, the 1h view %d", len(got), len(want))
+	}
+	for k, st := range want {
+		if !got[k].Equal(st) {
+			t.Errorf("%q starts %v in the span, %v in the 1h view", k, got[k], st)
+		}
+	}
+	if d := s.Time.Sub(s.Grid.Start); d < 24*time.Hour-time.Minute {
+		t.Errorf("span grid covers %v, want 24h", d)
+	}
+}

@@ -152,18 +152,32 @@ func TestBlame(t *testing.T) {
 	}
 	cases := []struct {
 		name    string
+		kind    string
 		signals map[string][]float64
 		want    []string
+		spared  bool // the gateway was fine during the incident
 	}{
-		{"cpu moved", map[string][]float64{"cpu_busy": shift(noisy(0.1, 0.02), 40, 0.8), "psi_io": noisy(0.01, 0.002), "wifi_signal": noisy(-55, 1)}, []string{"cpu_busy"}},
-		{"nothing moved", map[string][]float64{"cpu_busy": noisy(0.1, 0.02), "wifi_signal": noisy(-55, 1)}, nil},
-		{"ranked by size", map[string][]float64{"wifi_signal": shift(noisy(-55, 1), 40, -25), "wifi_retries": shift(noisy(5, 0.5), 40, 100), "cpu_busy": noisy(0.1, 0.02)},
-			[]string{"wifi_retries", "wifi_signal"}},
-		{"interface attribution", map[string][]float64{"network_transmit:eth0": shift(noisy(2e4, 1e3), 40, 5e6), "network_transmit:wlan0": noisy(2e4, 1e3)}, []string{"network_transmit:eth0"}},
-		{"gap before the incident", map[string][]float64{"cpu_busy": shift(append(fill(30, nan), noisy(0.1, 0.02)[30:]...), 40, 0.5)}, []string{"cpu_busy"}},
+		{"cpu moved", KindPacketLoss, map[string][]float64{"cpu_busy": shift(noisy(0.1, 0.02), 40, 0.8), "psi_io": noisy(0.01, 0.002), "wifi_signal": noisy(-55, 1)}, []string{"cpu_busy"}, false},
+		{"nothing moved", KindPacketLoss, map[string][]float64{"cpu_busy": noisy(0.1, 0.02), "wifi_signal": noisy(-55, 1)}, nil, false},
+		{"ranked by size", KindPacketLoss, map[string][]float64{"wifi_signal": shift(noisy(-55, 1), 40, -25), "wifi_retries": shift(noisy(5, 0.5), 40, 100), "cpu_busy": noisy(0.1, 0.02)},
+			[]string{"wifi_retries", "wifi_signal"}, false},
+		{"interface attribution", KindLatencySpike, map[string][]float64{"network_transmit:eth0": shift(noisy(2e4, 1e3), 40, 5e6), "network_transmit:wlan0": noisy(2e4, 1e3)}, []string{"network_transmit:eth0"}, false},
+		{"gap before the incident", KindPacketLoss, map[string][]float64{"cpu_busy": shift(append(fill(30, nan), noisy(0.1, 0.02)[30:]...), 40, 0.5)}, []string{"cpu_busy"}, false},
+		// The traps of issue 15: load that stops, traffic that falls, a
+		// change long before the incident, and a signal that cannot cause the kind.
+		{"cpu fell", KindLinkDown, map[string][]float64{"cpu_busy": shift(noisy(0.99, 0.005), 40, -0.97)}, nil, false},
+		{"traffic fell", KindPacketLoss, map[string][]float64{"network_receive:eth0": shift(noisy(4.2e5, 2e4), 40, -4.2e5)}, nil, false},
+		{"cpu rose long before", KindPacketLoss, map[string][]float64{"cpu_busy": shift(noisy(0.2, 0.02), 20, 0.5)}, nil, false},
+		{"cpu cannot take a link down", KindLinkDown, map[string][]float64{"cpu_busy": shift(noisy(0.1, 0.02), 40, 0.8)}, nil, false},
+		{"retransmits are a symptom", KindPacketLoss, map[string][]float64{"tcp_retransmits": shift(noisy(2, 0.5), 40, 50)}, nil, false},
+		// Loss beyond a healthy gateway: CPU pressure at the same moment is
+		// the machine's business; the node's own upload is not.
+		{"gateway spared: cpu is not it", KindLatencySpike, map[string][]float64{"psi_cpu": shift(noisy(0.07, 0.01), 40, 0.6)}, nil, true},
+		{"gateway spared: own upload is", KindLatencySpike, map[string][]float64{"psi_cpu": shift(noisy(0.07, 0.01), 40, 0.6),
+			"network_transmit:eth0": shift(noisy(2e4, 1e3), 40, 1e6)}, []string{"network_transmit:eth0"}, true},
 	}
 	for _, c := range cases {
-		got := rankBlame(c.signals, defs, 40, n, 20, 3)
+		got := rankBlame(c.kind, c.signals, defs, blameWindow{start: 40, end: n, near: 2, during: 6, minBefore: 6}, 3, !c.spared)
 		var names []string
 		for _, b := range got {
 			names = append(names, b.Signal)
@@ -203,7 +217,7 @@ func TestAnomaly(t *testing.T) {
 		{"only last week", [][]float64{nil, seasonal}, false},
 	}
 	for _, c := range cases {
-		exp, _ := expected(x, c.seasonal...)
+		exp, _ := expected(x, baseline{Steps: 30, MinSteps: 3, Abnormal: func(x, r float64) bool { return x > 2*r }}, c.seasonal...)
 		score, _ := anomalyScore(x, exp, 10, 0.0005)
 		if (score >= 3) != c.high {
 			t.Errorf("%s: score %.1f, want high=%v", c.name, score, c.high)
@@ -414,5 +428,35 @@ func TestMedianSelect(t *testing.T) {
 				t.Fatalf("median(%v) = %v, want %v", xs, got, want)
 			}
 		}
+	}
+}
+
+// A node with ten minutes of history (the rest of the hour-long window is
+// empty) must still see a latency rise, against the median of its own
+// recent normal steps, and keep seeing it however long it lasts.
+func TestYoungNodeBaseline(t *testing.T) {
+	const n = 121
+	g := Grid{Start: time.Unix(1e9, 0), Step: 10 * time.Second, N: n}
+	x := nanSlice(n)
+	for i := 60; i < n; i++ {
+		x[i] = 0.02 + 0.002*math.Sin(float64(i))
+		if i >= 90 {
+			x[i] += 0.1 // +100 ms for the last five minutes
+		}
+	}
+	th := DefaultThresholds()
+	th.RampSteps = 2
+	e := NewEngine(DefaultConfig(), nil, nil)
+	exp, seasonal := expected(x, e.rttBaseline(g, th), nil, nil)
+	if seasonal {
+		t.Fatal("no seasonal data, yet the baseline says seasonal")
+	}
+	if r := exp[n-1]; math.Abs(r-0.02) > 0.003 {
+		t.Errorf("expected RTT at the end %v, want about 0.02: the fault became the new normal", r)
+	}
+	in := nodeInput{Node: "young", Loss: map[string][]float64{"a": fill(n, 0)}, RTT: map[string][]float64{"a": x}, RTTRef: map[string][]float64{"a": exp}}
+	got := detect(&in, g, th)
+	if len(got) != 1 || got[0].Kind != KindLatencySpike || got[0].startIdx != 90 || !got[0].Active {
+		t.Fatalf("got %+v, want one active latency-spike from step 90", got)
 	}
 }

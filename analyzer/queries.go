@@ -19,6 +19,7 @@ var (
 	mMTRRecv      = "smokemon_mtr_hop_received_total"             // {target,family,hop}
 	mMTRRTTSum    = "smokemon_mtr_hop_rtt_seconds_total"          // sum of answered RTTs {target,family,hop}
 	mMTRChanges   = "smokemon_mtr_path_changes_total"             // {target,family}
+	mMTRHopInfo   = "smokemon_mtr_hop_info"                       // {target,family,hop,ip}
 	mBloat        = "smokemon_bandwidth_latency_increase_seconds" // loaded − idle RTT {target,direction,percentile}
 	bloatPct      = "50"                                          // the median increase, as the exporter's own grade uses
 	mCPUSeconds   = "smokemon_cpu_seconds_total"
@@ -68,9 +69,12 @@ type Query struct {
 // Query names, used as keys of the results and as the label of the error counter.
 const (
 	qSent, qLost, qRTT       = "ping_sent", "ping_lost", "ping_rtt_sum"
+	qSentS, qLostS, qRTTS    = "ping_sent_short", "ping_lost_short", "ping_rtt_sum_short"
 	qRTT1d, qRTT7d           = "ping_rtt_mean_1d", "ping_rtt_mean_7d"
 	qLoss1d, qLoss7d         = "ping_loss_1d", "ping_loss_7d"
 	qGateway                 = "ping_gateway"
+	qTargetIP, qHop2         = "ping_target_ip", "mtr_hop2_ip"
+	qShortSamples            = "ping_short_window_samples"
 	qDNS                     = "dns_lookup_mean"
 	qMTRSent, qMTRRecv       = "mtr_hop_sent", "mtr_hop_received"
 	qMTRRTT, qMTRChanges     = "mtr_hop_rtt", "mtr_path_changes"
@@ -116,7 +120,7 @@ func signalDefs() []signalDef {
 
 // queries is the fixed list evaluated every cycle.
 func (c *Config) queries() []Query {
-	r := strings.NewReplacer("$node", c.NodeLabel, "$w", promDur(c.RateWindow), "$lw", promDur(c.LongWindow))
+	r := strings.NewReplacer("$node", c.NodeLabel, "$w", promDur(c.RateWindow), "$lw", promDur(c.LongWindow), "$sw", promDur(c.ShortWindow))
 	q := func(name, expr string, rng bool) Query { return Query{Name: name, Expr: r.Replace(expr), Range: rng} }
 	qa := func(name, expr string, _ bool) Query {
 		return Query{Name: name, Expr: r.Replace(expr), Range: true, Ahead: true}
@@ -131,11 +135,22 @@ func (c *Config) queries() []Query {
 		// The RTT sum alone: divided in Go by the answered probes (sent − lost),
 		// which saves the _count selector on the busiest query of the cycle.
 		q(qRTT, `sum by (`+by+`) (increase(`+mPingRTT+`_sum[$w]))`, true),
+		// The same over the short window: it dates the start and end of
+		// incidents and sees outages within a step or two.
+		q(qSentS, `sum by (`+by+`) (increase(`+mPingSent+`[$sw]))`, true),
+		q(qLostS, `sum by (`+by+`) (increase(`+mPingLost+`[$sw]))`, true),
+		q(qRTTS, `sum by (`+by+`) (increase(`+mPingRTT+`_sum[$sw]))`, true),
+		// Scrapes per short window: how much of it a sample covers, to date ends.
+		q(qShortSamples, `max by ($node) (count_over_time(`+mPingSent+`[$sw]))`, false),
 		qa(qRTT1d, off(rtt, " offset 1d"), true),
 		qa(qRTT7d, off(rtt, " offset 7d"), true),
 		qa(qLoss1d, off(loss, " offset 1d"), true),
 		qa(qLoss7d, off(loss, " offset 7d"), true),
 		q(qGateway, `max by (`+by+`) (last_over_time(`+mPingInfo+`{host="gateway"}[1h]))`, false),
+		// What nodes share, for fleet incidents: addresses of targets (the
+		// gateway's among them) and of the first hop beyond the gateway.
+		q(qTargetIP, `max by (`+by+`, ip) (last_over_time(`+mPingInfo+`[1h]))`, false),
+		q(qHop2, `max by ($node, ip) (last_over_time(`+mMTRHopInfo+`{hop="2"}[$lw]))`, false),
 		q(qDNS, `sum by ($node, resolver) (rate(`+mDNSLookup+`_sum[$w])) / sum by ($node, resolver) (rate(`+mDNSLookup+`_count[$w]))`, true),
 		q(qMTRSent, `sum by (`+by+`, hop) (increase(`+mMTRSent+`[$lw]))`, false),
 		q(qMTRRecv, `sum by (`+by+`, hop) (increase(`+mMTRRecv+`[$lw]))`, false),
@@ -157,6 +172,9 @@ func (c *Config) queries() []Query {
 	}
 	for _, s := range signalDefs() {
 		qs = append(qs, q("signal_"+s.Name, s.Expr, true))
+	}
+	for _, l := range c.FleetLabels {
+		qs = append(qs, q("fleet_label_"+l, `max by ($node, `+l+`) (last_over_time(`+mPingInfo+`[1h]))`, false))
 	}
 	return qs
 }

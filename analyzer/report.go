@@ -51,13 +51,28 @@ func Sparkline(v []float64, width int) string {
 	return b.String()
 }
 
-// StatusLines renders one line per node.
+func spanWords(d time.Duration) string {
+	if d >= time.Hour && d%time.Hour == 0 {
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return d.Round(time.Minute).String()
+}
+
+// StatusLines renders one line per node. Loss and RTT are medians of the
+// last Recent (the engine's long window), said so on the line.
 func StatusLines(s *Snapshot) []string {
 	var out []string
 	for _, n := range s.Nodes {
 		line := fmt.Sprintf("%-20s %-8s", n.Node, n.Health)
 		if n.WorstTarget != "" {
-			line += fmt.Sprintf(" worst %-16s loss %5.1f%% rtt %7.1fms %s", n.WorstTarget, 100*n.WorstLoss, 1000*tailMedian(n.Spark, 4), Sparkline(n.Spark, 24))
+			rtt := "rtt n/a"
+			if v := tailMedian(n.Spark, 4); !math.IsNaN(v) {
+				rtt = fmt.Sprintf("rtt %6.1f ms", 1000*v)
+			} else if n.RTTMissing {
+				rtt = "rtt n/a (no RTT series)"
+			}
+			line += fmt.Sprintf(" worst %-16s loss %5.1f%% %s (median of the last %s) %s", n.WorstTarget, 100*n.WorstLoss, rtt,
+				spanWords(s.Recent), Sparkline(n.Spark, 24))
 		}
 		if n.Incidents > 0 {
 			line += fmt.Sprintf("  %d incident(s)", n.Incidents)
@@ -74,20 +89,45 @@ func tailMedian(v []float64, k int) float64 {
 	return median(v[max(0, len(v)-k):])
 }
 
+// causes says what a signal's harmful move means; blame holds only moves
+// in that direction (see harmful), so "more" is always the cause.
 var causes = []struct{ prefix, cause string }{
 	{"wifi_", "wifi"}, {"cpu_busy", "CPU load"}, {"psi_cpu", "CPU load"}, {"process_starts", "a burst of new processes"},
 	{"psi_memory", "memory pressure"}, {"memory_used", "memory pressure"}, {"oom_kills", "out-of-memory kills"},
-	{"psi_io", "disk IO"}, {"network_", "local traffic"}, {"tcp_retransmits", "TCP retransmissions"},
+	{"psi_io", "disk IO"}, {"network_receive", "this node's own download"}, {"network_transmit", "this node's own upload"},
 	{"conntrack_fill", "a full conntrack table"}, {"thermal_throttle", "heat"}, {"temperature", "heat"},
 	{"under_voltage", "the power supply"},
 }
 
 var signalWords = map[string]string{
 	"cpu_busy": "CPU use", "psi_cpu": "CPU pressure", "psi_memory": "memory pressure", "psi_io": "IO pressure",
-	"memory_used": "memory use", "oom_kills": "OOM kills", "wifi_signal": "wifi signal", "wifi_retries": "retries",
-	"wifi_roams": "roams", "tcp_retransmits": "TCP retransmits", "conntrack_fill": "conntrack fill",
+	"memory_used": "memory use", "oom_kills": "OOM kills", "wifi_signal": "wifi signal", "wifi_retries": "wifi retries",
+	"wifi_roams": "wifi roams", "tcp_retransmits": "TCP retransmits", "conntrack_fill": "conntrack fill",
 	"network_receive": "download on", "network_transmit": "upload on", "thermal_throttle": "throttling",
 	"under_voltage": "under-voltage", "temperature": "temperature", "process_starts": "process starts",
+}
+
+// Human formats a value of a unit the way a person reads it.
+func Human(v float64, unit string) string {
+	switch unit {
+	case "B/s":
+		switch a := math.Abs(v); {
+		case a >= 1e6:
+			return fmt.Sprintf("%.1f MB/s", v/1e6)
+		case a >= 1e3:
+			return fmt.Sprintf("%.1f kB/s", v/1e3)
+		}
+		return fmt.Sprintf("%.0f B/s", v)
+	case "ratio", "loss_ratio", "gateway_loss_ratio":
+		return fmt.Sprintf("%.0f%%", 100*v)
+	case "seconds", "rtt_seconds":
+		return fmt.Sprintf("%.0f ms", 1000*v)
+	case "dBm", "dbm":
+		return fmt.Sprintf("%.0f dBm", v)
+	case "°C":
+		return fmt.Sprintf("%.0f °C", v)
+	}
+	return fmt.Sprintf("%.3g %s", v, unit)
 }
 
 func describeBlame(b Blame) string {
@@ -104,19 +144,15 @@ func describeBlame(b Blame) string {
 		verb = "fell"
 	}
 	switch {
-	case b.Unit == "dBm" || b.Unit == "°C":
-		return fmt.Sprintf("%s %s from %.0f to %.0f %s", w, verb, b.Before, b.During, b.Unit)
-	case b.Unit == "ratio":
-		return fmt.Sprintf("%s %s from %.0f%% to %.0f%%", w, verb, 100*b.Before, 100*b.During)
 	case b.Unit == "bool":
 		if b.During > b.Before {
 			return w + " began"
 		}
 		return w + " stopped"
-	case b.Before > 0 && b.During/b.Before >= 2:
-		return fmt.Sprintf("%s %s %.0f×", w, verb, b.During/b.Before)
+	case b.Unit != "ratio" && b.Before > 0 && b.During/b.Before >= 10:
+		return fmt.Sprintf("%s %s %.0f× (%s to %s)", w, verb, b.During/b.Before, Human(b.Before, b.Unit), Human(b.During, b.Unit))
 	}
-	return fmt.Sprintf("%s %s from %.3g to %.3g %s", w, verb, b.Before, b.During, b.Unit)
+	return fmt.Sprintf("%s %s from %s to %s", w, verb, Human(b.Before, b.Unit), Human(b.During, b.Unit))
 }
 
 // Sentence tells one incident in plain English.
@@ -125,16 +161,19 @@ func Sentence(in Incident, loc *time.Location) string {
 	when := "since " + hm(in.Start)
 	if !in.Active {
 		when = fmt.Sprintf("between %s and %s", hm(in.Start), hm(in.End))
+		if in.SupersededBy != "" {
+			when += ", then absorbed by the " + supersederKind(in.SupersededBy)
+		}
 	}
 	var what string
 	switch in.Kind {
 	case KindPacketLoss:
-		what = fmt.Sprintf("%s lost %.0f%% to %s %s", in.Node, 100*in.Level, in.Target, when)
+		what = fmt.Sprintf("%s lost %.0f%% to %s %s (median; peak %.0f%%)", in.Node, 100*in.Level, in.Target, when, 100*in.Peak)
 		if in.OriginHop > 0 {
 			what += fmt.Sprintf(" (loss starts at hop %d)", in.OriginHop)
 		}
 	case KindLatencySpike:
-		what = fmt.Sprintf("%s saw latency to %s rise from %.0f to %.0f ms %s", in.Node, in.Target, 1000*in.Before, 1000*in.Level, when)
+		what = fmt.Sprintf("%s saw latency to %s rise from %.0f to %.0f ms (median; peak %.0f ms) %s", in.Node, in.Target, 1000*in.Before, 1000*in.Level, 1000*in.Peak, when)
 	case KindLinkDown:
 		what = fmt.Sprintf("%s lost its local link or gateway %s", in.Node, when)
 	case KindISPOutage:
@@ -147,6 +186,16 @@ func Sentence(in Incident, loc *time.Location) string {
 		what = fmt.Sprintf("%s showed bufferbloat (+%.0f ms under load) %s", in.Node, 1000*in.Peak, when)
 	default:
 		what = fmt.Sprintf("%s had %s %s", in.Node, in.Kind, when)
+	}
+	if in.NoLocalCause {
+		switch {
+		case in.OriginHop > 0:
+			what += fmt.Sprintf("; no local cause found — the problem is on the path (hop %d)", in.OriginHop)
+		case in.Kind == KindLinkDown:
+			what += "; no local cause found — the link or the gateway"
+		default:
+			what += "; no local cause found — the problem is beyond the node"
+		}
 	}
 	if len(in.Blame) > 0 {
 		var parts []string
@@ -181,10 +230,20 @@ func Digest(s *Snapshot, loc *time.Location) string {
 			healthy++
 		}
 	}
-	fmt.Fprintf(&b, "smokemon digest %s–%s: %d of %d nodes healthy now, %d incident(s).\n",
-		s.Grid.Start.In(loc).Format("Jan 2 15:04"), s.Time.In(loc).Format("15:04"), healthy, len(s.Nodes), len(incs))
+	active := 0
+	for _, in := range incs {
+		if in.Active {
+			active++
+		}
+	}
+	fmt.Fprintf(&b, "smokemon digest %s – %s (%s): %d of %d nodes healthy now, %d incident(s), %d active.\n",
+		s.Grid.Start.In(loc).Format("Jan 2 15:04"), s.Time.In(loc).Format("Jan 2 15:04"), spanWords(s.Time.Sub(s.Grid.Start)),
+		healthy, len(s.Nodes), len(incs), active)
 	if s.Blind {
 		b.WriteString("Some data was missing: figures for those nodes are held, not fresh.\n")
+	}
+	for _, f := range s.Fleet {
+		b.WriteString("- Fleet: " + FleetSentence(f, loc) + ".\n")
 	}
 	for _, in := range incs {
 		b.WriteString("- " + Sentence(in, loc) + ".\n")
@@ -300,4 +359,15 @@ func jsonValue(v reflect.Value) any {
 		return d.Seconds()
 	}
 	return v.Interface()
+}
+
+// State is an incident's state in one word: ACTIVE, resolved or superseded.
+func State(in Incident) string {
+	switch {
+	case in.Active:
+		return "ACTIVE"
+	case in.SupersededBy != "":
+		return "superseded"
+	}
+	return "resolved"
 }

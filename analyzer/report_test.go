@@ -16,14 +16,16 @@ func TestSentence(t *testing.T) {
 	}{
 		{Incident{Node: "pi-kitchen", Target: "1.1.1.1", Kind: KindPacketLoss, Start: t0, End: t0.Add(17 * time.Minute), Level: 0.04, OriginHop: 3,
 			Blame: []Blame{{Signal: "wifi_signal", Before: -55, During: -78, Unit: "dBm", Score: 9}, {Signal: "wifi_retries", Before: 5, During: 30, Unit: "/s", Score: 6}}},
-			[]string{"pi-kitchen lost 4% to 1.1.1.1 between 14:02 and 14:19", "hop 3", "wifi signal fell from -55 to -78 dBm", "retries rose 6×", "likely wifi"}},
+			[]string{"pi-kitchen lost 4% to 1.1.1.1 between 14:02 and 14:19", "hop 3", "wifi signal fell from -55 dBm to -78 dBm", "wifi retries rose from 5 /s to 30 /s", "likely wifi"}},
 		{Incident{Node: "n", Target: "9.9.9.9", Kind: KindLatencySpike, Start: t0, Active: true, Before: 0.02, Level: 0.12,
 			Blame: []Blame{{Signal: "cpu_busy", Before: 0.1, During: 0.95, Unit: "ratio"}}},
-			[]string{"latency to 9.9.9.9 rise from 20 to 120 ms since 14:02", "CPU use rose from 10% to 95%", "likely CPU load"}},
-		{Incident{Node: "n", Kind: KindISPOutage, Start: t0, Active: true}, []string{"nothing beyond it", "ISP outage"}},
+			[]string{"latency to 9.9.9.9 rise from 20 to 120 ms (median; peak 0 ms) since 14:02", "CPU use rose from 10% to 95%", "likely CPU load"}},
+		{Incident{Node: "n", Kind: KindISPOutage, Start: t0, Active: true, NoLocalCause: true}, []string{"nothing beyond it", "ISP outage", "no local cause found — the problem is beyond the node"}},
+		{Incident{Node: "n", Target: "dst", Kind: KindPacketLoss, Start: t0, Active: true, Level: 0.3, Peak: 0.35, OriginHop: 3, NoLocalCause: true},
+			[]string{"lost 30% to dst since 14:02 (median; peak 35%)", "no local cause found — the problem is on the path (hop 3)"}},
 		{Incident{Node: "n", Kind: KindBufferbloat, Start: t0, Active: true, Peak: 0.35,
 			Blame: []Blame{{Signal: "network_transmit:eth0", Before: 2e4, During: 5e6, Unit: "B/s"}}},
-			[]string{"+350 ms under load", "upload on eth0 rose 250×", "likely local traffic"}},
+			[]string{"+350 ms under load", "upload on eth0 rose 250× (20.0 kB/s to 5.0 MB/s)", "likely this node's own upload"}},
 	}
 	for _, c := range cases {
 		got := Sentence(c.in, time.UTC)

@@ -42,7 +42,7 @@ type opts struct {
 	url, httpConfig, bearerFile, basicUser, basicPassFile string
 	headers                                               map[string]string
 	cfg                                                   analyzer.Config
-	gateway                                               string
+	gateway, at                                           string
 	bands                                                 []float64
 }
 
@@ -51,25 +51,7 @@ func run(args []string, stdout *os.File) int {
 	app.Version(version.Print(name))
 	app.HelpFlag.Short('h')
 	o := opts{headers: map[string]string{}, cfg: analyzer.DefaultConfig()}
-	app.Flag("prometheus.url", "PromQL HTTP API to read from (Prometheus, VictoriaMetrics, Thanos, Mimir).").Default("http://localhost:9090").StringVar(&o.url)
-	app.Flag("prometheus.http-config", "YAML file with the client's HTTP settings (prometheus/common http_config: basic_auth, authorization, bearer_token_file, tls_config, http_headers, proxy).").PlaceHolder("FILE").StringVar(&o.httpConfig)
-	app.Flag("prometheus.bearer-token-file", "File holding a bearer token.").PlaceHolder("FILE").StringVar(&o.bearerFile)
-	app.Flag("prometheus.basic-auth.username", "Basic auth user.").StringVar(&o.basicUser)
-	app.Flag("prometheus.basic-auth.password-file", "File holding the basic auth password.").PlaceHolder("FILE").StringVar(&o.basicPassFile)
-	app.Flag("prometheus.header", "Extra request header, e.g. X-Scope-OrgID=tenant (repeatable).").PlaceHolder("NAME=VALUE").StringMapVar(&o.headers)
-	app.Flag("label.node", "Label that names the node on every series.").Default("node").StringVar(&o.cfg.NodeLabel)
-	app.Flag("evaluation-interval", "How often to evaluate; also the step of the range queries.").Default("30s").DurationVar(&o.cfg.Step)
-	app.Flag("lookback", "Window replayed every cycle to find incidents and their start.").Default("1h").DurationVar(&o.cfg.Lookback)
-	app.Flag("rate-window", "rate()/increase() window of the per-step series (at least 4 scrape intervals).").Default("2m").DurationVar(&o.cfg.RateWindow)
-	app.Flag("long-window", "Window of the instant figures: mtr hop loss, recent medians for anomalies, quality and the fleet view.").Default("5m").DurationVar(&o.cfg.LongWindow)
-	app.Flag("refetch", "How much of the end of the window each cycle queries again (late samples); the rest is kept from earlier cycles.").Default("2m").DurationVar(&o.cfg.Refetch)
-	app.Flag("query.timeout", "Timeout of one query.").Default("20s").DurationVar(&o.cfg.QueryTimeout)
-	app.Flag("query.concurrency", "Queries run in parallel.").Default("2").IntVar(&o.cfg.Concurrency)
-	app.Flag("gateway.target-regex", "Ping targets taken as the gateway when no target_info says host=\"gateway\".").Default(o.cfg.GatewayTargets.String()).StringVar(&o.gateway)
-	app.Flag("bufferbloat.bands", "Upper bounds in seconds of grades A+, A, B, C, D (above: F).").Default("0.005", "0.030", "0.060", "0.200", "0.400").Float64ListVar(&o.bands)
-	app.Flag("flash.pe-cycles", "Program/erase cycles of the flash, for the wear-out clock.").Default("3000").Float64Var(&o.cfg.FlashPECycles)
-	var at string
-	app.Flag("at", "Evaluate the one-shot commands as of this time (RFC3339) instead of now.").PlaceHolder("TIME").StringVar(&at)
+	o.addFlags(app)
 	logConfig := &promslog.Config{}
 	flag.AddFlags(app, logConfig)
 
@@ -105,8 +87,8 @@ func run(args []string, stdout *os.File) int {
 		return 2
 	}
 	now := time.Now()
-	if at != "" {
-		if now, err = time.Parse(time.RFC3339, at); err != nil {
+	if o.at != "" {
+		if now, err = time.Parse(time.RFC3339, o.at); err != nil {
 			fmt.Fprintf(os.Stderr, "--at: %v\n", err)
 			return 2
 		}
@@ -116,15 +98,16 @@ func run(args []string, stdout *os.File) int {
 	defer stop()
 
 	oneShot := func(window time.Duration) (*analyzer.Snapshot, bool) {
-		// Long windows get a coarser step so one query stays small.
-		step := max(o.cfg.Step, (window / 720).Truncate(time.Second))
-		s := e.EvaluateWindow(ctx, now, window, step, false)
+		s := e.EvaluateSpan(ctx, now, window)
 		if !s.Up {
 			fmt.Fprintf(os.Stderr, "blind: %s\n", s.Error)
 			return s, false
 		}
 		for _, q := range s.QueryErrors {
 			fmt.Fprintf(os.Stderr, "warning: query %s\n", q)
+		}
+		for q, why := range s.Missing {
+			fmt.Fprintf(os.Stderr, "warning: %s: %s\n", q, why)
 		}
 		return s, true
 	}
@@ -143,17 +126,7 @@ func run(args []string, stdout *os.File) int {
 		if !ok {
 			return 1
 		}
-		if *jsonOut {
-			json.NewEncoder(stdout).Encode(analyzer.JSONValue(s.Incidents))
-			return 0
-		}
-		for _, in := range s.Incidents {
-			state := "resolved"
-			if in.Active {
-				state = "ACTIVE"
-			}
-			fmt.Fprintf(stdout, "%s %-8s %-16s %-16s %-20s %s\n", in.Start.Local().Format("2006-01-02 15:04"), state, in.Kind, in.Node, in.Target, analyzer.Sentence(in, time.Local))
-		}
+		printIncidents(stdout, s, *jsonOut)
 		return 0
 	case digest.FullCommand():
 		s, ok := oneShot(*dSince)
@@ -173,6 +146,44 @@ func run(args []string, stdout *os.File) int {
 		return 0
 	}
 	return o.serve(ctx, e, logger, toolkit)
+}
+
+// printIncidents lists fleet incidents, then every node incident with its
+// state (ACTIVE, resolved, superseded) and its sentence.
+func printIncidents(stdout *os.File, s *analyzer.Snapshot, asJSON bool) {
+	if asJSON {
+		json.NewEncoder(stdout).Encode(analyzer.JSONValue(s.Incidents))
+		return
+	}
+	for _, f := range s.Fleet {
+		fmt.Fprintf(stdout, "%s %-10s %-16s %s\n", f.Start.Local().Format("2006-01-02 15:04"), "FLEET", f.Scope+" "+f.Key, analyzer.FleetSentence(f, time.Local))
+	}
+	for _, in := range s.Incidents {
+		fmt.Fprintf(stdout, "%s %-10s %-16s %-16s %-20s %s\n", in.Start.Local().Format("2006-01-02 15:04"), analyzer.State(in), in.Kind, in.Node, in.Target, analyzer.Sentence(in, time.Local))
+	}
+}
+
+// addFlags defines the flags that fill o (the server, the engine's config).
+func (o *opts) addFlags(app *kingpin.Application) {
+	app.Flag("at", "Evaluate the one-shot commands as of this time (RFC3339) instead of now.").PlaceHolder("TIME").StringVar(&o.at)
+	app.Flag("prometheus.url", "PromQL HTTP API to read from (Prometheus, VictoriaMetrics, Thanos, Mimir).").Default("http://localhost:9090").StringVar(&o.url)
+	app.Flag("prometheus.http-config", "YAML file with the client's HTTP settings (prometheus/common http_config: basic_auth, authorization, bearer_token_file, tls_config, http_headers, proxy).").PlaceHolder("FILE").StringVar(&o.httpConfig)
+	app.Flag("prometheus.bearer-token-file", "File holding a bearer token.").PlaceHolder("FILE").StringVar(&o.bearerFile)
+	app.Flag("prometheus.basic-auth.username", "Basic auth user.").StringVar(&o.basicUser)
+	app.Flag("prometheus.basic-auth.password-file", "File holding the basic auth password.").PlaceHolder("FILE").StringVar(&o.basicPassFile)
+	app.Flag("prometheus.header", "Extra request header, e.g. X-Scope-OrgID=tenant (repeatable).").PlaceHolder("NAME=VALUE").StringMapVar(&o.headers)
+	app.Flag("label.node", "Label that names the node on every series.").Default("node").StringVar(&o.cfg.NodeLabel)
+	app.Flag("evaluation-interval", "How often to evaluate; also the step of the range queries.").Default("30s").DurationVar(&o.cfg.Step)
+	app.Flag("lookback", "Window replayed every cycle to find incidents and their start.").Default("1h").DurationVar(&o.cfg.Lookback)
+	app.Flag("rate-window", "rate()/increase() window of the per-step series (at least 4 scrape intervals).").Default("2m").DurationVar(&o.cfg.RateWindow)
+	app.Flag("long-window", "Window of the instant figures: mtr hop loss, recent medians for anomalies, quality and the fleet view.").Default("5m").DurationVar(&o.cfg.LongWindow)
+	app.Flag("short-window", "Window of the loss and RTT that see outages and date the start and end of incidents (at least 2 scrape intervals).").Default("1m").DurationVar(&o.cfg.ShortWindow)
+	app.Flag("refetch", "How much of the end of the window each cycle queries again (late samples); the rest is kept from earlier cycles.").Default("2m").DurationVar(&o.cfg.Refetch)
+	app.Flag("query.timeout", "Timeout of one query.").Default("20s").DurationVar(&o.cfg.QueryTimeout)
+	app.Flag("query.concurrency", "Queries run in parallel.").Default("2").IntVar(&o.cfg.Concurrency)
+	app.Flag("gateway.target-regex", "Ping targets taken as the gateway when no target_info says host=\"gateway\".").Default(o.cfg.GatewayTargets.String()).StringVar(&o.gateway)
+	app.Flag("bufferbloat.bands", "Upper bounds in seconds of grades A+, A, B, C, D (above: F).").Default("0.005", "0.030", "0.060", "0.200", "0.400").Float64ListVar(&o.bands)
+	app.Flag("flash.pe-cycles", "Program/erase cycles of the flash, for the wear-out clock.").Default("3000").Float64Var(&o.cfg.FlashPECycles)
 }
 
 func (o *opts) source() (analyzer.Source, error) {
@@ -241,6 +252,7 @@ func (o *opts) serve(ctx context.Context, e *analyzer.Engine, logger *slog.Logge
 			}
 		}
 		m["incidents"] = analyzer.JSONValue(incs)
+		m["fleet_incidents"] = analyzer.JSONValue(s.Fleet)
 		writeJSON(w, m)
 	})
 	mux.HandleFunc("GET /api/v1/fleet", func(w http.ResponseWriter, r *http.Request) {
@@ -257,6 +269,7 @@ func (o *opts) serve(ctx context.Context, e *analyzer.Engine, logger *slog.Logge
 		m["paths"] = analyzer.JSONValue(s.Paths)
 		m["anomalies"] = analyzer.JSONValue(s.Anomalies)
 		m["change_points"] = analyzer.JSONValue(s.Changes)
+		m["fleet_incidents"] = analyzer.JSONValue(s.Fleet)
 		writeJSON(w, m)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

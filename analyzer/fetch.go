@@ -1,0 +1,160 @@
+package analyzer
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
+)
+
+func (e *Engine) run(ctx context.Context, g Grid, qs []Query, incremental bool) (map[string]*result, int) {
+	res := make(map[string]*result, len(qs))
+	e.mu.Lock()
+	reuseSlow := incremental && e.slow != nil && !g.End().Before(e.slowAt) && g.End().Sub(e.slowAt) < e.cfg.SlowInterval
+	if reuseSlow {
+		for _, q := range qs {
+			if q.Slow {
+				res[q.Name] = e.slow[q.Name]
+			}
+		}
+	}
+	e.mu.Unlock()
+	var mu sync.Mutex
+	issued := 0
+	sem := make(chan struct{}, max(1, e.cfg.Concurrency))
+	var wg sync.WaitGroup
+	for _, q := range qs {
+		if q.Slow && reuseSlow {
+			continue
+		}
+		if q.Ahead && incremental {
+			if b := e.buf(q.Name); b != nil && b.covers(g, e.cfg.Ahead/2) {
+				// Queries issued above are already writing res.
+				mu.Lock()
+				res[q.Name] = &result{series: b.slice(g)}
+				mu.Unlock()
+				continue
+			}
+		}
+		issued++
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			timeout := e.cfg.QueryTimeout
+			r := &result{}
+			if q.Ahead && incremental {
+				r.series, r.err = e.ahead(ctx, q, g)
+				mu.Lock()
+				res[q.Name] = r
+				mu.Unlock()
+				return
+			}
+			from := g.Start
+			var old *rangeBuf
+			if q.Range && incremental {
+				old = e.buf(q.Name)
+				if f, ok := old.refetchFrom(g, e.cfg.Refetch); ok {
+					from = f
+				} else {
+					old = nil
+				}
+			}
+			if q.Range && old == nil {
+				// A whole window (start-up, or after a long outage) is many
+				// times a normal cycle's data: give it time once.
+				timeout = max(timeout, 5*time.Minute)
+			}
+			qctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			if q.Range {
+				mat, err := e.src.QueryRange(qctx, q.Expr, v1.Range{Start: from, End: g.End(), Step: g.Step})
+				if err == nil {
+					b := merge(old, g, from, mat)
+					r.series = b.list()
+					if incremental {
+						e.setBuf(q.Name, b)
+					}
+				}
+				r.err = err
+			} else {
+				vec, err := e.src.Query(qctx, q.Expr, g.End())
+				if err == nil {
+					r.series = vecSeries(vec)
+				}
+				r.err = err
+			}
+			if r.err != nil {
+				e.logger.Warn("query failed", "query", q.Name, "err", r.err)
+			}
+			mu.Lock()
+			res[q.Name] = r
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if incremental && !reuseSlow {
+		e.keepSlow(res, qs, g)
+	}
+	return res, issued
+}
+
+// keepSlow remembers the slow queries' results until Config.SlowInterval
+// has passed (all or none: a failed one is asked again next cycle).
+func (e *Engine) keepSlow(res map[string]*result, qs []Query, g Grid) {
+	e.mu.Lock()
+	e.slow, e.slowAt = map[string]*result{}, g.End()
+	for _, q := range qs {
+		if q.Slow {
+			if res[q.Name].err != nil {
+				e.slow = nil // try again next cycle
+				break
+			}
+			e.slow[q.Name] = res[q.Name]
+		}
+	}
+	e.mu.Unlock()
+}
+
+// ahead fetches a seasonal query from the end of what is kept (or the
+// window's start) to Ahead past the window's end.
+func (e *Engine) ahead(ctx context.Context, q Query, g Grid) ([]Series, error) {
+	old := e.buf(q.Name)
+	end := g.End().Add(e.cfg.Ahead)
+	ext := Grid{Start: g.Start, Step: g.Step, N: int(end.Sub(g.Start)/g.Step) + 1}
+	from := g.Start
+	if old != nil && old.grid.Step == g.Step && !old.grid.Start.After(g.Start) && !old.grid.End().Before(g.End()) {
+		from = old.grid.End().Add(g.Step)
+	} else {
+		old = nil
+	}
+	timeout := e.cfg.QueryTimeout
+	if old == nil {
+		timeout = max(timeout, 5*time.Minute)
+	}
+	qctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	mat, err := e.src.QueryRange(qctx, q.Expr, v1.Range{Start: from, End: end, Step: g.Step})
+	if err != nil {
+		return nil, err
+	}
+	b := merge(old, ext, from, mat)
+	e.setBuf(q.Name, b)
+	return b.slice(g), nil
+}
+
+func (e *Engine) buf(name string) *rangeBuf {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.bufs[name]
+}
+
+func (e *Engine) setBuf(name string, b *rangeBuf) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.bufs == nil {
+		e.bufs = map[string]*rangeBuf{}
+	}
+	e.bufs[name] = b
+}

@@ -1,0 +1,108 @@
+package analyzer
+
+import (
+	"fmt"
+	"time"
+)
+
+// An incident the analyzer once reported (and Alertmanager may have paged
+// on) never just leaves the list: it is resolved with an end time, or
+// superseded by the outage that explains it. Replaying the window each
+// cycle finds the episodes; reconcile ties them to the previous cycle's, so
+// that an incident keeps its identity and start, and ends explicitly when
+// a replay no longer finds it.
+
+func incidentID(in *Incident) string {
+	t := in.Target
+	if t == "" {
+		t = "-"
+	}
+	return fmt.Sprintf("%s/%s/%s@%d", in.Node, in.Kind, t, in.Start.Unix())
+}
+
+// absorbable kinds are per-target symptoms an outage explains.
+var absorbable = map[string]bool{KindPacketLoss: true, KindLatencySpike: true, KindDNSSlow: true}
+
+func overlaps(a, b *Incident, slack time.Duration) bool {
+	far := time.Unix(1<<40, 0)
+	ae, be := a.End, b.End
+	if a.Active || ae.IsZero() {
+		ae = far
+	}
+	if b.Active || be.IsZero() {
+		be = far
+	}
+	return !a.Start.After(be.Add(slack)) && !b.Start.After(ae.Add(slack))
+}
+
+// reconcile carries identity from prev into s and ends what vanished. The
+// engine's ended list keeps explicitly ended incidents while they are in
+// the window.
+func (e *Engine) reconcile(s *Snapshot, prev *Snapshot) {
+	for i := range s.Incidents {
+		if s.Incidents[i].ID == "" {
+			s.Incidents[i].ID = incidentID(&s.Incidents[i])
+		}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if prev != nil && s.Time.Before(prev.Time) {
+		prev, e.ended = nil, nil // evaluated back in time: a new history
+	}
+	ended := map[string]bool{}
+	for _, in := range e.ended {
+		ended[in.ID] = true
+	}
+	if prev != nil {
+		used := map[int]bool{}
+		for _, p := range prev.Incidents {
+			if ended[p.ID] {
+				continue
+			}
+			found := false
+			for i := range s.Incidents {
+				c := &s.Incidents[i]
+				if used[i] || c.key() != p.key() || !overlaps(c, &p, s.Grid.Step) {
+					continue
+				}
+				used[i], found = true, true
+				c.ID, c.Start = p.ID, p.Start // the first dating stays: identity and start are stable
+				if p.blameFixed {
+					c.Blame, c.NoLocalCause, c.blameFixed = p.Blame, p.NoLocalCause, true
+				}
+				break
+			}
+			if found {
+				continue
+			}
+			if p.Active {
+				p.Active = false
+				p.End = prev.Time // last seen active there, not here
+				for _, o := range s.Incidents {
+					if o.Node == p.Node && (o.Kind == KindLinkDown || o.Kind == KindISPOutage) && absorbable[p.Kind] && overlaps(&o, &p, s.Grid.Step) {
+						p.SupersededBy, p.End = o.ID, maxTime(p.Start, o.Start)
+						break
+					}
+				}
+			}
+			e.ended = append(e.ended, p)
+			ended[p.ID] = true
+		}
+	}
+	// Keep what ended while it is in the window; list it once.
+	have := map[string]bool{}
+	for _, in := range s.Incidents {
+		have[in.ID] = true
+	}
+	kept := e.ended[:0]
+	for _, in := range e.ended {
+		if in.End.Before(s.Grid.Start) {
+			continue
+		}
+		kept = append(kept, in)
+		if !have[in.ID] {
+			s.Incidents = append(s.Incidents, in)
+		}
+	}
+	e.ended = kept
+}
