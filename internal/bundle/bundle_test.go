@@ -68,6 +68,7 @@ func TestAlertmanager(t *testing.T) {
 		{"critical", []string{"alertname=SmokemonISPOutage", "node=pi", "severity=critical", "kind=isp-outage"}},
 		{"warning", []string{"alertname=SmokemonPacketLoss", "node=pi", "target=dst", "severity=warning"}},
 		{"info", []string{"alertname=SmokemonPowerSpike", "node=jetson", "rail=VDD_IN", "severity=info"}},
+		{"critical", []string{"alertname=SmokemonFleetIncident", "node=pi", "scope=hop", "key=198.18.2.1", "severity=critical"}},
 		// An alert without a known severity still reaches someone.
 		{"warning", []string{"alertname=Other", "node=pi"}},
 		{"warning", []string{"alertname=Other", "severity=page"}},
