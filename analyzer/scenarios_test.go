@@ -406,8 +406,9 @@ func runMain(m *testing.M) int {
 	suiteOf["prometheus"] = srv
 	fmt.Fprintf(os.Stderr, "prometheus: backfilled and ready in %v\n", time.Since(began).Round(time.Millisecond))
 
-	if vm, err := exec.LookPath("victoria-metrics"); err != nil {
-		skipVM = "Debian package victoria-metrics is not installed (apt-get install victoria-metrics)"
+	// The current VictoriaMetrics release (.ci/upstream), else Debian's.
+	if vm, err := exec.LookPath(scenario.UpstreamOr("victoria-metrics")); err != nil {
+		skipVM = "neither the current VictoriaMetrics (.ci/upstream) nor Debian's victoria-metrics is installed"
 	} else {
 		began = time.Now()
 		pt := filepath.Join(dir, "fleet.prom")

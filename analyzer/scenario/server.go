@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/smokemon/smokemon/internal/testutil"
 	"github.com/smokemon/smokemon/internal/upstream"
 )
 
@@ -23,15 +23,6 @@ type Server struct {
 	URL  string
 	cmd  *exec.Cmd
 	logs *bytes.Buffer
-}
-
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 // Backfill turns an OpenMetrics file into TSDB blocks in dataDir. promtool
@@ -47,7 +38,7 @@ func Backfill(openmetrics, dataDir string) error {
 			os.Remove(p)
 		}
 	}()
-	promtool := upstreamOr("promtool")
+	promtool := UpstreamOr("promtool")
 	errs := make(chan error, len(parts))
 	sem := make(chan struct{}, 2)
 	for _, p := range parts {
@@ -133,9 +124,9 @@ func splitBlocks(path string) ([]string, error) {
 	return names, nil
 }
 
-// upstreamOr returns the current release of binary that .ci/upstream built,
+// UpstreamOr returns the current release of binary that .ci/upstream built,
 // else Debian's (on $PATH), saying so on stderr.
-func upstreamOr(binary string) string {
+func UpstreamOr(binary string) string {
 	p, err := upstream.Path(binary)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "scenario: %v; using Debian's %s\n", err, binary)
@@ -146,16 +137,17 @@ func upstreamOr(binary string) string {
 
 // StartPrometheus serves dataDir (backfilled blocks) without scraping anything.
 func StartPrometheus(dataDir string) (*Server, error) {
-	addr, err := freePort()
+	port, err := testutil.LoopbackPort()
 	if err != nil {
 		return nil, err
 	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	cfg := filepath.Join(dataDir, "prometheus.yml")
 	if err := os.WriteFile(cfg, []byte("global:\n  scrape_interval: 1h\nscrape_configs: []\n"), 0o644); err != nil {
 		return nil, err
 	}
 	s := &Server{URL: "http://" + addr, logs: &bytes.Buffer{}}
-	s.cmd = exec.Command(upstreamOr("prometheus"), "--config.file="+cfg, "--storage.tsdb.path="+dataDir,
+	s.cmd = exec.Command(UpstreamOr("prometheus"), "--config.file="+cfg, "--storage.tsdb.path="+dataDir,
 		"--storage.tsdb.retention.time=3650d", "--web.listen-address="+addr, "--query.max-samples=200000000")
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	if err := s.cmd.Start(); err != nil {
@@ -166,10 +158,11 @@ func StartPrometheus(dataDir string) (*Server, error) {
 
 // StartVictoriaMetrics starts a single-node VictoriaMetrics on an empty dataDir.
 func StartVictoriaMetrics(bin, dataDir string) (*Server, error) {
-	addr, err := freePort()
+	port, err := testutil.LoopbackPort()
 	if err != nil {
 		return nil, err
 	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	s := &Server{URL: "http://" + addr, logs: &bytes.Buffer{}}
 	s.cmd = exec.Command(bin, "-storageDataPath="+dataDir, "-httpListenAddr="+addr, "-retentionPeriod=100y",
 		"-search.latencyOffset=0s", "-search.disableCache", "-search.maxUniqueTimeseries=10000000", "-search.maxSamplesPerQuery=2000000000")

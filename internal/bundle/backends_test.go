@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smokemon/smokemon/internal/testutil"
 	"github.com/smokemon/smokemon/internal/upstream"
 )
 
@@ -43,7 +44,7 @@ func backends(t *testing.T) []backend {
 // VictoriaMetrics scrapes with the same file (skipping rule_files, which it
 // does not know) and vmalert evaluates the rules and writes the results back.
 func startTSDB(t *testing.T, b backend, dir, promFile string, rules []string) string {
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	if b.vm == "" {
 		start(t, b.prom.Path, "--config.file="+promFile, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
@@ -57,7 +58,7 @@ func startTSDB(t *testing.T, b backend, dir, promFile string, rules []string) st
 		"-promscrape.config="+promFile, "-promscrape.config.strictParse=false",
 		"-search.latencyOffset=0s", "-search.disableCache")
 	args := []string{"-datasource.url=" + base, "-remoteWrite.url=" + base, "-notifier.blackhole",
-		"-evaluationInterval=1s", "-remoteWrite.flushInterval=500ms", "-rule.evalDelay=0s", fmt.Sprintf("-httpListenAddr=127.0.0.1:%d", freePort(t))}
+		"-evaluationInterval=1s", "-remoteWrite.flushInterval=500ms", "-rule.evalDelay=0s", fmt.Sprintf("-httpListenAddr=127.0.0.1:%d", testutil.FreePort(t))}
 	for _, r := range rules {
 		args = append(args, "-rule="+r)
 	}

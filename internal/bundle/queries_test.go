@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/smokemon/smokemon/internal/testutil"
 )
 
 // stack is a real Prometheus (Debian's, or the current release) or
@@ -30,27 +31,6 @@ type stack struct {
 	node     string // the live exporter's node label
 	fixtures []string
 	dir      string
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func build(t *testing.T, dir, pkg string) string {
-	t.Helper()
-	out := filepath.Join(dir, filepath.Base(pkg))
-	cmd := exec.Command("go", "build", "-o", out, pkg)
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build %s: %v\n%s", pkg, err, b)
-	}
-	return out
 }
 
 // start runs a process until the test ends, logging its output on failure.
@@ -129,7 +109,7 @@ func loopbackServers(t *testing.T) (httpURL, dnsAddr, tcpAddr, iperf string) {
 	t.Cleanup(func() { tl.Close() })
 
 	if _, err := exec.LookPath("iperf3"); err == nil {
-		p := freePort(t)
+		p := testutil.FreePort(t)
 		start(t, "iperf3", "-s", "-B", "127.0.0.1", "-p", fmt.Sprint(p))
 		iperf = fmt.Sprintf("127.0.0.1:%d", p)
 	}
@@ -167,10 +147,10 @@ func startStack(t *testing.T, b backend) *stack {
 		t.Skip("needs root: raw ICMP sockets for ping and mtr")
 	}
 	dir := t.TempDir()
-	exporter := build(t, dir, "./cmd/smokemon_exporter")
+	exporter := testutil.BuildBinary(t, "github.com/smokemon/smokemon/cmd/smokemon_exporter")
 	analyzerBin := ""
 	if _, err := os.Stat(filepath.Join(root, "cmd/smokemon_analyzer")); err == nil {
-		analyzerBin = build(t, dir, "./cmd/smokemon_analyzer")
+		analyzerBin = testutil.BuildBinary(t, "github.com/smokemon/smokemon/cmd/smokemon_analyzer")
 	}
 	httpURL, dnsAddr, tcpAddr, iperf := loopbackServers(t)
 
@@ -204,11 +184,11 @@ tcp:
 %s`, httpURL, dnsAddr, tcpAddr, bw)
 	cfgFile := filepath.Join(dir, "smokemon.yml")
 	os.WriteFile(cfgFile, []byte(cfg), 0o644)
-	exPort := freePort(t)
+	exPort := testutil.FreePort(t)
 	start(t, exporter, "--config.file="+cfgFile, fmt.Sprintf("--web.listen-address=127.0.0.1:%d", exPort))
 
 	fixAddr, fixtures := fixtureServer(t)
-	anPort := freePort(t)
+	anPort := testutil.FreePort(t)
 	var fixJobs strings.Builder
 	for _, f := range fixtures {
 		fmt.Fprintf(&fixJobs, `

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/smokemon/smokemon/internal/lab"
+	"github.com/smokemon/smokemon/internal/testutil"
 )
 
 // The suite's clock: 5 s scrapes, 10 s evaluations (the figures of issue 15).
@@ -22,42 +23,18 @@ const (
 	step   = 10 * time.Second
 )
 
-var bins struct {
-	dir, exporter, analyzer string
-	err                     error
-}
+var bins struct{ exporter, analyzer string }
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if bins.dir != "" {
-		os.RemoveAll(bins.dir)
-	}
+	code := testutil.Run(m)
 	printTable()
 	os.Exit(code)
 }
 
-var buildOnce sync.Once
-
 // build compiles the exporter and the analyzer once per test binary.
 func build(t *testing.T) {
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "diagnose-")
-		if err != nil {
-			bins.err = err
-			return
-		}
-		os.Chmod(dir, 0o755)
-		bins.dir, bins.exporter, bins.analyzer = dir, filepath.Join(dir, "smokemon_exporter"), filepath.Join(dir, "smokemon_analyzer")
-		for bin, pkg := range map[string]string{bins.exporter: "../../cmd/smokemon_exporter", bins.analyzer: "../../cmd/smokemon_analyzer"} {
-			if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
-				bins.err = fmt.Errorf("building %s: %v\n%s", pkg, err, out)
-				return
-			}
-		}
-	})
-	if bins.err != nil {
-		t.Fatal(bins.err)
-	}
+	bins.exporter = testutil.BuildBinary(t, "../../cmd/smokemon_exporter")
+	bins.analyzer = testutil.BuildBinary(t, "../../cmd/smokemon_analyzer")
 }
 
 // prometheusBin is looked up as analyzer/scenario does: prometheus on PATH.

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/smokemon/smokemon/internal/lab"
+	"github.com/smokemon/smokemon/internal/testutil"
 	"github.com/smokemon/smokemon/internal/upstream"
 )
 
@@ -130,17 +130,6 @@ func (r *recorder) since(t0 time.Time) []note {
 	return out
 }
 
-func build(t *testing.T, dir, pkg string) string {
-	t.Helper()
-	out := filepath.Join(dir, filepath.Base(pkg))
-	cmd := exec.Command("go", "build", "-o", out, pkg)
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build %s: %v\n%s", pkg, err, b)
-	}
-	return out
-}
-
 func TestAlertingEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes about six minutes")
@@ -152,10 +141,10 @@ func TestAlertingEndToEnd(t *testing.T) {
 	tp := lab.Topology(t)
 	c := tp.Client
 	dir := t.TempDir()
-	exporter := build(t, dir, "./cmd/smokemon_exporter")
+	exporter := testutil.BuildBinary(t, "github.com/smokemon/smokemon/cmd/smokemon_exporter")
 	analyzerBin := ""
 	if _, err := os.Stat(filepath.Join(root, "cmd/smokemon_analyzer")); err == nil {
-		analyzerBin = build(t, dir, "./cmd/smokemon_analyzer")
+		analyzerBin = testutil.BuildBinary(t, "github.com/smokemon/smokemon/cmd/smokemon_analyzer")
 	}
 
 	// The recorder listens in the client namespace, where Alertmanager runs.
