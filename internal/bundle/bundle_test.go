@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/smokemon/smokemon/internal/upstream"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -53,10 +54,17 @@ func readYAML(t *testing.T, path string, v any) {
 
 // TestAlertmanager: the config loads in the installed Alertmanager (Debian:
 // 0.25), and each route picks the receiver it should.
+// TestAlertmanager runs on Debian's amtool (0.25, the oldest supported) and
+// the current release (.ci/upstream).
 func TestAlertmanager(t *testing.T) {
-	need(t, "amtool")
+	for _, amtool := range upstream.All(t, "amtool", "amtool") {
+		t.Run(amtool.Name, func(t *testing.T) { checkAlertmanager(t, amtool.Path) })
+	}
+}
+
+func checkAlertmanager(t *testing.T, amtool string) {
 	dir := filepath.Join(root, "alertmanager")
-	out := run(t, dir, "amtool", "check-config", "alertmanager.yml")
+	out := run(t, dir, amtool, "check-config", "alertmanager.yml")
 	if !strings.Contains(out, "SUCCESS") {
 		t.Fatal(out)
 	}
@@ -74,7 +82,7 @@ func TestAlertmanager(t *testing.T) {
 		{"warning", []string{"alertname=Other", "severity=page"}},
 	}
 	for _, c := range cases {
-		args := append([]string{"amtool", "config", "routes", "test", "--config.file=alertmanager.yml", "--verify.receivers=" + c.receiver}, c.labels...)
+		args := append([]string{amtool, "config", "routes", "test", "--config.file=alertmanager.yml", "--verify.receivers=" + c.receiver}, c.labels...)
 		cmd := exec.Command(args[0], args[1:]...)
 		cmd.Dir = dir
 		got, err := cmd.CombinedOutput()
@@ -83,13 +91,13 @@ func TestAlertmanager(t *testing.T) {
 		}
 	}
 	// And a wrong expectation fails: the check can fail.
-	cmd := exec.Command("amtool", "config", "routes", "test", "--config.file=alertmanager.yml", "--verify.receivers=info", "severity=critical")
+	cmd := exec.Command(amtool, "config", "routes", "test", "--config.file=alertmanager.yml", "--verify.receivers=info", "severity=critical")
 	cmd.Dir = dir
 	if err := cmd.Run(); err == nil {
 		t.Error("amtool routes test accepted a wrong receiver")
 	}
 	// Every route of the tree is covered by a case.
-	tree := run(t, dir, "amtool", "config", "routes", "--config.file=alertmanager.yml")
+	tree := run(t, dir, amtool, "config", "routes", "--config.file=alertmanager.yml")
 	for _, sev := range regexp.MustCompile(`severity="(\w+)"`).FindAllStringSubmatch(tree, -1) {
 		covered := false
 		for _, c := range cases {
