@@ -302,13 +302,18 @@ func (e *Engine) schedule() {
 			e.expireLocked(e.expiry.Pop())
 		}
 		now = e.mono()
-		for {
+		for n := 1; ; n++ {
 			due := e.sendQ.Due(now + int64(batchWindow))
 			if due == nil || due.Next()-now > int64(due.Interval/10) {
 				break
 			}
 			e.sendLocked(due.Value, now, pkt, oob)
 			e.sendQ.Sent(due, now)
+			if n%batchLen == 0 {
+				// Large batches (10 000 targets: 250) would overflow a
+				// default-sized receive buffer with loopback replies.
+				e.drainLocked()
+			}
 			now = e.mono()
 		}
 		// Loopback and LAN replies are often queued already.
