@@ -114,6 +114,8 @@ type Engine struct {
 	seq      map[Family]uint16
 	serial   uint32
 	free     []*probe
+	pending  int                // probes sent and neither answered nor expired
+	drained  map[Family]*rbatch // sockets the scheduler reads (kernel timestamps)
 
 	Counters Counters
 
@@ -165,13 +167,13 @@ func New(logger *slog.Logger, opts Options) (*Engine, error) {
 		status:   map[Family]FamilyStatus{},
 		inflight: map[Family]map[uint16]*probe{},
 		seq:      map[Family]uint16{},
+		drained:  map[Family]*rbatch{},
 		wake:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 	}
-	e.sendQ.MaxSlack = maxSlack
 	var errs []error
 	for _, fam := range orBoth(opts.Families) {
-		s, why, err := openSocket(fam, opts.Socket, id)
+		s, why, err := openSocket(fam, opts.Socket, id, false)
 		if err != nil {
 			e.status[fam] = FamilyStatus{Kind: KindNone, Err: err}
 			logger.Warn("ICMP prober is down for this family; other collectors are not affected", "family", fam.String(), "err", err)
@@ -186,6 +188,10 @@ func New(logger *slog.Logger, opts Options) (*Engine, error) {
 			ts = "user-space receive timestamps (SO_TIMESTAMPNS refused)"
 		}
 		logger.Info("ICMP prober ready", "family", fam.String(), "socket", why, "timestamps", ts)
+		if s.file == nil {
+			e.drained[fam] = newRBatch()
+			continue
+		}
 		e.done.Add(1)
 		go e.receive(s)
 	}
@@ -256,9 +262,16 @@ func (e *Engine) Close() error {
 	}
 	close(e.stop)
 	for _, s := range e.socks {
-		s.close()
+		if s.file != nil { // wakes its receiver
+			s.close()
+		}
 	}
 	e.done.Wait()
+	for _, s := range e.socks {
+		if s.file == nil { // only now: the scheduler has stopped reading it
+			s.close()
+		}
+	}
 	return nil
 }
 
@@ -279,17 +292,32 @@ func (e *Engine) schedule() {
 	oob := make([]byte, 0, 128)
 	for {
 		e.mu.Lock()
+		// Read the replies queued before now first, so that none stamped
+		// before a deadline is expired below; then send the batch due.
 		now := e.mono()
-		// Send everything due (or due within its slack), then expire
-		// everything overdue.
-		for due := e.sendQ.Due(now); due != nil; due = e.sendQ.Due(now) {
-			e.sendLocked(due.Value, now, pkt, oob)
-			e.sendQ.Sent(due, now)
-			now = e.mono()
+		if e.pending > 0 {
+			e.drainLocked()
 		}
 		for len(e.expiry) > 0 && e.expiry[0].deadline <= now {
 			e.expireLocked(e.expiry.Pop())
 		}
+		now = e.mono()
+		for n := 1; ; n++ {
+			due := e.sendQ.Due(now + int64(batchWindow))
+			if due == nil || due.Next()-now > int64(due.Interval/10) {
+				break
+			}
+			e.sendLocked(due.Value, now, pkt, oob)
+			e.sendQ.Sent(due, now)
+			if n%batchLen == 0 {
+				// Large batches (10 000 targets: 250) would overflow a
+				// default-sized receive buffer with loopback replies.
+				e.drainLocked()
+			}
+			now = e.mono()
+		}
+		// Loopback and LAN replies are often queued already.
+		e.drainLocked()
 		wait := time.Hour
 		if d, ok := e.sendQ.Wait(now); ok {
 			wait = d
@@ -298,6 +326,9 @@ func (e *Engine) schedule() {
 			// A reply after its deadline is refused in match(), so declaring
 			// the loss can wait for a sweep that gathers several.
 			wait = min(wait, time.Duration(e.expiry[0].deadline+int64(expiryGrace)-now))
+		}
+		if e.pending > 0 && len(e.drained) > 0 {
+			wait = min(wait, replyPoll)
 		}
 		e.mu.Unlock()
 		timer.Reset(wait)
@@ -310,14 +341,26 @@ func (e *Engine) schedule() {
 	}
 }
 
-// Waking the scheduler for every single probe costs more CPU than the
-// probes: a probe may leave up to its slack (maxSlack, at most a tenth of its
-// interval) early so that one wake-up sends several. The slack is small
-// against the interval, so targets stay spread.
+// Waking the scheduler costs more CPU than the probes: one wake-up sends
+// every probe due within batchWindow (at most a tenth of its interval) early,
+// so targets stay spread over 1/batchWindow slots per second. Losses are
+// declared at a later wake-up (expiryGrace) and replies to the few targets
+// no send wakes for are read within replyPoll: kernel timestamps make the
+// RTT independent of when a reply is read.
 const (
-	maxSlack    = 4 * time.Millisecond
-	expiryGrace = 10 * time.Millisecond
+	batchWindow = 25 * time.Millisecond
+	expiryGrace = 2 * batchWindow
+	replyPoll   = 50 * time.Millisecond
 )
+
+// drainLocked reads every reply queued on the sockets without a receiver.
+func (e *Engine) drainLocked() {
+	for fam, b := range e.drained {
+		s := e.socks[fam]
+		now := time.Now()
+		s.drain(b, func(pkt []byte, r received) { e.handleLocked(s, pkt, r, now) })
+	}
+}
 
 func (e *Engine) sendLocked(t *Target, now int64, pkt, oob []byte) {
 	s := e.socks[t.fam]
@@ -361,6 +404,7 @@ func (e *Engine) sendLocked(t *Target, now int64, pkt, oob []byte) {
 	*p = probe{t: t, serial: e.serial, sentMono: int64(sent.Sub(e.start)), sentWall: sent.UnixNano()}
 	p.deadline = p.sentMono + int64(t.set.Timeout)
 	m[seq] = p
+	e.pending++
 	e.expiry.Push(expiry{deadline: p.deadline, fam: t.fam, seq: seq, serial: e.serial})
 }
 
@@ -371,8 +415,11 @@ func (e *Engine) expireLocked(x expiry) {
 		return
 	}
 	delete(m, x.seq)
-	if p.t != nil && !p.replied {
-		p.t.h.Lost()
+	if !p.replied {
+		e.pending--
+		if p.t != nil {
+			p.t.h.Lost()
+		}
 	}
 	e.free = append(e.free, p)
 }
@@ -389,29 +436,34 @@ func (e *Engine) newProbe() *probe {
 func (e *Engine) receive(s *socket) {
 	defer e.done.Done()
 	s.readLoop(e.stop, e.logger, func(pkt []byte, r received, now time.Time) {
-		rep, src, srcLen, ok := parseEchoReply(pkt, s.fam, s.withHdr)
-		if !ok || rep.id != s.id {
-			return
-		}
-		if rep.nonce != e.nonce {
-			e.Counters.Foreign.Add(1)
-			return
-		}
-		from := r.from
-		if srcLen == 4 {
-			from = netip.AddrFrom4([4]byte(src[:4]))
-		}
-		ttl := rep.ttl
-		if ttl < 0 {
-			ttl = r.ttl
-		}
-		e.match(s.fam, rep, from.Unmap(), ttl, r.kernTS, now)
+		e.mu.Lock()
+		e.handleLocked(s, pkt, r, now)
+		e.mu.Unlock()
 	})
 }
 
-func (e *Engine) match(fam Family, rep echoReply, from netip.Addr, ttl int, kernTS, userNow time.Time) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+// handleLocked matches one packet read from s at now.
+func (e *Engine) handleLocked(s *socket, pkt []byte, r received, now time.Time) {
+	rep, src, srcLen, ok := parseEchoReply(pkt, s.fam, s.withHdr)
+	if !ok || rep.id != s.id {
+		return
+	}
+	if rep.nonce != e.nonce {
+		e.Counters.Foreign.Add(1)
+		return
+	}
+	from := r.from
+	if srcLen == 4 {
+		from = netip.AddrFrom4([4]byte(src[:4]))
+	}
+	ttl := rep.ttl
+	if ttl < 0 {
+		ttl = r.ttl
+	}
+	e.matchLocked(s.fam, rep, from.Unmap(), ttl, r.kernTS, now)
+}
+
+func (e *Engine) matchLocked(fam Family, rep echoReply, from netip.Addr, ttl int, kernTS, userNow time.Time) {
 	p, ok := e.inflight[fam][rep.seq]
 	if !ok || p.serial != rep.serial {
 		e.Counters.Late.Add(1) // its probe has expired and its number moved on
@@ -442,6 +494,7 @@ func (e *Engine) match(fam Family, rep echoReply, from netip.Addr, ttl int, kern
 		return
 	}
 	p.replied = true
+	e.pending--
 	p.t.h.Reply(rtt, ttl)
 }
 

@@ -29,11 +29,12 @@ const (
 type socket struct {
 	fam     Family
 	kind    SocketKind
-	file    *os.File
-	rc      syscall.RawConn
-	id      uint16 // echo identifier: ours on raw sockets, the kernel's on datagram ones
-	kernTS  bool   // SO_TIMESTAMPNS accepted
-	withHdr bool   // raw IPv4 delivers the IP header
+	fd      int
+	file    *os.File        // nil when the engine drains the socket itself (see drain)
+	rc      syscall.RawConn // nil with file
+	id      uint16          // echo identifier: ours on raw sockets, the kernel's on datagram ones
+	kernTS  bool            // SO_TIMESTAMPNS accepted
+	withHdr bool            // raw IPv4 delivers the IP header
 
 	// Message headers and the closures handed to the poller are built once:
 	// a probe costs no allocation and no hidden syscall (x/sys's Recvmsg
@@ -69,10 +70,10 @@ func (m *msg) set(buf, oob []byte) {
 
 // openSocket tries a raw socket, then a datagram ping socket. The returned
 // reason explains in one sentence what was chosen and why.
-func openSocket(fam Family, want SocketKind, id uint16) (*socket, string, error) {
+func openSocket(fam Family, want SocketKind, id uint16, polled bool) (*socket, string, error) {
 	var rawErr error
 	if want == "" || want == KindRaw {
-		s, err := newSocket(fam, KindRaw, id)
+		s, err := newSocket(fam, KindRaw, id, polled)
 		if err == nil {
 			return s, "raw ICMP socket (CAP_NET_RAW is available)", nil
 		}
@@ -81,7 +82,7 @@ func openSocket(fam Family, want SocketKind, id uint16) (*socket, string, error)
 			return nil, "", fmt.Errorf("raw ICMP socket: %w", err)
 		}
 	}
-	s, err := newSocket(fam, KindDgram, id)
+	s, err := newSocket(fam, KindDgram, id, polled)
 	if err == nil {
 		why := "unprivileged ICMP datagram socket"
 		if rawErr != nil {
@@ -95,7 +96,10 @@ func openSocket(fam Family, want SocketKind, id uint16) (*socket, string, error)
 	return nil, "", fmt.Errorf("raw ICMP socket refused (%v; grant CAP_NET_RAW, e.g. setcap cap_net_raw+ep) and ICMP datagram socket refused (%v; widen net.ipv4.ping_group_range to include this process's group)", rawErr, err)
 }
 
-func newSocket(fam Family, kind SocketKind, id uint16) (*socket, error) {
+// newSocket opens a socket. Unless polled, a socket with kernel timestamps
+// stays out of the runtime's netpoller: the engine reads it without waiting
+// (drain), and a registered fd would wake an idle thread on every reply.
+func newSocket(fam Family, kind SocketKind, id uint16, polled bool) (*socket, error) {
 	domain, proto := unix.AF_INET, unix.IPPROTO_ICMP
 	if fam == IPv6 {
 		domain, proto = unix.AF_INET6, unix.IPPROTO_ICMPV6
@@ -108,7 +112,7 @@ func newSocket(fam Family, kind SocketKind, id uint16) (*socket, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &socket{fam: fam, kind: kind, id: id, withHdr: fam == IPv4 && kind == KindRaw}
+	s := &socket{fd: fd, fam: fam, kind: kind, id: id, withHdr: fam == IPv4 && kind == KindRaw}
 	fail := func(what string, err error) (*socket, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("%s: %w", what, err)
@@ -179,6 +183,9 @@ func newSocket(fam Family, kind SocketKind, id uint16) (*socket, error) {
 		r, _, e := unix.RawSyscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&s.rmsg.hdr)), 0)
 		s.rmsg.n, s.rmsg.errno = int(r), e
 		return e != unix.EAGAIN
+	}
+	if !polled && s.kernTS {
+		return s, nil
 	}
 	s.file = os.NewFile(uintptr(fd), fmt.Sprintf("icmp%s-%s", fam, kind))
 	rc, err := s.file.SyscallConn()
@@ -311,7 +318,7 @@ func (s *socket) send(pkt, oob []byte, dst netip.Addr) error {
 			}
 		}
 	}
-	if err := s.rc.Control(s.sendFn); err != nil {
+	if err := s.control(s.sendFn); err != nil {
 		return err
 	}
 	if m.errno != 0 {
@@ -401,7 +408,21 @@ func parseCmsgs(b []byte, r *received) {
 	}
 }
 
-func (s *socket) close() error { return s.file.Close() }
+func (s *socket) close() error {
+	if s.file == nil {
+		return unix.Close(s.fd)
+	}
+	return s.file.Close()
+}
+
+// control runs fn on the socket's descriptor.
+func (s *socket) control(fn func(fd uintptr)) error {
+	if s.rc == nil {
+		fn(uintptr(s.fd))
+		return nil
+	}
+	return s.rc.Control(fn)
+}
 
 // sendErrorReason maps a send error to a short, stable label value.
 func sendErrorReason(err error) string {

@@ -148,7 +148,7 @@ func NewTracer(logger *slog.Logger, families ...Family) (*Tracer, error) {
 // Attaching a filter replaces the one newSocket set; until then the old one
 // only lets through echo replies with our identifier, which are ours anyway.
 func newTraceSocket(fam Family, id uint16) (*socket, error) {
-	s, err := newSocket(fam, KindRaw, id)
+	s, err := newSocket(fam, KindRaw, id, true)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"time"
+
 	"fmt"
 	"io"
 	"math"
@@ -230,6 +232,31 @@ bookkeeping grows with its first collections, which the plain floor's scrapes ar
 				detail += " (the required libraries alone, " + strings.Join(floors, "; ") + ")"
 			}
 			return sa.hwm <= 15*mb, detail
+		})
+	}
+	// Issue 18: cheaper than fping per probe, and 10 000 targets on one node.
+	for _, c := range []struct {
+		n   int
+		max float64
+	}{{100, 1.0}, {1000, 0.7}, {10000, 1.0}} {
+		sm, fp := find(all, c.n, kSmokemon), find(all, c.n, kFping)
+		check(fmt.Sprintf("%d targets, CPU ≤ %.1f× fping", c.n, c.max), []*result{sm, fp}, func() (bool, string) {
+			return sm.cpuStat <= c.max*fp.cpuStat, fmt.Sprintf("%.2f%% vs %.1f × %.2f%% = %.2f%%", sm.cpuStat, c.max, fp.cpuStat, c.max*fp.cpuStat)
+		})
+	}
+	{
+		sm := find(all, 10000, kSmokemon)
+		check("10000 targets, CPU ≤ 20% of one core", []*result{sm}, func() (bool, string) {
+			return sm.cpuStat <= 20, fmt.Sprintf("%.2f%%", sm.cpuStat)
+		})
+		check("10000 targets, RSS ≤ 50 MB", []*result{sm}, func() (bool, string) {
+			return sm.hwm <= 50*mb, fmt.Sprintf("peak %.1f MB, burst peak %.1f MB, now %.1f MB", float64(sm.hwm)/mb, float64(sm.hwmBurst)/mb, float64(sm.rss)/mb)
+		})
+		check("10000 targets, every probe answered (replies/s ≥ 99.5% of targets)", []*result{sm}, func() (bool, string) {
+			return sm.replyRate >= 0.995*10000, fmt.Sprintf("%.0f replies/s", sm.replyRate)
+		})
+		check("10000 targets, scrape < 10 s", []*result{sm}, func() (bool, string) {
+			return sm.scrapeTime < 10*time.Second, fmt.Sprintf("%.0f ms, %d KB", float64(sm.scrapeTime)/1e6, sm.scrapeSize/1024)
 		})
 	}
 	for _, n := range o.ns {
