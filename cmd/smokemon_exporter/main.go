@@ -181,12 +181,12 @@ func (x *reloader) reload() error {
 
 func (x *reloader) mux(reg *prometheus.Registry, metricsPath string, maxRequests int) (*http.ServeMux, error) {
 	mux := http.NewServeMux()
-	mux.Handle(metricsPath, &scrapeGC{next: promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+	mux.Handle(metricsPath, &scrapeGC{next: withScrapeTimeout(x.set, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog:            slog.NewLogLogger(x.logger.Handler(), slog.LevelError),
 		ErrorHandling:       promhttp.ContinueOnError,
 		MaxRequestsInFlight: maxRequests,
 		EnableOpenMetrics:   true,
-	})})
+	}))})
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Healthy.") })
 	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Ready.") })
 	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
