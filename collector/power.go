@@ -194,7 +194,7 @@ func ina3221HwmonRails(sensors []hwmonSensor) []powerRail {
 var powerSupplyStatuses = []string{"Charging", "Discharging", "Not charging", "Full", "Unknown"}
 
 func (c *powerCollector) updatePowerSupply(ch chan<- prometheus.Metric, sys sysfs.FS) int {
-	supplies, err := sys.PowerSupplyClass()
+	supplies, err := readGuarded(sysFilePath("class/power_supply"), sys.PowerSupplyClass)
 	if err != nil {
 		skipSeries(c.logger, "power_supply", err)
 		return 0
@@ -238,7 +238,7 @@ func (c *powerCollector) updatePowerSupply(ch chan<- prometheus.Metric, sys sysf
 }
 
 func (c *powerCollector) updateRAPL(ch chan<- prometheus.Metric, sys sysfs.FS) int {
-	zones, err := sysfs.GetRaplZones(sys)
+	zones, err := readGuarded(sysFilePath("class/powercap"), func() ([]sysfs.RaplZone, error) { return sysfs.GetRaplZones(sys) })
 	if err != nil {
 		skipSeries(c.logger, "rapl", err)
 		return 0

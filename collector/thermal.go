@@ -64,7 +64,7 @@ func (c *thermalCollector) Update(ch chan<- prometheus.Metric) error {
 }
 
 func (c *thermalCollector) updateZones(ch chan<- prometheus.Metric, sys sysfs.FS) int {
-	zones, err := sys.ClassThermalZoneStats()
+	zones, err := readGuarded(sysFilePath("class/thermal"), sys.ClassThermalZoneStats)
 	if err != nil {
 		skipSeries(c.logger, "thermal zones", err)
 		return 0
@@ -97,7 +97,7 @@ func (c *thermalCollector) updateZones(ch chan<- prometheus.Metric, sys sysfs.FS
 }
 
 func (c *thermalCollector) updateCooling(ch chan<- prometheus.Metric, sys sysfs.FS) int {
-	devs, err := sys.ClassCoolingDeviceStats()
+	devs, err := readGuarded(sysFilePath("class/thermal"), sys.ClassCoolingDeviceStats)
 	if err != nil {
 		skipSeries(c.logger, "cooling devices", err)
 		return 0
