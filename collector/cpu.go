@@ -132,6 +132,9 @@ func (c *cpuCollector) checkBackwards(st procfs.Stat) error {
 
 func (c *cpuCollector) updateFrequency(ch chan<- prometheus.Metric, sys sysfs.FS) {
 	stats, err := readGuarded(sysFilePath("devices/system/cpu"), sys.SystemCpufreq)
+	if err == nil {
+		err = checkAttrs(false, "devices/system/cpu/cpu*/cpufreq/*", "devices/system/cpu/cpufreq/policy*/*")
+	}
 	if err != nil {
 		skipSeries(c.logger, "cpufreq", err) // VMs and some boards have none
 		return
@@ -157,6 +160,9 @@ func (c *cpuCollector) updateFrequency(ch chan<- prometheus.Metric, sys sysfs.FS
 
 func (c *cpuCollector) updateThrottles(ch chan<- prometheus.Metric, sys sysfs.FS) {
 	cpus, err := sys.CPUs()
+	if err == nil {
+		err = checkAttrs(false, "devices/system/cpu/cpu*/thermal_throttle/*", "devices/system/cpu/cpu*/topology/*")
+	}
 	if err != nil {
 		skipSeries(c.logger, "cpu list", err)
 		return

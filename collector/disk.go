@@ -133,6 +133,9 @@ func (c *diskCollector) updateBlockDevices(ch chan<- prometheus.Metric) int {
 		return 0
 	}
 	devs, err := block.SysBlockDevices()
+	if err == nil {
+		err = checkAttrs(false, "block/*/stat")
+	}
 	if err != nil {
 		skipSeries(c.logger, "block devices", err)
 		return 0

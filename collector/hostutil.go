@@ -33,6 +33,9 @@ func parseSysfsInt(b []byte) (int64, error) {
 
 func readSysfsInt(path string) (int64, error) {
 	b, err := readFileNoBlock(path)
+	if err == nil {
+		err = checkAttr(path, b)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -45,6 +48,9 @@ func readSysfsInt(path string) (int64, error) {
 
 func readSysfsString(path string) (string, error) {
 	b, err := readFileNoBlock(path)
+	if err == nil {
+		err = checkAttr(path, b)
+	}
 	if err != nil {
 		return "", err
 	}

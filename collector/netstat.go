@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"fmt"
 	"log/slog"
 	"regexp"
 
@@ -153,6 +154,9 @@ func (c *netstatCollector) updateConntrack(ch chan<- prometheus.Metric, fs procf
 		n++
 	}
 	stats, err := readGuarded(procFilePath("net/stat/nf_conntrack"), fs.ConntrackStat)
+	if err == nil && len(stats) == 0 {
+		err = fmt.Errorf("%s: no per-CPU lines", procFilePath("net/stat/nf_conntrack"))
+	}
 	if err != nil {
 		skipSeries(c.logger, "net/stat/nf_conntrack", err)
 		return n

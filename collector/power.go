@@ -195,6 +195,9 @@ var powerSupplyStatuses = []string{"Charging", "Discharging", "Not charging", "F
 
 func (c *powerCollector) updatePowerSupply(ch chan<- prometheus.Metric, sys sysfs.FS) int {
 	supplies, err := readGuarded(sysFilePath("class/power_supply"), sys.PowerSupplyClass)
+	if err == nil {
+		err = checkAttrs(false, "class/power_supply/*/*")
+	}
 	if err != nil {
 		skipSeries(c.logger, "power_supply", err)
 		return 0
@@ -239,6 +242,9 @@ func (c *powerCollector) updatePowerSupply(ch chan<- prometheus.Metric, sys sysf
 
 func (c *powerCollector) updateRAPL(ch chan<- prometheus.Metric, sys sysfs.FS) int {
 	zones, err := readGuarded(sysFilePath("class/powercap"), func() ([]sysfs.RaplZone, error) { return sysfs.GetRaplZones(sys) })
+	if err == nil {
+		err = checkAttrs(false, "class/powercap/*/*")
+	}
 	if err != nil {
 		skipSeries(c.logger, "rapl", err)
 		return 0

@@ -65,12 +65,19 @@ func (c *thermalCollector) Update(ch chan<- prometheus.Metric) error {
 
 func (c *thermalCollector) updateZones(ch chan<- prometheus.Metric, sys sysfs.FS) int {
 	zones, err := readGuarded(sysFilePath("class/thermal"), sys.ClassThermalZoneStats)
+	if err == nil {
+		err = checkAttrs(true, "class/thermal/thermal_zone*/*")
+	}
 	if err != nil {
 		skipSeries(c.logger, "thermal zones", err)
 		return 0
 	}
 	n := 0
 	for _, z := range zones {
+		if z.Type == "" { // every zone has a type; an empty one is a bad read
+			skipSeries(c.logger, "thermal zone "+z.Name, fmt.Errorf("%s: empty", sysFilePath("class/thermal", "thermal_zone"+z.Name, "type")))
+			continue
+		}
 		if z.ReadErrors == nil {
 			ch <- prometheus.MustNewConstMetric(c.zoneTemp, prometheus.GaugeValue, float64(z.Temp)/1000, z.Name, z.Type)
 			n++
@@ -98,6 +105,9 @@ func (c *thermalCollector) updateZones(ch chan<- prometheus.Metric, sys sysfs.FS
 
 func (c *thermalCollector) updateCooling(ch chan<- prometheus.Metric, sys sysfs.FS) int {
 	devs, err := readGuarded(sysFilePath("class/thermal"), sys.ClassCoolingDeviceStats)
+	if err == nil {
+		err = checkAttrs(true, "class/thermal/cooling_device*/*")
+	}
 	if err != nil {
 		skipSeries(c.logger, "cooling devices", err)
 		return 0

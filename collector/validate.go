@@ -3,7 +3,9 @@ package collector
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/prometheus/procfs"
 )
@@ -18,6 +20,9 @@ import (
 // it) becomes that file's error, so it costs only that file's series, and
 // every error names the file.
 func readGuarded[T any](path string, read func() (T, error)) (v T, err error) {
+	if err := checkProcText(path); err != nil {
+		return v, err
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			var zero T
@@ -80,4 +85,64 @@ func checkMonotonic(prev, cur map[string]float64) error {
 		}
 	}
 	return nil
+}
+
+// sysfsAttrMax is the most a sysfs attribute can hold: one page.
+const sysfsAttrMax = 4096
+
+// checkText rejects text the kernel never writes in /proc and /sys: every
+// such file ends with a newline (one without was cut short) and is UTF-8
+// (a label that is not would panic in client_golang).
+func checkText(path string, b []byte) error {
+	switch {
+	case len(b) == 0:
+		return fmt.Errorf("%s: empty", path)
+	case b[len(b)-1] != '\n':
+		return fmt.Errorf("%s: no final newline (cut short)", path)
+	case !utf8.Valid(b):
+		return fmt.Errorf("%s: not UTF-8 text", path)
+	}
+	return nil
+}
+
+// checkAttr is checkText plus the one-page limit of a sysfs attribute.
+func checkAttr(path string, b []byte) error {
+	if len(b) > sysfsAttrMax {
+		return fmt.Errorf("%s: %d bytes, more than a sysfs attribute holds", path, len(b))
+	}
+	return checkText(path, b)
+}
+
+// checkAttrs reads the sysfs attributes matching the globs (relative to
+// --path.sysfs) before a procfs/sysfs library call that reads them and
+// cannot say when one was cut short or is garbage: a truncated
+// scaling_cur_freq would otherwise pass as a frequency 1000 times too low.
+// An attribute that cannot be read is left to the library, which knows
+// which ones are optional, and so is an empty one when emptyOK (the
+// library fails the attribute's parse and leaves out that one item).
+func checkAttrs(emptyOK bool, globs ...string) error {
+	for _, g := range globs {
+		paths, _ := filepath.Glob(sysFilePath(g))
+		for _, p := range paths {
+			b, err := readRaw(p)
+			if err != nil || emptyOK && len(b) == 0 {
+				continue
+			}
+			if err := checkAttr(p, b); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// checkProcText pre-reads a /proc file that a procfs parser will read, to
+// reject it as checkText does; not a regular file (a FIFO, a directory) is
+// left to the parser's own error or the scrape deadline.
+func checkProcText(path string) error {
+	b, err := readRaw(path)
+	if err != nil || len(b) == 0 {
+		return nil // an empty file is for the parser and its check to judge
+	}
+	return checkText(path, b)
 }
