@@ -11,7 +11,7 @@ LDFLAGS := -s -w \
 	-X $(PKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
 ARGS    ?=
 
-.PHONY: help build run test fuzz bench-mesh bench-ping bench-host lint clean release packages
+.PHONY: help build run test hostile fuzz bench-mesh bench-ping bench-host lint clean release packages
 
 help:
 	@echo "make run         build and run smokemon_exporter on its embedded default config (:9917)"
@@ -32,6 +32,11 @@ run: build
 
 test:
 	.ci/test
+
+# Every file of every fixture tree through every hostile variant (CI runs a
+# sample of one file in eight).
+hostile:
+	go test -count=1 -v -run '^TestHostileTree$$' ./collector -hostile.all | grep -E 'hostile|^(ok|FAIL|---)'
 
 FUZZTIME ?= 30s
 fuzz:

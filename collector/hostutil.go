@@ -32,10 +32,7 @@ func parseSysfsInt(b []byte) (int64, error) {
 }
 
 func readSysfsInt(path string) (int64, error) {
-	b, err := readFileNoBlock(path)
-	if err == nil {
-		err = checkAttr(path, b)
-	}
+	b, err := readAttr(path)
 	if err != nil {
 		return 0, err
 	}
@@ -47,10 +44,7 @@ func readSysfsInt(path string) (int64, error) {
 }
 
 func readSysfsString(path string) (string, error) {
-	b, err := readFileNoBlock(path)
-	if err == nil {
-		err = checkAttr(path, b)
-	}
+	b, err := readAttr(path)
 	if err != nil {
 		return "", err
 	}

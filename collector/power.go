@@ -87,7 +87,7 @@ func (c *powerCollector) updateINA3221(ch chan<- prometheus.Metric) int {
 	iio, _ := filepath.Glob(sysFilePath("bus/i2c/drivers/ina3221x/*/iio:device*"))
 	for _, dir := range iio {
 		rails = append(rails, ina3221IIORails(func(f string) ([]byte, error) {
-			return readFileNoBlock(filepath.Join(dir, f))
+			return readAttr(filepath.Join(dir, f))
 		})...)
 	}
 	// Newer L4T: the mainline hwmon driver, channels 1-3, no power attribute.

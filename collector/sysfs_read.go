@@ -54,3 +54,15 @@ func readRaw(path string) ([]byte, error) {
 	}
 	return readBlocking(path)
 }
+
+// readAttr reads one sysfs attribute: readFileNoBlock within a page.
+func readAttr(path string) ([]byte, error) {
+	b, err := readFileNoBlock(path)
+	if err == nil {
+		err = checkAttr(path, b)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
