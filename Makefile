@@ -11,12 +11,13 @@ LDFLAGS := -s -w \
 	-X $(PKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
 ARGS    ?=
 
-.PHONY: help build run build-analyzer run-analyzer test fuzz diagnose bench-mesh bench-ping bench-host lint clean release packages
+.PHONY: help build run build-analyzer run-analyzer test hostile fuzz diagnose bench-mesh bench-ping bench-host lint clean release packages
 
 help:
 	@echo "make run         build and run smokemon_exporter on its embedded default config (:9917)"
 	@echo "make run-analyzer  build and run smokemon_analyzer against PROMETHEUS_URL (default serve on :9918)"
 	@echo "make test        install what the tests need (as root) and run the whole suite"
+	@echo "make hostile     the hostile-tree suite on every fixture file (CI runs one file in eight)"
 	@echo "make fuzz        run every fuzz target for FUZZTIME (default 30s) each"
 	@echo "make diagnose    the analyzer's full end-to-end diagnosis set in the namespace lab (root, ~40 min): score table"
 	@echo "make bench-ping  smokemon vs smokeping_prober vs fping, 10/100/1000 loopback targets"
@@ -45,6 +46,11 @@ test:
 
 diagnose:
 	DIAGNOSE=full $(GO) test -count=1 -v -timeout 60m -run TestDiagnoseFull ./internal/diagnose
+
+# Every file of every fixture tree through every hostile variant (CI runs a
+# sample of one file in eight).
+hostile:
+	$(GO) test -count=1 -v -run '^TestHostileTree$$' ./collector -hostile.all
 
 FUZZTIME ?= 30s
 fuzz:

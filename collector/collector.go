@@ -157,6 +157,7 @@ var (
 type Set struct {
 	logger     *slog.Logger
 	collectors map[string]Collector
+	dl         deadlines
 }
 
 // NewSet builds the named collectors. A collector whose factory fails is left
@@ -235,22 +236,29 @@ func (s *Set) Close() {
 // collector exposes depends on the machine and the config.
 func (s *Set) Describe(chan<- *prometheus.Desc) {}
 
-// Collect runs every collector concurrently and reports how each fared.
+// Collect runs every collector concurrently and reports how each fared. It
+// returns by the set's deadline: a collector that has not finished by then
+// is reported failed and stuck (see deadline.go).
 func (s *Set) Collect(ch chan<- prometheus.Metric) {
+	deadline := time.Now().Add(s.Timeout())
 	var wg sync.WaitGroup
 	wg.Add(len(s.collectors))
 	for name, c := range s.collectors {
 		go func() {
 			defer wg.Done()
-			s.run(name, c, ch)
+			s.run(name, c, ch, deadline)
 		}()
 	}
 	wg.Wait()
+	s.collectStuck(ch)
 }
 
-func (s *Set) run(name string, c Collector, ch chan<- prometheus.Metric) {
+func (s *Set) run(name string, c Collector, ch chan<- prometheus.Metric, deadline time.Time) {
 	begin := time.Now()
-	err := safeUpdate(c, ch)
+	metrics, err := s.updateWithin(name, c, deadline)
+	for _, m := range metrics {
+		ch <- m
+	}
 	success := 1.0
 	switch {
 	case err == nil:

@@ -1,12 +1,14 @@
 package collector
 
 import (
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/procfs"
 	"github.com/prometheus/procfs/sysfs"
 )
 
@@ -25,6 +27,12 @@ type cpuCollector struct {
 	// it costs four files per CPU, so it is read once per CPU.
 	topoMu sync.Mutex
 	topo   map[string]sysfs.CPUTopology
+
+	// The last good /proc/stat counters and their boot, to catch a read
+	// whose counters went backwards.
+	lastMu    sync.Mutex
+	lastBoot  uint64
+	lastTimes map[string]float64
 
 	seconds, count, forks, ctxt, running, blocked *prometheus.Desc
 	load1, load5, load15                          *prometheus.Desc
@@ -64,9 +72,17 @@ func (c *cpuCollector) Update(ch chan<- prometheus.Metric) error {
 	if err != nil {
 		return err
 	}
-	st, err := proc.Stat()
+	// Every Linux has /proc/stat: failing to read it is a real error.
+	statPath := procFilePath("stat")
+	st, err := readGuarded(statPath, proc.Stat)
 	if err != nil {
-		return err // every Linux has /proc/stat: failing to read it is a real error
+		return err
+	}
+	if err := checkStat(st); err != nil {
+		return fmt.Errorf("%s: %w", statPath, err)
+	}
+	if err := c.checkBackwards(st); err != nil {
+		return fmt.Errorf("%s: %w", statPath, err)
 	}
 	t := st.CPUTotal
 	for _, m := range []struct {
@@ -85,7 +101,7 @@ func (c *cpuCollector) Update(ch chan<- prometheus.Metric) error {
 	ch <- prometheus.MustNewConstMetric(c.running, prometheus.GaugeValue, float64(st.ProcessesRunning))
 	ch <- prometheus.MustNewConstMetric(c.blocked, prometheus.GaugeValue, float64(st.ProcessesBlocked))
 
-	if l, err := proc.LoadAvg(); err == nil {
+	if l, err := readGuarded(procFilePath("loadavg"), proc.LoadAvg); err == nil {
 		ch <- prometheus.MustNewConstMetric(c.load1, prometheus.GaugeValue, l.Load1)
 		ch <- prometheus.MustNewConstMetric(c.load5, prometheus.GaugeValue, l.Load5)
 		ch <- prometheus.MustNewConstMetric(c.load15, prometheus.GaugeValue, l.Load15)
@@ -101,8 +117,24 @@ func (c *cpuCollector) Update(ch chan<- prometheus.Metric) error {
 	return nil
 }
 
+func (c *cpuCollector) checkBackwards(st procfs.Stat) error {
+	cur := cpuTimes(st.CPUTotal)
+	c.lastMu.Lock()
+	defer c.lastMu.Unlock()
+	if st.BootTime == c.lastBoot {
+		if err := checkMonotonic(c.lastTimes, cur); err != nil {
+			return err
+		}
+	}
+	c.lastBoot, c.lastTimes = st.BootTime, cur
+	return nil
+}
+
 func (c *cpuCollector) updateFrequency(ch chan<- prometheus.Metric, sys sysfs.FS) {
-	stats, err := sys.SystemCpufreq()
+	stats, err := readGuarded(sysFilePath("devices/system/cpu"), sys.SystemCpufreq)
+	if err == nil {
+		err = checkAttrs(false, "devices/system/cpu/cpu*/cpufreq/*", "devices/system/cpu/cpufreq/policy*/*")
+	}
 	if err != nil {
 		skipSeries(c.logger, "cpufreq", err) // VMs and some boards have none
 		return
@@ -128,6 +160,9 @@ func (c *cpuCollector) updateFrequency(ch chan<- prometheus.Metric, sys sysfs.FS
 
 func (c *cpuCollector) updateThrottles(ch chan<- prometheus.Metric, sys sysfs.FS) {
 	cpus, err := sys.CPUs()
+	if err == nil {
+		err = checkAttrs(false, "devices/system/cpu/cpu*/thermal_throttle/*", "devices/system/cpu/cpu*/topology/*")
+	}
 	if err != nil {
 		skipSeries(c.logger, "cpu list", err)
 		return

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -78,9 +79,9 @@ func (c *diskCollector) updateFilesystems(ch chan<- prometheus.Metric) int {
 		skipSeries(c.logger, "mountinfo", err)
 		return 0
 	}
-	mounts, err := proc.GetProcMounts(1)
+	mounts, err := readGuarded(procFilePath("1/mountinfo"), func() ([]*procfs.MountInfo, error) { return proc.GetProcMounts(1) })
 	if err != nil {
-		if mounts, err = proc.GetMounts(); err != nil {
+		if mounts, err = readGuarded(procFilePath("self/mountinfo"), proc.GetMounts); err != nil {
 			skipSeries(c.logger, "mountinfo", err)
 			return 0
 		}
@@ -132,6 +133,9 @@ func (c *diskCollector) updateBlockDevices(ch chan<- prometheus.Metric) int {
 		return 0
 	}
 	devs, err := block.SysBlockDevices()
+	if err == nil {
+		err = checkAttrs(false, "block/*/stat")
+	}
 	if err != nil {
 		skipSeries(c.logger, "block devices", err)
 		return 0

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -47,7 +48,13 @@ func noNL80211() (wifiClient, error) { return nil, errors.New("nl80211 not in fi
 // newHostSet builds every host collector, the wifi one with dial.
 func newHostSet(t testing.TB, dial func() (wifiClient, error)) *Set {
 	t.Helper()
-	logger, cfg := testutil.Logger(), testConfig()
+	return newHostSetLogged(t, dial, testutil.Logger())
+}
+
+// newHostSetLogged is newHostSet with the collectors logging to logger.
+func newHostSetLogged(t testing.TB, dial func() (wifiClient, error), logger *slog.Logger) *Set {
+	t.Helper()
+	cfg := testConfig()
 	cs := map[string]Collector{}
 	for _, n := range HostCollectors() {
 		var c Collector

@@ -32,7 +32,7 @@ func parseSysfsInt(b []byte) (int64, error) {
 }
 
 func readSysfsInt(path string) (int64, error) {
-	b, err := readFileNoBlock(path)
+	b, err := readAttr(path)
 	if err != nil {
 		return 0, err
 	}
@@ -44,7 +44,7 @@ func readSysfsInt(path string) (int64, error) {
 }
 
 func readSysfsString(path string) (string, error) {
-	b, err := readFileNoBlock(path)
+	b, err := readAttr(path)
 	if err != nil {
 		return "", err
 	}

@@ -43,9 +43,13 @@ func (c *memoryCollector) Update(ch chan<- prometheus.Metric) error {
 	if err != nil {
 		return err
 	}
-	mi, err := fs.Meminfo()
+	path := procFilePath("meminfo")
+	mi, err := readGuarded(path, fs.Meminfo)
 	if err != nil {
 		return err
+	}
+	if err := checkMeminfo(mi); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	gauge := func(d *prometheus.Desc, v *uint64) {
 		if v != nil {

@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"fmt"
 	"log/slog"
 	"regexp"
 
@@ -109,17 +110,17 @@ func (c *netstatCollector) Update(ch chan<- prometheus.Metric) error {
 }
 
 func (c *netstatCollector) updateProtocols(ch chan<- prometheus.Metric, fs procfs.FS) int {
-	self, err := fs.Self()
+	self, err := readGuarded(procFilePath("self"), fs.Self)
 	if err != nil {
 		skipSeries(c.logger, "proc self", err)
 		return 0
 	}
-	snmp, err := self.Snmp()
+	snmp, err := readGuarded(procFilePath("self/net/snmp"), self.Snmp)
 	if err != nil {
 		skipSeries(c.logger, "net/snmp", err)
 		return 0
 	}
-	netstat, err := self.Netstat()
+	netstat, err := readGuarded(procFilePath("self/net/netstat"), self.Netstat)
 	if err != nil {
 		skipSeries(c.logger, "net/netstat", err)
 	}
@@ -152,7 +153,10 @@ func (c *netstatCollector) updateConntrack(ch chan<- prometheus.Metric, fs procf
 		ch <- prometheus.MustNewConstMetric(f.desc, prometheus.GaugeValue, float64(v))
 		n++
 	}
-	stats, err := fs.ConntrackStat()
+	stats, err := readGuarded(procFilePath("net/stat/nf_conntrack"), fs.ConntrackStat)
+	if err == nil && len(stats) == 0 {
+		err = fmt.Errorf("%s: no per-CPU lines", procFilePath("net/stat/nf_conntrack"))
+	}
 	if err != nil {
 		skipSeries(c.logger, "net/stat/nf_conntrack", err)
 		return n
@@ -170,7 +174,7 @@ func (c *netstatCollector) updateConntrack(ch chan<- prometheus.Metric, fs procf
 }
 
 func (c *netstatCollector) updateNetDev(ch chan<- prometheus.Metric, fs procfs.FS) int {
-	devs, err := fs.NetDev()
+	devs, err := readGuarded(procFilePath("net/dev"), fs.NetDev)
 	if err != nil {
 		skipSeries(c.logger, "net/dev", err)
 		return 0

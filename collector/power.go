@@ -87,7 +87,7 @@ func (c *powerCollector) updateINA3221(ch chan<- prometheus.Metric) int {
 	iio, _ := filepath.Glob(sysFilePath("bus/i2c/drivers/ina3221x/*/iio:device*"))
 	for _, dir := range iio {
 		rails = append(rails, ina3221IIORails(func(f string) ([]byte, error) {
-			return readFileNoBlock(filepath.Join(dir, f))
+			return readAttr(filepath.Join(dir, f))
 		})...)
 	}
 	// Newer L4T: the mainline hwmon driver, channels 1-3, no power attribute.
@@ -194,7 +194,10 @@ func ina3221HwmonRails(sensors []hwmonSensor) []powerRail {
 var powerSupplyStatuses = []string{"Charging", "Discharging", "Not charging", "Full", "Unknown"}
 
 func (c *powerCollector) updatePowerSupply(ch chan<- prometheus.Metric, sys sysfs.FS) int {
-	supplies, err := sys.PowerSupplyClass()
+	supplies, err := readGuarded(sysFilePath("class/power_supply"), sys.PowerSupplyClass)
+	if err == nil {
+		err = checkAttrs(false, "class/power_supply/*/*")
+	}
 	if err != nil {
 		skipSeries(c.logger, "power_supply", err)
 		return 0
@@ -238,7 +241,10 @@ func (c *powerCollector) updatePowerSupply(ch chan<- prometheus.Metric, sys sysf
 }
 
 func (c *powerCollector) updateRAPL(ch chan<- prometheus.Metric, sys sysfs.FS) int {
-	zones, err := sysfs.GetRaplZones(sys)
+	zones, err := readGuarded(sysFilePath("class/powercap"), func() ([]sysfs.RaplZone, error) { return sysfs.GetRaplZones(sys) })
+	if err == nil {
+		err = checkAttrs(false, "class/powercap/*/*")
+	}
 	if err != nil {
 		skipSeries(c.logger, "rapl", err)
 		return 0

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/procfs"
 )
 
 // The pressure collector reports Linux pressure stall information: the time
@@ -51,7 +52,7 @@ func (c *pressureCollector) Update(ch chan<- prometheus.Metric) error {
 	}
 	n := 0
 	for _, d := range c.descs {
-		st, err := fs.PSIStatsForResource(d.resource)
+		st, err := readGuarded(procFilePath("pressure", d.resource), func() (procfs.PSIStats, error) { return fs.PSIStatsForResource(d.resource) })
 		if err != nil {
 			// No PSI (kernel without it, psi=0, irq before 6.1): skip.
 			skipSeries(c.logger, "pressure/"+d.resource, err)

@@ -5,10 +5,19 @@ import (
 	"syscall"
 )
 
-// readFileNoBlock reads a small /proc or /sys file with plain blocking read
-// syscalls. Go's os.ReadFile goes through the poller, and some hwmon drivers
-// answer its non-blocking reads with EAGAIN forever.
+// readFileNoBlock reads a small /proc or /sys text file with plain blocking
+// read syscalls, and rejects one the kernel cannot have written (see
+// checkText). Go's os.ReadFile goes through the poller, and some hwmon
+// drivers answer its non-blocking reads with EAGAIN forever.
 func readFileNoBlock(path string) ([]byte, error) {
+	b, err := readBlocking(path)
+	if err != nil {
+		return nil, err
+	}
+	return b, checkText(path, b)
+}
+
+func readBlocking(path string) ([]byte, error) {
 	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
@@ -31,4 +40,29 @@ func readFileNoBlock(path string) ([]byte, error) {
 		}
 		buf = buf[:len(buf)+n]
 	}
+}
+
+// readRaw reads a regular file as readFileNoBlock does, without its checks;
+// anything else (a FIFO, a directory) is an error at once, never a wait.
+func readRaw(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, &os.PathError{Op: "read", Path: path, Err: syscall.EINVAL}
+	}
+	return readBlocking(path)
+}
+
+// readAttr reads one sysfs attribute: readFileNoBlock within a page.
+func readAttr(path string) ([]byte, error) {
+	b, err := readFileNoBlock(path)
+	if err == nil {
+		err = checkAttr(path, b)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
 }

@@ -64,13 +64,20 @@ func (c *thermalCollector) Update(ch chan<- prometheus.Metric) error {
 }
 
 func (c *thermalCollector) updateZones(ch chan<- prometheus.Metric, sys sysfs.FS) int {
-	zones, err := sys.ClassThermalZoneStats()
+	zones, err := readGuarded(sysFilePath("class/thermal"), sys.ClassThermalZoneStats)
+	if err == nil {
+		err = checkAttrs(true, "class/thermal/thermal_zone*/*")
+	}
 	if err != nil {
 		skipSeries(c.logger, "thermal zones", err)
 		return 0
 	}
 	n := 0
 	for _, z := range zones {
+		if z.Type == "" { // every zone has a type; an empty one is a bad read
+			skipSeries(c.logger, "thermal zone "+z.Name, fmt.Errorf("%s: empty", sysFilePath("class/thermal", "thermal_zone"+z.Name, "type")))
+			continue
+		}
 		if z.ReadErrors == nil {
 			ch <- prometheus.MustNewConstMetric(c.zoneTemp, prometheus.GaugeValue, float64(z.Temp)/1000, z.Name, z.Type)
 			n++
@@ -97,16 +104,25 @@ func (c *thermalCollector) updateZones(ch chan<- prometheus.Metric, sys sysfs.FS
 }
 
 func (c *thermalCollector) updateCooling(ch chan<- prometheus.Metric, sys sysfs.FS) int {
-	devs, err := sys.ClassCoolingDeviceStats()
+	devs, err := readGuarded(sysFilePath("class/thermal"), sys.ClassCoolingDeviceStats)
+	if err == nil {
+		err = checkAttrs(true, "class/thermal/cooling_device*/*")
+	}
 	if err != nil {
 		skipSeries(c.logger, "cooling devices", err)
 		return 0
 	}
+	n := 0
 	for _, d := range devs {
+		if d.Type == "" { // every cooling device has a type; an empty one is a bad read
+			skipSeries(c.logger, "cooling device "+d.Name, fmt.Errorf("%s: empty", sysFilePath("class/thermal", "cooling_device"+d.Name, "type")))
+			continue
+		}
+		n++
 		ch <- prometheus.MustNewConstMetric(c.coolCur, prometheus.GaugeValue, float64(d.CurState), d.Name, d.Type)
 		ch <- prometheus.MustNewConstMetric(c.coolMax, prometheus.GaugeValue, float64(d.MaxState), d.Name, d.Type)
 	}
-	return len(devs)
+	return n
 }
 
 func (c *thermalCollector) updateHwmon(ch chan<- prometheus.Metric) int {
@@ -115,14 +131,22 @@ func (c *thermalCollector) updateHwmon(ch chan<- prometheus.Metric) int {
 		skipSeries(c.logger, "hwmon", err)
 		return 0
 	}
-	seen := map[string]bool{}
-	n := 0
+	// Two chips of one name are told apart by the order they come in
+	// (uniqueLabel), so a chip whose name cannot be read would hand its
+	// label to the next one: its readings under another chip's name.
+	// Without every name, no hwmon series.
+	chips := make([]hwmonChip, 0, len(dirs))
 	for _, d := range dirs {
 		chip, err := readHwmonChip(d)
 		if err != nil {
-			skipSeries(c.logger, d, err)
-			continue
+			skipSeries(c.logger, "hwmon (every chip, since labels depend on all names)", err)
+			return 0
 		}
+		chips = append(chips, chip)
+	}
+	seen := map[string]bool{}
+	n := 0
+	for _, chip := range chips {
 		name, ok := uniqueLabel(seen, chip.name, chip.alt)
 		if !ok {
 			continue
@@ -218,7 +242,7 @@ func readHwmonChip(dir string) (hwmonChip, error) {
 		files = append(files, e.Name())
 	}
 	chip.sensors = hwmonSensors(files, func(f string) ([]byte, error) {
-		return readFileNoBlock(filepath.Join(dir, f))
+		return readAttr(filepath.Join(dir, f))
 	})
 	return chip, nil
 }

@@ -187,12 +187,12 @@ func (x *reloader) reload() error {
 
 func (x *reloader) mux(reg *prometheus.Registry, metricsPath string, maxRequests int) (*http.ServeMux, error) {
 	mux := http.NewServeMux()
-	mux.Handle(metricsPath, &scrapeGC{next: promhttp.HandlerFor(x.feed.tee(reg), promhttp.HandlerOpts{
+	mux.Handle(metricsPath, &scrapeGC{next: withScrapeTimeout(x.set, promhttp.HandlerFor(x.feed.tee(reg), promhttp.HandlerOpts{
 		ErrorLog:            slog.NewLogLogger(x.logger.Handler(), slog.LevelError),
 		ErrorHandling:       promhttp.ContinueOnError,
 		MaxRequestsInFlight: maxRequests,
 		EnableOpenMetrics:   true,
-	})})
+	}))})
 	mux.Handle("/status", &scrapeGC{next: x.feed.handler()}) // its garbage is a scrape's too
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Healthy.") })
 	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Ready.") })
