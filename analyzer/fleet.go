@@ -24,7 +24,6 @@ type FleetIncident struct {
 
 // nodeAttrs is what a node shares with others.
 type nodeAttrs struct {
-	gateway  string            // gateway address
 	hop      string            // address of mtr hop 2, the first beyond the gateway
 	targetIP map[string]string // ping target → address
 	labels   map[string]string // fleet labels (site, …)

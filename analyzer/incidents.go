@@ -169,7 +169,6 @@ type nodeInput struct {
 	DNS                 map[string][]float64 // per resolver mean lookup time
 	Signals             map[string][]float64 // host signals by name
 	Bloat               []float64
-	outageAt            []bool
 }
 
 // above is an onset test: the value is past the exit threshold (a NaN is not).

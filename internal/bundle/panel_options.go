@@ -5,7 +5,6 @@ package bundle
 // dashboard, but an import or a provisioning diff should not depend on that.
 
 var (
-	legendList = map[string]any{"displayMode": "list", "placement": "bottom", "showLegend": true, "calcs": []any{}}
 	legendHide = map[string]any{"displayMode": "hidden", "placement": "bottom", "showLegend": false, "calcs": []any{}}
 	tooltip    = map[string]any{"mode": "multi", "sort": "desc"}
 	lastValue  = map[string]any{"calcs": []any{"lastNotNull"}, "fields": "", "values": false}

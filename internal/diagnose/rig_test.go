@@ -48,20 +48,19 @@ func prometheusBin(t *testing.T) string {
 
 // rig is one lab with the whole stack running in the client's namespace.
 type rig struct {
-	t          *testing.T
-	tp         *lab.Topo
-	client2    *lab.Host // second node behind the same gateway (fleet faults), or nil
-	dns        *lab.DNSServer
-	dst, dst2  string // destination addresses
-	iperf      string // iperf3 server address on dst
-	delay      *lab.Delay
-	http       *http.Client
-	obs        *observer
-	started    time.Time
-	clientIf   string // the client's interface towards the gateway
-	dir        string
-	nodes      []string
-	dnsTimeout time.Duration
+	t         *testing.T
+	tp        *lab.Topo
+	client2   *lab.Host // second node behind the same gateway (fleet faults), or nil
+	dns       *lab.DNSServer
+	dst, dst2 string // destination addresses
+	iperf     string // iperf3 server address on dst
+	delay     *lab.Delay
+	http      *http.Client
+	obs       *observer
+	started   time.Time
+	clientIf  string // the client's interface towards the gateway
+	dir       string
+	nodes     []string
 }
 
 func newRig(t *testing.T, fleet bool) *rig {
