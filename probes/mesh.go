@@ -104,6 +104,47 @@ type meshStats struct {
 
 	clockMu sync.Mutex
 	clock   mesh.ClockFilter
+
+	// Label pairs built once, a peer's pairs shared among them: per-scrape
+	// label pairs were a third of a scrape's garbage.
+	in    map[string]*dto.LabelPair
+	pairs struct {
+		peer  []*dto.LabelPair       // peer_up, clock_*, tcp_reconnects_total
+		proto [3][]*dto.LabelPair    // sent, received
+		lost  [3][3][]*dto.LabelPair // protocol × direction
+		dir   [2][]*dto.LabelPair    // reordered
+	}
+}
+
+func newMeshStats(d *meshDescs, name string, labels []string) *meshStats {
+	s := &meshStats{name: name, labels: labels, in: map[string]*dto.LabelPair{}}
+	s.pairs.peer = s.labelPairs(d.up)
+	for p := range mesh.Proto(3) {
+		s.pairs.proto[p] = s.labelPairs(d.sent, p.String())
+		for dir := range mesh.Direction(3) {
+			s.pairs.lost[p][dir] = s.labelPairs(d.lost, p.String(), dir.String())
+		}
+	}
+	for _, dir := range []mesh.Direction{mesh.Forward, mesh.Return} {
+		s.pairs.dir[dir] = s.labelPairs(d.reordered, dir.String())
+	}
+	s.in = nil // only needed while building
+	return s
+}
+
+// labelPairs are d's sorted pairs for the peer, the values v and the
+// custom labels, each pair shared with the peer's other series.
+func (s *meshStats) labelPairs(d *prometheus.Desc, v ...string) []*dto.LabelPair {
+	ps := prometheus.MakeLabelPairs(d, append(append([]string{s.name}, v...), s.labels...))
+	for i, p := range ps {
+		k := p.GetName() + "\xff" + p.GetValue()
+		if q, ok := s.in[k]; ok {
+			ps[i] = q
+		} else {
+			s.in[k] = p
+		}
+	}
+	return ps
 }
 
 func (s *meshStats) Sent(p mesh.Proto)                   { s.sent[p].Add(1) }
@@ -286,7 +327,7 @@ func (c *meshCollector) applyPeersLocked() {
 			e.addr = ip.Unmap()
 		}
 		if e.stats == nil {
-			e.stats = &meshStats{name: e.cfg.Name, labels: e.labels}
+			e.stats = newMeshStats(&c.descs, e.cfg.Name, e.labels)
 		}
 		if e.addr.IsValid() {
 			c.attachLocked(e)
@@ -329,15 +370,12 @@ func (c *meshCollector) attachLocked(e *meshEntry) {
 // and ping series line up on one dashboard; client_golang's histogram with
 // native buckets held 3/4 of a peer's heap (issue 18).
 func (c *meshCollector) ensureHistograms(s *meshStats, p mesh.Proto) {
-	pairs := func(d *prometheus.Desc, v string) []*dto.LabelPair {
-		return prometheus.MakeLabelPairs(d, append([]string{s.name, v}, s.labels...))
-	}
 	if s.rtt[p] == nil {
-		s.rtt[p] = newRTTHistogram(c.descs.rtt, pairs(c.descs.rtt, p.String()), pingBuckets, c.deps.Now)
+		s.rtt[p] = newRTTHistogram(c.descs.rtt, s.pairs.proto[p], pingBuckets, c.deps.Now)
 	}
 	if p == mesh.UDP && s.oneWay[0] == nil {
 		for _, d := range []mesh.Direction{mesh.Forward, mesh.Return} {
-			s.oneWay[d] = newRTTHistogram(c.descs.oneWay, pairs(c.descs.oneWay, d.String()), pingBuckets, c.deps.Now)
+			s.oneWay[d] = newRTTHistogram(c.descs.oneWay, s.pairs.dir[d], pingBuckets, c.deps.Now)
 		}
 	}
 }
@@ -464,48 +502,51 @@ func (c *meshCollector) updateResponder(out emitter) {
 	}
 }
 
-func (c *meshCollector) updatePeer(out emitter, e *meshEntry, maxUnc time.Duration) {
-	d := c.descs
-	lv := append([]string{e.cfg.Name}, e.labels...)
+func (c *meshCollector) updatePeer(ch chan<- prometheus.Metric, e *meshEntry, maxUnc time.Duration) {
+	d, s := c.descs, e.stats
 	ip := ""
 	if e.addr.IsValid() {
 		ip = e.addr.String()
 	}
-	out.gauge(d.info, 1, append([]string{e.cfg.Name, e.cfg.Address, ip}, e.labels...)...)
-	out.gauge(d.up, boolValue(e.handle != nil), lv...)
-	s := e.stats
+	emitter(ch).gauge(d.info, 1, append([]string{e.cfg.Name, e.cfg.Address, ip}, e.labels...)...)
+	gauge := func(d *prometheus.Desc, ps []*dto.LabelPair, v float64) {
+		ch <- &pairsMetric{d, ps, dto.MetricType_GAUGE, v}
+	}
+	counter := func(d *prometheus.Desc, ps []*dto.LabelPair, v uint64) {
+		ch <- &pairsMetric{d, ps, dto.MetricType_COUNTER, float64(v)}
+	}
+	gauge(d.up, s.pairs.peer, boolValue(e.handle != nil))
 	for p, name := range []string{config.MeshUDP, config.MeshTCP, config.MeshTCPConnect} {
 		if !e.cfg.Has(name) || s.rtt[p] == nil {
 			continue
 		}
-		plv := append([]string{e.cfg.Name, name}, e.labels...)
-		out.counter(d.sent, s.sent[p].Load(), plv...)
-		out.counter(d.received, s.received[p].Load(), plv...)
+		counter(d.sent, s.pairs.proto[p], s.sent[p].Load())
+		counter(d.received, s.pairs.proto[p], s.received[p].Load())
 		dirs := []mesh.Direction{mesh.DirUnknown}
 		if mesh.Proto(p) == mesh.UDP {
 			dirs = []mesh.Direction{mesh.Forward, mesh.Return, mesh.DirUnknown}
 		}
 		for _, dir := range dirs {
-			out.counter(d.lost, s.lost[p][dir].Load(), append([]string{e.cfg.Name, name, dir.String()}, e.labels...)...)
+			counter(d.lost, s.pairs.lost[p][dir], s.lost[p][dir].Load())
 		}
-		out <- s.rtt[p]
+		ch <- s.rtt[p]
 	}
 	if e.cfg.Has(config.MeshUDP) && s.oneWay[0] != nil {
 		for _, dir := range []mesh.Direction{mesh.Forward, mesh.Return} {
-			out.counter(d.reordered, s.reordered[dir].Load(), append([]string{e.cfg.Name, dir.String()}, e.labels...)...)
-			out <- s.oneWay[dir]
+			counter(d.reordered, s.pairs.dir[dir], s.reordered[dir].Load())
+			ch <- s.oneWay[dir]
 		}
 		s.clockMu.Lock()
 		est, ok := s.clock.Estimate(maxUnc)
 		s.clockMu.Unlock()
 		if ok {
-			out.gauge(d.offset, est.Offset.Seconds(), lv...)
-			out.gauge(d.uncertainty, est.Uncertainty.Seconds(), lv...)
-			out.gauge(d.trustworthy, boolValue(est.Trustworthy), lv...)
+			gauge(d.offset, s.pairs.peer, est.Offset.Seconds())
+			gauge(d.uncertainty, s.pairs.peer, est.Uncertainty.Seconds())
+			gauge(d.trustworthy, s.pairs.peer, boolValue(est.Trustworthy))
 		}
 	}
 	if e.cfg.Has(config.MeshTCP) {
-		out.counter(d.reconnects, s.reconnect.Load(), lv...)
+		counter(d.reconnects, s.pairs.peer, s.reconnect.Load())
 	}
 }
 
