@@ -151,10 +151,10 @@ func (s *meshStats) Sent(p mesh.Proto)                   { s.sent[p].Add(1) }
 func (s *meshStats) Lost(p mesh.Proto, d mesh.Direction) { s.lost[p][d].Add(1) }
 func (s *meshStats) Reordered(d mesh.Direction)          { s.reordered[d].Add(1) }
 func (s *meshStats) Reconnected()                        { s.reconnect.Add(1) }
-func (s *meshStats) Reply(p mesh.Proto, rtt time.Duration, smp *mesh.Sample) {
+func (s *meshStats) Reply(p mesh.Proto, rtt time.Duration, smp mesh.Sample) {
 	s.received[p].Add(1)
 	s.rtt[p].Observe(rtt.Seconds())
-	if smp == nil {
+	if p != mesh.UDP {
 		return
 	}
 	fwd, ret := smp.T2-smp.T1, smp.T4-smp.T3
