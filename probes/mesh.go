@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/config"
@@ -98,21 +99,62 @@ type meshStats struct {
 	lost      [3][3]atomic.Uint64 // protocol × direction
 	reordered [2]atomic.Uint64
 	reconnect atomic.Uint64
-	rtt       [3]prometheus.Histogram // nil until the protocol is probed
-	oneWay    [2]prometheus.Histogram
+	rtt       [3]*rttHistogram // nil until the protocol is probed
+	oneWay    [2]*rttHistogram
 
 	clockMu sync.Mutex
 	clock   mesh.ClockFilter
+
+	// Label pairs built once, a peer's pairs shared among them: per-scrape
+	// label pairs were a third of a scrape's garbage.
+	in    map[string]*dto.LabelPair
+	pairs struct {
+		peer  []*dto.LabelPair       // peer_up, clock_*, tcp_reconnects_total
+		proto [3][]*dto.LabelPair    // sent, received
+		lost  [3][3][]*dto.LabelPair // protocol × direction
+		dir   [2][]*dto.LabelPair    // reordered
+	}
+}
+
+func newMeshStats(d *meshDescs, name string, labels []string) *meshStats {
+	s := &meshStats{name: name, labels: labels, in: map[string]*dto.LabelPair{}}
+	s.pairs.peer = s.labelPairs(d.up)
+	for p := range mesh.Proto(3) {
+		s.pairs.proto[p] = s.labelPairs(d.sent, p.String())
+		for dir := range mesh.Direction(3) {
+			s.pairs.lost[p][dir] = s.labelPairs(d.lost, p.String(), dir.String())
+		}
+	}
+	for _, dir := range []mesh.Direction{mesh.Forward, mesh.Return} {
+		s.pairs.dir[dir] = s.labelPairs(d.reordered, dir.String())
+	}
+	s.in = nil // only needed while building
+	return s
+}
+
+// labelPairs are d's sorted pairs for the peer, the values v and the
+// custom labels, each pair shared with the peer's other series.
+func (s *meshStats) labelPairs(d *prometheus.Desc, v ...string) []*dto.LabelPair {
+	ps := prometheus.MakeLabelPairs(d, append(append([]string{s.name}, v...), s.labels...))
+	for i, p := range ps {
+		k := p.GetName() + "\xff" + p.GetValue()
+		if q, ok := s.in[k]; ok {
+			ps[i] = q
+		} else {
+			s.in[k] = p
+		}
+	}
+	return ps
 }
 
 func (s *meshStats) Sent(p mesh.Proto)                   { s.sent[p].Add(1) }
 func (s *meshStats) Lost(p mesh.Proto, d mesh.Direction) { s.lost[p][d].Add(1) }
 func (s *meshStats) Reordered(d mesh.Direction)          { s.reordered[d].Add(1) }
 func (s *meshStats) Reconnected()                        { s.reconnect.Add(1) }
-func (s *meshStats) Reply(p mesh.Proto, rtt time.Duration, smp *mesh.Sample) {
+func (s *meshStats) Reply(p mesh.Proto, rtt time.Duration, smp mesh.Sample) {
 	s.received[p].Add(1)
 	s.rtt[p].Observe(rtt.Seconds())
-	if smp == nil {
+	if p != mesh.UDP {
 		return
 	}
 	fwd, ret := smp.T2-smp.T1, smp.T4-smp.T3
@@ -129,6 +171,7 @@ type meshDescs struct {
 	unmatched, proberUp                                     *prometheus.Desc
 	respUp, respRequests, respReplies, respLimited, respBad *prometheus.Desc
 	respRefused, fileOK, fileOKTime                         *prometheus.Desc
+	rtt, oneWay                                             *prometheus.Desc
 }
 
 func newMeshCollector(logger *slog.Logger, cfg *config.Config, deps Deps) (collector.Collector, error) {
@@ -284,7 +327,7 @@ func (c *meshCollector) applyPeersLocked() {
 			e.addr = ip.Unmap()
 		}
 		if e.stats == nil {
-			e.stats = &meshStats{name: e.cfg.Name, labels: e.labels}
+			e.stats = newMeshStats(&c.descs, e.cfg.Name, e.labels)
 		}
 		if e.addr.IsValid() {
 			c.attachLocked(e)
@@ -323,40 +366,16 @@ func (c *meshCollector) attachLocked(e *meshEntry) {
 	}
 }
 
-// RTT and one-way histograms share ping's buckets, so mesh and ping series
-// line up on one dashboard.
+// RTT and one-way histograms are ping's type, with ping's buckets, so mesh
+// and ping series line up on one dashboard; client_golang's histogram with
+// native buckets held 3/4 of a peer's heap (issue 18).
 func (c *meshCollector) ensureHistograms(s *meshStats, p mesh.Proto) {
-	base := prometheus.Labels{"peer": s.name}
-	for i, n := range c.labelNames {
-		base[n] = s.labels[i]
-	}
-	with := func(k, v string) prometheus.Labels {
-		l := prometheus.Labels{k: v}
-		for a, b := range base {
-			l[a] = b
-		}
-		return l
-	}
-	opts := func(name, help string, l prometheus.Labels) prometheus.HistogramOpts {
-		return prometheus.HistogramOpts{
-			Namespace: collector.Namespace, Subsystem: "mesh", Name: name, Help: help,
-			Buckets:                         pingBuckets,
-			NativeHistogramBucketFactor:     1.05,
-			NativeHistogramMaxBucketNumber:  100,
-			NativeHistogramMinResetDuration: time.Hour,
-			ConstLabels:                     l,
-		}
-	}
 	if s.rtt[p] == nil {
-		s.rtt[p] = prometheus.NewHistogram(opts("rtt_seconds",
-			"Round-trip time of answered mesh probes, without the responder's turnaround; for tcp_connect, the handshake time. Lost probes are never observed here.",
-			with("protocol", p.String())))
+		s.rtt[p] = newRTTHistogram(c.descs.rtt, s.pairs.proto[p], pingBuckets, c.deps.Now)
 	}
 	if p == mesh.UDP && s.oneWay[0] == nil {
 		for _, d := range []mesh.Direction{mesh.Forward, mesh.Return} {
-			s.oneWay[d] = prometheus.NewHistogram(opts("one_way_delay_seconds",
-				"One-way delay of answered UDP probes (forward: this node to the peer; return: back), from the two nodes' clocks as they are: valid only while smokemon_mesh_clock_trustworthy is 1.",
-				with("direction", d.String())))
+			s.oneWay[d] = newRTTHistogram(c.descs.oneWay, s.pairs.dir[d], pingBuckets, c.deps.Now)
 		}
 	}
 }
@@ -483,48 +502,51 @@ func (c *meshCollector) updateResponder(out emitter) {
 	}
 }
 
-func (c *meshCollector) updatePeer(out emitter, e *meshEntry, maxUnc time.Duration) {
-	d := c.descs
-	lv := append([]string{e.cfg.Name}, e.labels...)
+func (c *meshCollector) updatePeer(ch chan<- prometheus.Metric, e *meshEntry, maxUnc time.Duration) {
+	d, s := c.descs, e.stats
 	ip := ""
 	if e.addr.IsValid() {
 		ip = e.addr.String()
 	}
-	out.gauge(d.info, 1, append([]string{e.cfg.Name, e.cfg.Address, ip}, e.labels...)...)
-	out.gauge(d.up, boolValue(e.handle != nil), lv...)
-	s := e.stats
+	emitter(ch).gauge(d.info, 1, append([]string{e.cfg.Name, e.cfg.Address, ip}, e.labels...)...)
+	gauge := func(d *prometheus.Desc, ps []*dto.LabelPair, v float64) {
+		ch <- &pairsMetric{d, ps, dto.MetricType_GAUGE, v}
+	}
+	counter := func(d *prometheus.Desc, ps []*dto.LabelPair, v uint64) {
+		ch <- &pairsMetric{d, ps, dto.MetricType_COUNTER, float64(v)}
+	}
+	gauge(d.up, s.pairs.peer, boolValue(e.handle != nil))
 	for p, name := range []string{config.MeshUDP, config.MeshTCP, config.MeshTCPConnect} {
 		if !e.cfg.Has(name) || s.rtt[p] == nil {
 			continue
 		}
-		plv := append([]string{e.cfg.Name, name}, e.labels...)
-		out.counter(d.sent, s.sent[p].Load(), plv...)
-		out.counter(d.received, s.received[p].Load(), plv...)
+		counter(d.sent, s.pairs.proto[p], s.sent[p].Load())
+		counter(d.received, s.pairs.proto[p], s.received[p].Load())
 		dirs := []mesh.Direction{mesh.DirUnknown}
 		if mesh.Proto(p) == mesh.UDP {
 			dirs = []mesh.Direction{mesh.Forward, mesh.Return, mesh.DirUnknown}
 		}
 		for _, dir := range dirs {
-			out.counter(d.lost, s.lost[p][dir].Load(), append([]string{e.cfg.Name, name, dir.String()}, e.labels...)...)
+			counter(d.lost, s.pairs.lost[p][dir], s.lost[p][dir].Load())
 		}
-		s.rtt[p].Collect(out)
+		ch <- s.rtt[p]
 	}
 	if e.cfg.Has(config.MeshUDP) && s.oneWay[0] != nil {
 		for _, dir := range []mesh.Direction{mesh.Forward, mesh.Return} {
-			out.counter(d.reordered, s.reordered[dir].Load(), append([]string{e.cfg.Name, dir.String()}, e.labels...)...)
-			s.oneWay[dir].Collect(out)
+			counter(d.reordered, s.pairs.dir[dir], s.reordered[dir].Load())
+			ch <- s.oneWay[dir]
 		}
 		s.clockMu.Lock()
 		est, ok := s.clock.Estimate(maxUnc)
 		s.clockMu.Unlock()
 		if ok {
-			out.gauge(d.offset, est.Offset.Seconds(), lv...)
-			out.gauge(d.uncertainty, est.Uncertainty.Seconds(), lv...)
-			out.gauge(d.trustworthy, boolValue(est.Trustworthy), lv...)
+			gauge(d.offset, s.pairs.peer, est.Offset.Seconds())
+			gauge(d.uncertainty, s.pairs.peer, est.Uncertainty.Seconds())
+			gauge(d.trustworthy, s.pairs.peer, boolValue(est.Trustworthy))
 		}
 	}
 	if e.cfg.Has(config.MeshTCP) {
-		out.counter(d.reconnects, s.reconnect.Load(), lv...)
+		counter(d.reconnects, s.pairs.peer, s.reconnect.Load())
 	}
 }
 
@@ -567,5 +589,9 @@ func newMeshDescs(custom []string) meshDescs {
 		respRefused:  prometheus.NewDesc(name("responder_tcp_connections_refused_total"), "TCP connections closed at once because max_connections were open.", nil, nil),
 		fileOK:       prometheus.NewDesc(name("peers_file_last_reload_successful"), "1 if the latest version of peers_file was accepted; 0 if it was rejected and the previous peer list is in force.", nil, nil),
 		fileOKTime:   prometheus.NewDesc(name("peers_file_last_reload_success_timestamp_seconds"), "When peers_file was last read successfully.", nil, nil),
+		rtt: prometheus.NewDesc(name("rtt_seconds"), "Round-trip time of answered mesh probes, without the responder's turnaround; for tcp_connect, the handshake time. Lost probes are never observed here.",
+			with("peer", "protocol"), nil),
+		oneWay: prometheus.NewDesc(name("one_way_delay_seconds"), "One-way delay of answered UDP probes (forward: this node to the peer; return: back), from the two nodes' clocks as they are: valid only while smokemon_mesh_clock_trustworthy is 1.",
+			with("peer", "direction"), nil),
 	}
 }

@@ -61,7 +61,7 @@ type Sample struct{ T1, T2, T3, T4 int64 }
 // must be quick and must not call back into the engine.
 type Handler interface {
 	Sent(p Proto)
-	Reply(p Proto, rtt time.Duration, s *Sample) // s is nil except for UDP
+	Reply(p Proto, rtt time.Duration, s Sample) // s is zero except for UDP; by value, so a reply allocates nothing
 	Lost(p Proto, d Direction)
 	Reordered(d Direction)
 	Reconnected() // a persistent TCP connection was established again
@@ -489,7 +489,7 @@ func (e *Engine) matchLocked(p *Peer, proto Proto, h *Header, now time.Time, ker
 	}
 	if proto == TCP {
 		p.tcpc.lost = 0
-		p.h.Reply(TCP, rtt, nil)
+		p.h.Reply(TCP, rtt, Sample{})
 		return
 	}
 	if h.Reordered {
@@ -500,8 +500,7 @@ func (e *Engine) matchLocked(p *Peer, proto Proto, h *Header, now time.Time, ker
 	} else {
 		p.maxRx = h.Rx
 	}
-	s := Sample{T1: pr.sentWall, T2: h.T2, T3: h.T3, T4: t4}
-	p.h.Reply(UDP, rtt, &s)
+	p.h.Reply(UDP, rtt, Sample{T1: pr.sentWall, T2: h.T2, T3: h.T3, T4: t4})
 }
 
 func (e *Engine) newProbe() *probe {

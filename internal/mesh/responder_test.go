@@ -206,15 +206,15 @@ type recorder struct {
 }
 
 func (r *recorder) Sent(p Proto) { r.mu.Lock(); r.sent[p]++; r.mu.Unlock() }
-func (r *recorder) Reply(p Proto, rtt time.Duration, s *Sample) {
+func (r *recorder) Reply(p Proto, rtt time.Duration, s Sample) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.replies[p]++
-	if s != nil {
+	if p == UDP {
 		r.clock.Add(s.T2-s.T1, s.T4-s.T3)
 		r.rtts = append(r.rtts, rtt)
 		if r.onSample != nil {
-			r.onSample(s)
+			r.onSample(&s)
 		}
 	}
 }

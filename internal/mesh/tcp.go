@@ -162,6 +162,6 @@ func (e *Engine) connectLocked(p *Peer) {
 			p.h.Lost(TCPConnect, DirUnknown)
 			return
 		}
-		p.h.Reply(TCPConnect, took, nil)
+		p.h.Reply(TCPConnect, took, Sample{})
 	}()
 }

@@ -2,8 +2,9 @@
 // by side on loopback, a smokemon_exporter probing N mesh peers over UDP, the
 // responder those peers point at (another smokemon_exporter), and a
 // smokemon_exporter pinging N loopback targets, all at the same interval, and
-// prints the CPU each costs per peer (per target for ping), measured the same
-// way in the same run.
+// prints the CPU and memory (RSS, its peak and RssAnon) each costs per peer
+// (per target for ping), measured the same way in the same run. Issue 18's
+// target: 300 peers within 25 MB RSS.
 //
 // Only 127.0.0.0/8 is ever probed.
 package main
@@ -38,7 +39,7 @@ type proc struct {
 
 func run() int {
 	var (
-		nList    = flag.String("n", "10,100", "comma-separated peer counts, one round each")
+		nList    = flag.String("n", "10,100,300", "comma-separated peer counts, one round each")
 		interval = flag.Duration("interval", 100*time.Millisecond, "probe interval per peer / target")
 		window   = flag.Duration("duration", 30*time.Second, "measurement window per round")
 		warmup   = flag.Duration("warmup", 5*time.Second, "start-up excluded from the window")
@@ -58,10 +59,11 @@ func run() int {
 			return 1
 		}
 	}
-	fmt.Printf("bench-mesh: interval %v, window %v after %v warm-up; CPU from /proc/PID/task/*/schedstat (ns)\n\n", *interval, *window, *warmup)
+	fmt.Printf("bench-mesh: interval %v, window %v after %v warm-up; CPU from /proc/PID/task/*/schedstat (ns);\n"+
+		"  RSS and RssAnon from /proc/PID/status 1 s after a scrape, HWM (VmHWM) the peak through the scrapes\n\n", *interval, *window, *warmup)
 	var prevN int
 	var prevCPU [3]float64
-	fmt.Printf("%6s  %-22s %9s %14s %12s %10s\n", "N", "process", "CPU %", "CPU µs/s/peer", "replies/s", "RSS MB")
+	fmt.Printf("%6s  %-22s %9s %14s %12s %8s %8s %9s %10s\n", "N", "process", "CPU %", "CPU µs/s/peer", "replies/s", "RSS MB", "HWM MB", "Anon MB", "Anon KB/peer")
 	for _, f := range strings.Split(*nList, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 1 || n > 10000 {
@@ -134,16 +136,25 @@ func round(bin, tmp string, n int, iv, window, warmup time.Duration) (cpuFrac [3
 	start := time.Now()
 	time.Sleep(window)
 	el := time.Since(start)
-	var perPeer [3]float64
+	var perPeer, rate [3]float64
 	for i, p := range procs {
 		cpu := float64(cpuNS(p.cmd.Process.Pid)-cpu0[i]) / float64(el)
 		cpuFrac[i] = cpu
 		perPeer[i] = cpu * 1e6 / float64(n) // µs of CPU per second per peer
-		rate := (replies(p.addr) - rep0[i]) / el.Seconds()
-		fmt.Printf("%6d  %-22s %8.3f%% %14.2f %12.0f %10.1f\n", n, p.name, 100*cpu, perPeer[i], rate, rssMB(p.cmd.Process.Pid))
+		rate[i] = (replies(p.addr) - rep0[i]) / el.Seconds()
 	}
-	fmt.Printf("%6d  per-peer CPU, mesh prober / ping per target: %.2f×; prober + responder / ping: %.2f×\n\n",
-		n, perPeer[0]/perPeer[2], (perPeer[0]+perPeer[1])/perPeer[2])
+	// The exporter returns a scrape's garbage to the kernel right after it:
+	// RSS is read once that is done, VmHWM keeps the scrapes' peak.
+	time.Sleep(time.Second)
+	var mem [3]map[string]float64
+	for i, p := range procs {
+		mem[i] = memory(p.cmd.Process.Pid)
+		fmt.Printf("%6d  %-22s %8.3f%% %14.2f %12.0f %8.1f %8.1f %9.1f %10.1f\n", n, p.name, 100*cpuFrac[i], perPeer[i], rate[i],
+			mem[i]["VmRSS"]/1024, mem[i]["VmHWM"]/1024, mem[i]["RssAnon"]/1024, mem[i]["RssAnon"]/float64(n))
+	}
+	ratio := func(k string) float64 { return mem[0][k] / mem[2][k] }
+	fmt.Printf("%6d  mesh prober / ping per target: CPU %.2f× (prober + responder %.2f×), RSS %.2f×, VmHWM %.2f×, RssAnon %.2f×\n\n",
+		n, perPeer[0]/perPeer[2], (perPeer[0]+perPeer[1])/perPeer[2], ratio("VmRSS"), ratio("VmHWM"), ratio("RssAnon"))
 	return cpuFrac, nil
 }
 
@@ -164,19 +175,20 @@ func cpuNS(pid int) int64 {
 	return sum
 }
 
-func rssMB(pid int) float64 {
+// memory reads the kB figures of /proc/PID/status: VmRSS, VmHWM (peak
+// RSS), RssAnon (the heap and stacks, without the mapped binary).
+func memory(pid int) map[string]float64 {
+	m := map[string]float64{}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0
+		return m
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmRSS:") {
-			f := strings.Fields(l)
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.HasSuffix(v, " kB") {
+			m[k], _ = strconv.ParseFloat(strings.Fields(v)[0], 64)
 		}
 	}
-	return 0
+	return m
 }
 
 // replies sums every received counter of the exporter (probe replies for the
