@@ -40,6 +40,9 @@ func startChromium(t *testing.T) *browser {
 	cmd := exec.Command(bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
 		"--user-data-dir="+dir, "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
+		// Chromium 111+ refuses a DevTools websocket whose Origin it was not
+		// told to allow; x/net/websocket always sends one.
+		"--remote-allow-origins=*",
 		"--window-size=1280,900", "about:blank")
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
