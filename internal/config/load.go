@@ -51,7 +51,7 @@ func Load(o Options, logger *slog.Logger) (*Config, error) {
 	}
 	if cfg.Idle() {
 		if !o.AllowEmpty {
-			return nil, fmt.Errorf("%s: no targets: ping, mtr, http, dns, tcp, synthetic, bandwidth and mesh are all empty, so the exporter would probe nothing (and a reload would drop every target); add targets, or pass --config.allow-empty if host metrics alone are wanted", cfg.Source)
+			return nil, fmt.Errorf("%s: no targets: no section (ping, mtr, http, dns, tcp, synthetic, bandwidth, mesh) has one and no mesh responder or peers_file is set, so the exporter would probe nothing (and a reload would drop every target); add targets, or pass --config.allow-empty if host metrics alone are wanted", cfg.Source)
 		}
 		logger.Warn("THE CONFIGURATION HAS NO TARGETS: nothing is probed, only host metrics are exported (accepted because of --config.allow-empty)", "config", cfg.Source)
 	}

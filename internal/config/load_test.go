@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -179,5 +180,40 @@ func TestTenThousandTargetsLoad(t *testing.T) {
 	c, err := Parse([]byte(b.String()), "cfg.yml")
 	if err != nil || len(c.Ping.Targets) != MaxEntries {
 		t.Fatalf("%v", err)
+	}
+}
+
+// Targets counts every list of targets or peers, including those of a
+// section added later: any slice of structs in a section is one, but for
+// the settings lists named here.
+var settingsLists = map[string]bool{"Bandwidth.Grades": true}
+
+func TestTargetsCountsEverySection(t *testing.T) {
+	lists := 0
+	cv := reflect.ValueOf(&Config{}).Elem()
+	for i := range cv.NumField() {
+		sec := cv.Field(i)
+		if sec.Kind() != reflect.Struct {
+			continue
+		}
+		for j := range sec.NumField() {
+			f := sec.Field(j)
+			if f.Kind() != reflect.Slice || f.Type().Elem().Kind() != reflect.Struct ||
+				settingsLists[cv.Type().Field(i).Name+"."+sec.Type().Field(j).Name] {
+				continue
+			}
+			c := &Config{}
+			reflect.ValueOf(c).Elem().Field(i).Field(j).Set(reflect.MakeSlice(f.Type(), 1, 1))
+			if c.Targets() != 1 || c.Idle() {
+				t.Errorf("%s.%s: one entry counts as %d targets (idle %v)", cv.Type().Field(i).Name, sec.Type().Field(j).Name, c.Targets(), c.Idle())
+			}
+			lists++
+		}
+	}
+	if lists < 9 {
+		t.Errorf("found only %d target lists", lists)
+	}
+	if !(&Config{}).Idle() {
+		t.Error("a zero Config is not idle")
 	}
 }
