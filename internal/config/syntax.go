@@ -14,12 +14,14 @@ import (
 //
 // yaml.v3 often names the line of the block it was parsing, not the line
 // that broke it: a mis-indented target five lines into ping: is reported at
-// "ping:" (or the line above it), an unclosed quote on line 1 at line 2. The bad line is the first one after which
-// the parser fails the same way whatever follows: the shortest prefix of the
-// file, in whole lines, that fails with the file's own error. That is
-// monotone — once the bad line is in, more lines cannot mend it, and a
-// prefix cut inside a valid multi-line value fails differently — so a binary
-// search over line counts finds it in log2(lines) parses.
+// "ping:" (or the line above it), an unclosed quote on line 1 at line 2.
+// The bad line is the first one after which the parser fails the same way
+// whatever follows: the shortest prefix of the file, in whole lines, that
+// fails with the file's own error. That is monotone — once the bad line is
+// in, more lines cannot mend it, and a prefix cut inside a valid multi-line
+// value fails differently — so a binary search over line counts finds it in
+// log2(lines) parses, none dearer than the whole file's (a parse stops at
+// its error).
 func syntaxError(name string, data []byte, err error) error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	line := 0
@@ -45,14 +47,14 @@ func syntaxError(name string, data []byte, err error) error {
 			}
 		}
 	}
-	text := lineText(data, line)
-	if line == 0 || text == "" {
-		if line == 0 {
-			return fmt.Errorf("%s: %s", name, msg)
-		}
+	switch text := lineText(data, line); {
+	case line == 0:
+		return fmt.Errorf("%s: %s", name, msg)
+	case text == "":
 		return fmt.Errorf("%s:%d: %s", name, line, msg)
+	default:
+		return fmt.Errorf("%s:%d: %s: %q", name, line, msg, text)
 	}
-	return fmt.Errorf("%s:%d: %s: %q", name, line, msg, text)
 }
 
 func unclosedQuote(msg string) bool { return strings.Contains(msg, "found unexpected end of stream") }
