@@ -43,6 +43,7 @@ func run() int {
 		configFile = kingpin.Flag("config.file", "YAML configuration file. Without it the embedded default (ping localhost) is used.").
 				PlaceHolder("FILE").String()
 		configCheck  = kingpin.Flag("config.check", "Validate the configuration (file, hosts) and exit.").Bool()
+		allowEmpty   = kingpin.Flag("config.allow-empty", "Accept a configuration with no targets (host metrics only) with a warning, instead of refusing it at start and on reload.").Bool()
 		printDefault = kingpin.Flag("config.print-default", "Print the embedded default configuration and exit.").Bool()
 		metricsPath  = kingpin.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String()
 		maxRequests  = kingpin.Flag("web.max-requests", "Maximum number of parallel scrape requests (0 = no limit).").Default("40").Int()
@@ -64,7 +65,9 @@ func run() int {
 		os.Stdout.Write(config.DefaultYAML())
 		return 0
 	}
-	load := func() (*config.Config, error) { return loadConfig(*configFile, *hosts) }
+	load := func() (*config.Config, error) {
+		return config.Load(config.Options{File: *configFile, Hosts: *hosts, AllowEmpty: *allowEmpty}, logger)
+	}
 	cfg, err := load()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: invalid configuration:\n%s\n", name, err)
@@ -126,28 +129,6 @@ func run() int {
 		}
 	}()
 	return serve(&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, toolkitFlags, logger)
-}
-
-// loadConfig reads file (the embedded default when empty) and adds the
-// command line's hosts.
-func loadConfig(file string, hosts []string) (*config.Config, error) {
-	var cfg *config.Config
-	if file == "" {
-		cfg = config.Default()
-		if len(hosts) > 0 {
-			cfg.Ping.Targets = nil // hosts on the command line replace the default target
-		}
-	} else {
-		c, err := config.LoadFile(file)
-		if err != nil {
-			return nil, err
-		}
-		cfg = c
-	}
-	if err := cfg.AddHosts(hosts); err != nil {
-		return nil, err
-	}
-	return cfg, nil
 }
 
 // reloader is the running exporter's configuration in force and what

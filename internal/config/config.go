@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -123,18 +122,24 @@ func DefaultYAML() []byte { return bytes.Clone(defaultYAML) }
 
 // LoadFile reads and validates a configuration file.
 func LoadFile(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := readLimited(path, "config file")
 	if err != nil {
-		return nil, fmt.Errorf("reading config: %w", err)
+		return nil, err
 	}
 	return Parse(data, path)
 }
 
 // Parse decodes and validates YAML; name is used in error messages.
 func Parse(data []byte, name string) (*Config, error) {
+	if err := checkSize(name, "config file", data); err != nil {
+		return nil, err
+	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, rewriteYAMLError(name, nil, err)
+		return nil, syntaxError(name, data, err)
+	}
+	if err := checkEntries(name, &root, ""); err != nil {
+		return nil, err
 	}
 	idx := indexLines(&root)
 	c := &Config{Source: name}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"time"
 
@@ -191,18 +190,24 @@ func (p *MeshPeer) check(path string, add adder) {
 // must not reuse a static peer's name. Errors name the file, line and field;
 // on error nothing is returned, so the caller keeps the peers it had.
 func (c *MeshConfig) LoadPeersFile() ([]MeshPeer, error) {
-	data, err := os.ReadFile(c.PeersFile)
+	data, err := readLimited(c.PeersFile, "peers file")
 	if err != nil {
-		return nil, fmt.Errorf("reading peers file: %w", err)
+		return nil, err
 	}
 	return c.ParsePeers(data, c.PeersFile)
 }
 
 // ParsePeers decodes and checks a peers list; name is used in messages.
 func (c *MeshConfig) ParsePeers(data []byte, name string) ([]MeshPeer, error) {
+	if err := checkSize(name, "peers file", data); err != nil {
+		return nil, err
+	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, rewriteYAMLError(name, nil, err)
+		return nil, syntaxError(name, data, err)
+	}
+	if err := checkEntries(name, &root, "peers"); err != nil {
+		return nil, err
 	}
 	// The index is built from a document wrapped as {peers: ...}, so paths
 	// read like the config's ("peers[2].address").

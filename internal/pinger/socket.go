@@ -91,7 +91,7 @@ func openSocket(fam Family, want SocketKind, id uint16, polled bool) (*socket, s
 		return s, why, nil
 	}
 	if rawErr == nil {
-		return nil, "", fmt.Errorf("ICMP datagram socket: %w", err)
+		return nil, "", dgramError(err)
 	}
 	return nil, "", fmt.Errorf("raw ICMP socket refused (%v; grant CAP_NET_RAW, e.g. setcap cap_net_raw+ep) and ICMP datagram socket refused (%v; widen net.ipv4.ping_group_range to include this process's group)", rawErr, err)
 }
