@@ -57,7 +57,7 @@ func run() int {
 	kingpin.Version(version.Print(name))
 	kingpin.HelpFlag.Short('h')
 	kingpin.Parse()
-	logger := promslog.New(logConfig)
+	logger, suppressed := newLogger(logConfig)
 	runtime.GOMAXPROCS(*maxProcs)
 
 	if *printDefault {
@@ -97,7 +97,7 @@ func run() int {
 	defer set.Close()
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(set, versioncollector.NewCollector(name))
+	reg.MustRegister(set, versioncollector.NewCollector(name), suppressed)
 	if !*noExporterMx {
 		reg.MustRegister(
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -117,6 +117,7 @@ func run() int {
 		logger.Error("landing page", "err", err)
 		return 1
 	}
+	x.ready.warmUp(x.set, reg, logger)
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -125,7 +126,7 @@ func run() int {
 			x.reload()
 		}
 	}()
-	return serve(&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, toolkitFlags, logger)
+	return serve(&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: serverErrorLog(logger)}, toolkitFlags, logger)
 }
 
 // loadConfig reads file (the embedded default when empty) and adds the
@@ -158,6 +159,7 @@ type reloader struct {
 	feed    *statusFeed
 	reloads *reloadMetrics
 	load    func() (*config.Config, error)
+	ready   readiness
 
 	mu      sync.Mutex // serialises reloads; guards current
 	current *config.Config
@@ -187,15 +189,15 @@ func (x *reloader) reload() error {
 
 func (x *reloader) mux(reg *prometheus.Registry, metricsPath string, maxRequests int) (*http.ServeMux, error) {
 	mux := http.NewServeMux()
-	mux.Handle(metricsPath, &scrapeGC{next: withScrapeTimeout(x.set, promhttp.HandlerFor(x.feed.tee(reg), promhttp.HandlerOpts{
-		ErrorLog:            slog.NewLogLogger(x.logger.Handler(), slog.LevelError),
+	mux.Handle(metricsPath, logDisconnects(x.logger, &scrapeGC{next: withScrapeTimeout(x.set, promhttp.HandlerFor(x.feed.tee(reg), promhttp.HandlerOpts{
+		ErrorLog:            scrapeErrorLog{x.logger},
 		ErrorHandling:       promhttp.ContinueOnError,
 		MaxRequestsInFlight: maxRequests,
 		EnableOpenMetrics:   true,
-	}))})
+	}))}))
 	mux.Handle("/status", &scrapeGC{next: x.feed.handler()}) // its garbage is a scrape's too
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Healthy.") })
-	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Ready.") })
+	mux.Handle("/-/ready", &x.ready)
 	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost && r.Method != http.MethodPut {
 			w.Header().Set("Allow", "POST, PUT")
@@ -225,6 +227,7 @@ func (x *reloader) mux(reg *prometheus.Registry, metricsPath string, maxRequests
 				{Address: "/status", Text: "Status: targets, host and events at a glance"},
 				{Address: "/config", Text: "Configuration in force"},
 				{Address: "/-/healthy", Text: "Health"},
+				{Address: "/-/ready", Text: "Readiness"},
 			},
 		})
 		if err != nil {
