@@ -29,6 +29,7 @@ import (
 
 	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/config"
+	"github.com/smokemon/smokemon/internal/lograte"
 	_ "github.com/smokemon/smokemon/probes" // registers the network probes with collector
 )
 
@@ -126,7 +127,7 @@ func run() int {
 			x.reload()
 		}
 	}()
-	return serve(&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: serverErrorLog(logger)}, toolkitFlags, logger)
+	return serve(&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: lograte.ServerErrorLog(logger)}, toolkitFlags, logger)
 }
 
 // loadConfig reads file (the embedded default when empty) and adds the

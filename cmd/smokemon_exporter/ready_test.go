@@ -3,12 +3,9 @@ package main
 import (
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -63,53 +60,11 @@ func TestReadyAfterFirstGather(t *testing.T) {
 	}
 }
 
-var hrefs = regexp.MustCompile(`(?:href|src)="([^"]+)"`)
-
-// checkLinks follows every link of the landing page at base+"/" that stays
-// on the server and fails on any that does not answer 200. skip names
-// path prefixes another change owns.
-func checkLinks(t *testing.T, c *http.Client, base string, skip ...string) {
-	t.Helper()
-	resp, err := c.Get(base + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("landing page: %s", resp.Status)
-	}
-	b, _ := url.Parse(base + "/")
-	followed := 0
-links:
-	for _, m := range hrefs.FindAllStringSubmatch(string(page), -1) {
-		u, err := b.Parse(m[1])
-		if err != nil {
-			t.Errorf("link %q: %v", m[1], err)
-			continue
-		}
-		if u.Host != b.Host {
-			continue // elsewhere on the web: not this server's to answer
-		}
-		for _, p := range skip {
-			if strings.HasPrefix(u.Path, p) {
-				continue links
-			}
-		}
-		followed++
-		if code := httpCode(t, c, u.String()); code != 200 {
-			t.Errorf("landing page link %s answers %d", m[1], code)
-		}
-	}
-	if followed < 3 {
-		t.Errorf("followed %d links on the landing page:\n%s", followed, page)
-	}
-}
-
-// No dead links on the landing page. /debug/pprof belongs to
-// --web.enable-pprof, whose own test follows it.
+// No dead links on the landing page: metrics, status, config, health and
+// readiness. /debug/pprof belongs to --web.enable-pprof, whose own test
+// follows it.
 func TestLandingPageLinks(t *testing.T) {
 	e := start(t)
 	testutil.WaitFor(t, 10*time.Second, "/-/ready 200", func() bool { return httpCode(t, e.client, e.base+"/-/ready") == 200 })
-	checkLinks(t, e.client, e.base, "/debug/pprof")
+	testutil.CheckLinks(t, e.client, e.base, "/debug/pprof")
 }
