@@ -23,7 +23,7 @@ type logSetup struct {
 func newLogger(c *promslog.Config) (*slog.Logger, logSetup) {
 	suppressed := lograte.SuppressedCounter("smokemon", "analyzer")
 	plain := promslog.New(c)
-	h := lograte.New(plain.Handler(), lograte.DefaultBurst, lograte.DefaultInterval, suppressed)
+	h := lograte.New(plain.Handler(), lograte.DefaultBurst, lograte.DefaultInterval, suppressed, "query")
 	return slog.New(h), logSetup{suppressed: suppressed, cycles: &cycleLog{logger: plain}}
 }
 

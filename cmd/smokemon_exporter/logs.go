@@ -22,11 +22,12 @@ import (
 // in the configured format: its own, promhttp's and net/http's (TLS
 // handshakes), which would otherwise print in the log package's format.
 
-// newLogger is promslog's logger behind the rate limit, and the counter of
-// what the limit dropped, for the registry.
+// newLogger is promslog's logger behind the rate limit (per level, message
+// and collector), and the counter of what the limit dropped, for the
+// registry.
 func newLogger(c *promslog.Config) (*slog.Logger, prometheus.Collector) {
 	suppressed := lograte.SuppressedCounter("smokemon", "exporter")
-	h := lograte.New(promslog.New(c).Handler(), lograte.DefaultBurst, lograte.DefaultInterval, suppressed)
+	h := lograte.New(promslog.New(c).Handler(), lograte.DefaultBurst, lograte.DefaultInterval, suppressed, "collector")
 	return slog.New(h), suppressed
 }
 

@@ -46,6 +46,7 @@ func levelName(l slog.Level) string { return strings.ToLower(l.String()) }
 type key struct {
 	level slog.Level
 	msg   string
+	attrs string // values of the key attrs, see New
 }
 
 type window struct {
@@ -59,6 +60,7 @@ type window struct {
 type limiter struct {
 	burst      int
 	interval   time.Duration
+	keyAttrs   []string
 	now        func() time.Time
 	suppressed *prometheus.CounterVec
 
@@ -74,10 +76,13 @@ type Handler struct {
 
 // New wraps next: per interval, the first burst records with the same level
 // and message pass, the others are dropped and counted in suppressed (may
-// be nil). burst < 1 or interval ≤ 0 turn the limit off.
-func New(next slog.Handler, burst int, interval time.Duration, suppressed *prometheus.CounterVec) *Handler {
+// be nil). burst < 1 or interval ≤ 0 turn the limit off. The values of the
+// record's keyAttrs, when it has them, are part of what makes records the
+// same: with "collector", one collector failing every scrape does not
+// hide the first failures of another under the same message.
+func New(next slog.Handler, burst int, interval time.Duration, suppressed *prometheus.CounterVec, keyAttrs ...string) *Handler {
 	return &Handler{next: next, l: &limiter{
-		burst: burst, interval: interval, now: time.Now, suppressed: suppressed, windows: map[key]*window{},
+		burst: burst, interval: interval, keyAttrs: keyAttrs, now: time.Now, suppressed: suppressed, windows: map[key]*window{},
 	}}
 }
 
@@ -90,7 +95,7 @@ func (h *Handler) Enabled(ctx context.Context, level slog.Level) bool {
 // Handle passes r on, or drops it. The first record after drops carries
 // suppressed=N, the number dropped since the previous one that passed.
 func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
-	pass, dropped := h.l.allow(key{r.Level, r.Message})
+	pass, dropped := h.l.allow(h.l.key(r))
 	if !pass {
 		if h.l.suppressed != nil {
 			h.l.suppressed.WithLabelValues(levelName(r.Level)).Inc()
@@ -110,6 +115,27 @@ func (h *Handler) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (h *Handler) WithGroup(name string) slog.Handler {
 	return &Handler{next: h.next.WithGroup(name), l: h.l}
+}
+
+func (l *limiter) key(r slog.Record) key {
+	k := key{level: r.Level, msg: r.Message}
+	if len(l.keyAttrs) == 0 {
+		return k
+	}
+	var b strings.Builder
+	r.Attrs(func(a slog.Attr) bool {
+		for _, name := range l.keyAttrs {
+			if a.Key == name {
+				b.WriteString(name)
+				b.WriteByte('=')
+				b.WriteString(a.Value.String())
+				b.WriteByte(0)
+			}
+		}
+		return true
+	})
+	k.attrs = b.String()
+	return k
 }
 
 // allow reports whether a record with key k passes, and if so how many

@@ -174,3 +174,21 @@ func TestConcurrent(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+func TestKeyAttrs(t *testing.T) {
+	var buf bytes.Buffer
+	counter := SuppressedCounter("test", "x")
+	log := slog.New(New(slog.NewTextHandler(&buf, nil), 2, time.Hour, counter, "collector"))
+	for range 5 {
+		log.Error("collector failed", "collector", "cpu", "err", "boom")
+	}
+	log.Error("collector failed", "collector", "thermal", "err", "stuck")
+	log.Error("collector failed", "err", "no collector attr")
+	got := lines(&buf)
+	if len(got) != 4 || !strings.Contains(got[2], "collector=thermal") || !strings.Contains(got[3], "no collector attr") {
+		t.Errorf("a noisy collector hid another's failure:\n%s", &buf)
+	}
+	if v := testutil.ToFloat64(counter.WithLabelValues("error")); v != 3 {
+		t.Errorf("suppressed = %v, want 3", v)
+	}
+}
