@@ -229,7 +229,7 @@ func (o *opts) serve(ctx context.Context, e *analyzer.Engine, logger *slog.Logge
 	reg.MustRegister(analyzer.NewCollector(e), versioncollector.NewCollector(name), logs.suppressed,
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError)}))
+	mux.Handle("/metrics", lograte.LogDisconnects(logger, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: lograte.ScrapeErrorLog{Logger: logger}})))
 	writeJSON := func(w http.ResponseWriter, v any) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(v)

@@ -1,41 +1,19 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"log/slog"
 	"net"
-	"os"
 	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/smokemon/smokemon/internal/lograte"
 	"github.com/smokemon/smokemon/internal/testutil"
 )
-
-func TestScrapeErrorLog(t *testing.T) {
-	var buf bytes.Buffer
-	l := scrapeErrorLog{slog.New(slog.NewTextHandler(&buf, nil))}
-	gone := &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.EPIPE)}
-	reset := &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.ECONNRESET)}
-	l.Println("error encoding and sending metric family:", gone)
-	l.Println("error encoding and sending metric family:", reset)
-	if buf.Len() != 0 {
-		t.Errorf("a client that hung up was logged by promhttp's ErrorLog:\n%s", &buf)
-	}
-	l.Println("error gathering metrics:", errors.New("collected metric x was collected before"))
-	want := `level=ERROR msg="error gathering metrics" err="collected metric x was collected before"`
-	if !strings.Contains(buf.String(), want) {
-		t.Errorf("got %q, want %s", &buf, want)
-	}
-}
 
 // loopbackTargets is a config pinging n loopback addresses: with a few
 // hundred, a scrape's answer is hundreds of KB, still being written when a

@@ -190,8 +190,8 @@ func (x *reloader) reload() error {
 
 func (x *reloader) mux(reg *prometheus.Registry, metricsPath string, maxRequests int) (*http.ServeMux, error) {
 	mux := http.NewServeMux()
-	mux.Handle(metricsPath, logDisconnects(x.logger, &scrapeGC{next: withScrapeTimeout(x.set, promhttp.HandlerFor(x.feed.tee(reg), promhttp.HandlerOpts{
-		ErrorLog:            scrapeErrorLog{x.logger},
+	mux.Handle(metricsPath, lograte.LogDisconnects(x.logger, &scrapeGC{next: withScrapeTimeout(x.set, promhttp.HandlerFor(x.feed.tee(reg), promhttp.HandlerOpts{
+		ErrorLog:            lograte.ScrapeErrorLog{Logger: x.logger},
 		ErrorHandling:       promhttp.ContinueOnError,
 		MaxRequestsInFlight: maxRequests,
 		EnableOpenMetrics:   true,
