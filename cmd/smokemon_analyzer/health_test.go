@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"net/http"
 	"os"
@@ -9,7 +8,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,20 +15,6 @@ import (
 	"github.com/smokemon/smokemon/analyzer/scenario"
 	"github.com/smokemon/smokemon/internal/testutil"
 )
-
-// lockedBuffer is a process's output, read while the process writes it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.b.String() }
 
 // prometheusOn runs a real Prometheus on addr over dataDir (empty: the
 // analyzer's queries answer, with no series) and returns its stop.
@@ -40,7 +24,7 @@ func prometheusOn(t *testing.T, addr, dataDir string) func() {
 	if err := os.WriteFile(cfg, []byte("global:\n  scrape_interval: 1h\nscrape_configs: []\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var logs lockedBuffer
+	var logs testutil.SyncBuffer
 	cmd := exec.Command(scenario.UpstreamOr("prometheus"), "--config.file="+cfg, "--storage.tsdb.path="+dataDir,
 		"--web.listen-address="+addr)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
@@ -85,7 +69,7 @@ func TestHealthReadinessAndCycleLogs(t *testing.T) {
 	promAddr := testutil.FreeAddr(t)
 	dataDir := t.TempDir()
 	addr := testutil.FreeAddr(t)
-	var logs lockedBuffer
+	var logs testutil.SyncBuffer
 	cmd := exec.Command(bin, "--prometheus.url=http://"+promAddr, "--evaluation-interval=1s", "--lookback=5m",
 		"serve", "--web.listen-address="+addr)
 	cmd.Stdout, cmd.Stderr = &logs, &logs

@@ -24,7 +24,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -49,17 +48,7 @@ type exporter struct {
 }
 
 // syncBuffer is the exporter's output: its process writes it while a test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.b.String() }
+type syncBuffer = testutil.SyncBuffer
 
 // start runs the binary on a loopback port and waits until it answers.
 func start(t *testing.T, args ...string) *exporter {
