@@ -86,7 +86,8 @@ func (e *Engine) run(ctx context.Context, g Grid, qs []Query, incremental bool) 
 				r.err = err
 			}
 			if r.err != nil {
-				e.logger.Warn("query failed", "query", q.Name, "err", r.err)
+				// One WARN per cycle, with the count, is the caller's (Snapshot.QueryErrors).
+				e.logger.Debug("query failed", "query", q.Name, "err", r.err)
 			}
 			mu.Lock()
 			res[q.Name] = r

@@ -32,6 +32,7 @@ import (
 	"go.yaml.in/yaml/v2"
 
 	"github.com/smokemon/smokemon/analyzer"
+	"github.com/smokemon/smokemon/internal/lograte"
 )
 
 const name = "smokemon_analyzer"
@@ -71,7 +72,7 @@ func run(args []string, stdout *os.File) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	logger := promslog.New(logConfig)
+	logger, logs := newLogger(logConfig)
 	if o.cfg.GatewayTargets, err = regexp.Compile(o.gateway); err != nil {
 		fmt.Fprintf(os.Stderr, "--gateway.target-regex: %v\n", err)
 		return 2
@@ -145,7 +146,7 @@ func run(args []string, stdout *os.File) int {
 		}
 		return 0
 	}
-	return o.serve(ctx, e, logger, toolkit)
+	return o.serve(ctx, e, logger, logs, toolkit)
 }
 
 // printIncidents lists fleet incidents, then every node incident with its
@@ -222,12 +223,13 @@ func dirOf(p string) string {
 	return "."
 }
 
-func (o *opts) serve(ctx context.Context, e *analyzer.Engine, logger *slog.Logger, toolkit *web.FlagConfig) int {
+func (o *opts) serve(ctx context.Context, e *analyzer.Engine, logger *slog.Logger, logs logSetup, toolkit *web.FlagConfig) int {
+	ignoreHangups(logger)
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(analyzer.NewCollector(e), versioncollector.NewCollector(name),
+	reg.MustRegister(analyzer.NewCollector(e), versioncollector.NewCollector(name), logs.suppressed,
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError)}))
+	mux.Handle("/metrics", lograte.LogDisconnects(logger, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: lograte.ScrapeErrorLog{Logger: logger}})))
 	writeJSON := func(w http.ResponseWriter, v any) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(v)
@@ -272,14 +274,15 @@ func (o *opts) serve(ctx context.Context, e *analyzer.Engine, logger *slog.Logge
 		m["fleet_incidents"] = analyzer.JSONValue(s.Fleet)
 		writeJSON(w, m)
 	})
+	healthHandlers(mux, e)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
 			http.NotFound(w, r)
 			return
 		}
-		fmt.Fprintf(w, "<html><head><title>smokemon analyzer</title></head><body><h1>smokemon analyzer</h1><p><a href=\"/metrics\">Metrics</a> · <a href=\"/api/v1/incidents\">Incidents</a> · <a href=\"/api/v1/fleet\">Fleet</a></p></body></html>")
+		fmt.Fprintf(w, "<html><head><title>smokemon analyzer</title></head><body><h1>smokemon analyzer</h1><p><a href=\"/metrics\">Metrics</a> · <a href=\"/api/v1/incidents\">Incidents</a> · <a href=\"/api/v1/fleet\">Fleet</a> · <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p></body></html>")
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: lograte.ServerErrorLog(logger)}
 	errc := make(chan error, 1)
 	go func() { errc <- web.ListenAndServe(srv, toolkit, logger) }()
 
@@ -287,12 +290,7 @@ func (o *opts) serve(ctx context.Context, e *analyzer.Engine, logger *slog.Logge
 	tick := time.NewTicker(o.cfg.Step)
 	defer tick.Stop()
 	for {
-		s := e.Evaluate(ctx, time.Now())
-		if !s.Up {
-			logger.Warn("blind cycle: holding previous state", "err", s.Error)
-		} else {
-			logger.Debug("cycle", "duration", s.Duration, "series", s.Series, "incidents", len(s.Incidents))
-		}
+		logs.cycles.observe(e.Evaluate(ctx, time.Now()))
 		select {
 		case <-ctx.Done():
 			srv.Close()

@@ -29,6 +29,7 @@ import (
 
 	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/config"
+	"github.com/smokemon/smokemon/internal/lograte"
 	_ "github.com/smokemon/smokemon/probes" // registers the network probes with collector
 )
 
@@ -58,7 +59,7 @@ func run() int {
 	kingpin.Version(version.Print(name))
 	kingpin.HelpFlag.Short('h')
 	kingpin.Parse()
-	logger := promslog.New(logConfig)
+	logger, suppressed := newLogger(logConfig)
 	runtime.GOMAXPROCS(*maxProcs)
 
 	if *printDefault {
@@ -100,7 +101,7 @@ func run() int {
 	defer set.Close()
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(set, versioncollector.NewCollector(name))
+	reg.MustRegister(set, versioncollector.NewCollector(name), suppressed)
 	if !*noExporterMx {
 		reg.MustRegister(
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -120,6 +121,7 @@ func run() int {
 		logger.Error("landing page", "err", err)
 		return 1
 	}
+	x.ready.warmUp(x.set, reg, logger)
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -128,7 +130,7 @@ func run() int {
 			x.reload()
 		}
 	}()
-	return serve(&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, toolkitFlags, logger)
+	return serve(&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: lograte.ServerErrorLog(logger)}, toolkitFlags, logger)
 }
 
 // reloader is the running exporter's configuration in force and what
@@ -139,6 +141,7 @@ type reloader struct {
 	feed    *statusFeed
 	reloads *reloadMetrics
 	load    func() (*config.Config, error)
+	ready   readiness
 
 	mu      sync.Mutex // serialises reloads; guards current
 	current *config.Config
@@ -168,15 +171,15 @@ func (x *reloader) reload() error {
 
 func (x *reloader) mux(reg *prometheus.Registry, metricsPath string, maxRequests int) (*http.ServeMux, error) {
 	mux := http.NewServeMux()
-	mux.Handle(metricsPath, &scrapeGC{next: withScrapeTimeout(x.set, promhttp.HandlerFor(x.feed.tee(reg), promhttp.HandlerOpts{
-		ErrorLog:            slog.NewLogLogger(x.logger.Handler(), slog.LevelError),
+	mux.Handle(metricsPath, lograte.LogDisconnects(x.logger, &scrapeGC{next: withScrapeTimeout(x.set, promhttp.HandlerFor(x.feed.tee(reg), promhttp.HandlerOpts{
+		ErrorLog:            lograte.ScrapeErrorLog{Logger: x.logger},
 		ErrorHandling:       promhttp.ContinueOnError,
 		MaxRequestsInFlight: maxRequests,
 		EnableOpenMetrics:   true,
-	}))})
+	}))}))
 	mux.Handle("/status", &scrapeGC{next: x.feed.handler()}) // its garbage is a scrape's too
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Healthy.") })
-	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Ready.") })
+	mux.Handle("/-/ready", &x.ready)
 	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost && r.Method != http.MethodPut {
 			w.Header().Set("Allow", "POST, PUT")
@@ -206,6 +209,7 @@ func (x *reloader) mux(reg *prometheus.Registry, metricsPath string, maxRequests
 				{Address: "/status", Text: "Status: targets, host and events at a glance"},
 				{Address: "/config", Text: "Configuration in force"},
 				{Address: "/-/healthy", Text: "Health"},
+				{Address: "/-/ready", Text: "Readiness"},
 			},
 		})
 		if err != nil {

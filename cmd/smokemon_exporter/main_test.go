@@ -24,7 +24,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -49,17 +48,7 @@ type exporter struct {
 }
 
 // syncBuffer is the exporter's output: its process writes it while a test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.b.String() }
+type syncBuffer = testutil.SyncBuffer
 
 // start runs the binary on a loopback port and waits until it answers.
 func start(t *testing.T, args ...string) *exporter {
@@ -317,9 +306,10 @@ func TestReload(t *testing.T) {
 	resp.Body.Close()
 }
 
-// TLS and basic auth through --web.config.file, with a real HTTPS client.
-func TestTLSAndBasicAuth(t *testing.T) {
-	dir := t.TempDir()
+// tlsWebConfig writes a self-signed certificate for 127.0.0.1 and a web
+// config serving it with basic auth (user prom, password s3cret) to dir.
+func tlsWebConfig(t *testing.T, dir string) (webCfg string, certDER []byte) {
+	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "smokemon-test"},
@@ -335,7 +325,14 @@ func TestTLSAndBasicAuth(t *testing.T) {
 	writeFile(t, dir, "tls.crt", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
 	writeFile(t, dir, "tls.key", string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})))
 	hash, _ := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
-	webCfg := writeFile(t, dir, "web.yml", fmt.Sprintf("tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\nbasic_auth_users:\n  prom: %s\n", hash))
+	webCfg = writeFile(t, dir, "web.yml", fmt.Sprintf("tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\nbasic_auth_users:\n  prom: %s\n", hash))
+	return webCfg, der
+}
+
+// TLS and basic auth through --web.config.file, with a real HTTPS client.
+func TestTLSAndBasicAuth(t *testing.T) {
+	dir := t.TempDir()
+	webCfg, der := tlsWebConfig(t, dir)
 
 	addr := testutil.FreeAddr(t)
 	cmd := exec.Command(exporterBin(t), "--web.listen-address="+addr, "--web.config.file="+webCfg)
@@ -363,7 +360,10 @@ func TestTLSAndBasicAuth(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode, nil
 	}
-	var code int
+	var (
+		code int
+		err  error
+	)
 	testutil.Eventually(10*time.Second, 50*time.Millisecond, func() bool {
 		code, err = get("prom", "s3cret")
 		return err == nil
