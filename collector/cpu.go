@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/procfs"
@@ -33,6 +34,7 @@ type cpuCollector struct {
 	lastMu    sync.Mutex
 	lastBoot  uint64
 	lastTimes map[string]float64
+	lastDone  time.Time // when the read of lastTimes finished
 
 	seconds, count, forks, ctxt, running, blocked *prometheus.Desc
 	load1, load5, load15                          *prometheus.Desc
@@ -74,14 +76,16 @@ func (c *cpuCollector) Update(ch chan<- prometheus.Metric) error {
 	}
 	// Every Linux has /proc/stat: failing to read it is a real error.
 	statPath := procFilePath("stat")
+	began := time.Now()
 	st, err := readGuarded(statPath, proc.Stat)
 	if err != nil {
 		return err
 	}
+	done := time.Now()
 	if err := checkStat(st); err != nil {
 		return fmt.Errorf("%s: %w", statPath, err)
 	}
-	if err := c.checkBackwards(st); err != nil {
+	if err := c.checkBackwards(st, began, done); err != nil {
 		return fmt.Errorf("%s: %w", statPath, err)
 	}
 	t := st.CPUTotal
@@ -117,16 +121,21 @@ func (c *cpuCollector) Update(ch chan<- prometheus.Metric) error {
 	return nil
 }
 
-func (c *cpuCollector) checkBackwards(st procfs.Stat) error {
+// checkBackwards compares a read only with one that finished before it
+// began: concurrent scrapes read /proc/stat in any order, and an older
+// read checked against a newer one would look like counters going back.
+func (c *cpuCollector) checkBackwards(st procfs.Stat, began, done time.Time) error {
 	cur := cpuTimes(st.CPUTotal)
 	c.lastMu.Lock()
 	defer c.lastMu.Unlock()
-	if st.BootTime == c.lastBoot {
+	if st.BootTime == c.lastBoot && began.After(c.lastDone) {
 		if err := checkMonotonic(c.lastTimes, cur); err != nil {
 			return err
 		}
 	}
-	c.lastBoot, c.lastTimes = st.BootTime, cur
+	if done.After(c.lastDone) {
+		c.lastBoot, c.lastTimes, c.lastDone = st.BootTime, cur, done
+	}
 	return nil
 }
 

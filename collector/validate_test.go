@@ -7,8 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/procfs"
 )
 
 // updateOne runs one host collector against the tree at root and returns
@@ -114,5 +116,28 @@ func TestTruncatedNetDevLosesOnlyItsSeries(t *testing.T) {
 	}
 	if !strings.Contains(buf.String(), filepath.Join(root, "proc", "net", "dev")+": parser panicked") {
 		t.Errorf("the skip does not name /proc/net/dev and procfs' panic:\n%s", buf.String())
+	}
+}
+
+// Concurrent scrapes finish their /proc/stat reads in any order: a read
+// that began before a stored one finished is older, not backwards.
+func TestCPUOverlappingReadsAreNotBackwards(t *testing.T) {
+	c := &cpuCollector{}
+	stat := func(idle float64) procfs.Stat {
+		return procfs.Stat{BootTime: 7, CPUTotal: procfs.CPUStat{Idle: idle}}
+	}
+	t0 := time.Now()
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	// B read idle=11 between 1 and 2 ms; A began at 0 ms, read idle=10 and
+	// finished at 3 ms.
+	if err := c.checkBackwards(stat(11), at(1), at(2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.checkBackwards(stat(10), at(0), at(3)); err != nil {
+		t.Fatalf("an overlapping older read was called backwards: %v", err)
+	}
+	// C began after A finished: it must not be below A.
+	if err := c.checkBackwards(stat(9), at(4), at(5)); err == nil {
+		t.Fatal("a read below one that finished before it began passed")
 	}
 }
