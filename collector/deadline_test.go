@@ -16,6 +16,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/smokemon/smokemon/internal/lab"
+	"github.com/smokemon/smokemon/internal/testutil"
 )
 
 // copyFixture copies a fixture board to a temporary tree the test may spoil.
@@ -154,15 +155,9 @@ func TestStuckCollectorMissesOnlyItsDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	makeFIFORelease(fifo)
-	ok := false
-	for range 100 {
-		if gatherSet(t, set)["smokemon_scrape_collector_stuck{collector=memory}"] == 0 {
-			ok = true
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if !ok {
+	if !testutil.Eventually(time.Second, 10*time.Millisecond, func() bool {
+		return gatherSet(t, set)["smokemon_scrape_collector_stuck{collector=memory}"] == 0
+	}) {
 		t.Error("memory still reported stuck after its read returned")
 	}
 	if got := gatherSet(t, set); got["smokemon_scrape_collector_success{collector=memory}"] != 1 {

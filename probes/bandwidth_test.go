@@ -282,13 +282,10 @@ bandwidth:
     - {server: %q, name: retries, splay: 0s, directions: [upload], duration: 1s, warmup: 0s, idle_duration: 300ms, ping_interval: 20ms, busy_retries: 5, busy_backoff: 500ms}
 `, srv))
 	// Free the server once the collector has met it busy: the next retry wins.
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if bwSample(bwScrape(t, c), `smokemon_bandwidth_server_busy_retries_total{direction="upload",target="retries"}`) >= 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the collector never found the server busy")
-		}
+	if !testutil.Eventually(20*time.Second, 50*time.Millisecond, func() bool {
+		return bwSample(bwScrape(t, c), `smokemon_bandwidth_server_busy_retries_total{direction="upload",target="retries"}`) >= 1
+	}) {
+		t.Fatal("the collector never found the server busy")
 	}
 	// SIGINT, so the client tells the server it is leaving: iperf3 3.12's
 	// server stays busy for a long while after a client that just vanishes.

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/net/websocket"
+
+	"github.com/smokemon/smokemon/internal/testutil"
 )
 
 // browser is a headless Debian chromium driven over the DevTools protocol
@@ -48,11 +50,14 @@ func startChromium(t *testing.T) *browser {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	// Chromium writes the port it chose to DevToolsActivePort.
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	var port string
+	if testutil.Eventually(30*time.Second, 100*time.Millisecond, func() bool {
 		b, err := os.ReadFile(filepath.Join(dir, "DevToolsActivePort"))
-		if port, _, ok := strings.Cut(string(b), "\n"); err == nil && ok {
-			return &browser{t: t, base: "http://127.0.0.1:" + port}
-		}
+		p, _, ok := strings.Cut(string(b), "\n")
+		port = p
+		return err == nil && ok
+	}) {
+		return &browser{t: t, base: "http://127.0.0.1:" + port}
 	}
 	t.Fatalf("chromium did not open its DevTools port; output:\n%s", out.String())
 	return nil
@@ -145,14 +150,11 @@ func (p *page) eval(expr string, v any) {
 // waitFor evaluates a boolean expression until it holds.
 func (p *page) waitFor(expr string, within time.Duration) bool {
 	p.t.Helper()
-	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+	return testutil.Eventually(within, 200*time.Millisecond, func() bool {
 		var ok bool
 		p.eval("JSON.stringify(!!("+expr+"))", &ok)
-		if ok {
-			return true
-		}
-	}
-	return false
+		return ok
+	})
 }
 
 // screenshot writes a PNG of the page.
