@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/lab"
 	"github.com/smokemon/smokemon/internal/testutil"
 )
@@ -153,14 +155,31 @@ mesh:
 		body = e.scrape(t)
 		// The bufferbloat grade comes last: after both directions of the
 		// bandwidth test, seconds after the first direction's throughput.
-		return strings.Contains(body, "smokemon_bandwidth_bufferbloat_grade_info{") && strings.Contains(body, "smokemon_mtr_hop_rtt_avg_seconds{") &&
+		return len(unreported(body)) == 0 &&
+			strings.Contains(body, "smokemon_bandwidth_bufferbloat_grade_info{") && strings.Contains(body, "smokemon_mtr_hop_rtt_avg_seconds{") &&
 			strings.Contains(body, "smokemon_synthetic_doh_lookup_duration_seconds_count{") &&
 			strings.Contains(body, "smokemon_mesh_one_way_delay_seconds_count{")
 	}) {
 		return body
 	}
+	if miss := unreported(body); len(miss) > 0 {
+		t.Fatalf("probes %v have no series in the doc scrape: give each a target in docScrape's config", miss)
+	}
 	t.Fatalf("not every probe reported within 30s:\n%s", body)
 	return ""
+}
+
+// unreported are the registered probes (every collector that is not a host
+// collector) without a series of their own in body: the doc's probes come
+// from the registry, so a new probe cannot be left out of the doc unnoticed.
+func unreported(body string) []string {
+	var miss []string
+	for _, n := range collector.Names() {
+		if !slices.Contains(collector.HostCollectors(), n) && !strings.Contains(body, "\n"+collector.Namespace+"_"+n+"_") {
+			miss = append(miss, n)
+		}
+	}
+	return miss
 }
 
 func renderDoc(mfs map[string]*dto.MetricFamily) string {

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -256,5 +257,34 @@ func TestDefaultsAsData(t *testing.T) {
 	}
 	if time.Duration(c.DNS.Interval) != DefaultDNSInterval || c.Global.ResolveInterval != DefaultGlobal.ResolveInterval {
 		t.Errorf("section defaults: dns interval %v, resolve_interval %v", c.DNS.Interval, c.Global.ResolveInterval)
+	}
+}
+
+// Every section of the file but global validates itself: validate finds the
+// sections from Config's fields, so a section that does not implement
+// section would be read and never checked.
+func TestEverySectionValidates(t *testing.T) {
+	var c Config
+	ct := reflect.TypeOf(c)
+	got := c.sections()
+	n := 0
+	for i := range ct.NumField() {
+		f := ct.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if tag == "-" || tag == "global" {
+			continue
+		}
+		if _, ok := reflect.ValueOf(&c).Elem().Field(i).Addr().Interface().(section); !ok {
+			t.Errorf("section %s (%s) has no validate(*Global, adder) method", tag, f.Type)
+			continue
+		}
+		n++
+	}
+	if n == 0 || len(got) != n {
+		t.Errorf("sections() found %d sections, Config declares %d", len(got), n)
+	}
+	// The sections' own checks run: a bad value in the last one is caught.
+	if _, err := Parse([]byte("mesh: {peers: [{name: x}]}\n"), "t.yml"); err == nil || !strings.Contains(err.Error(), "mesh.peers[0]") {
+		t.Errorf("a mesh peer without an address: err = %v", err)
 	}
 }
