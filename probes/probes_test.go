@@ -92,41 +92,7 @@ mesh: {interval: 1h, peers: [{address: %[2]q, name: %[1]s-mesh}]}
 	}
 	set := collector.SetOf(testutil.Logger(), cs)
 	defer set.Close()
-	targets := func() []string {
-		reg := prometheus.NewPedanticRegistry()
-		reg.MustRegister(set)
-		mfs, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		// Each probe's targets as its series name them (mesh: peer), with
-		// the global labels they carry, once per probe and target.
-		seen := map[string]bool{}
-		for _, mf := range mfs {
-			probe, _, _ := strings.Cut(strings.TrimPrefix(mf.GetName(), collector.Namespace+"_"), "_")
-			if registered[probe] == nil {
-				continue
-			}
-			for _, m := range mf.Metric {
-				var lv []string
-				for _, lp := range m.Label {
-					switch lp.GetName() {
-					case "target", "peer":
-						lv = append(lv, "target="+lp.GetValue())
-					case "site", "refuse":
-						lv = append(lv, lp.GetName()+"="+lp.GetValue())
-					}
-				}
-				if len(lv) > 0 {
-					sort.Strings(lv)
-					seen[strings.Join(lv, ",")] = true
-				}
-			}
-		}
-		out := slices.Collect(maps.Keys(seen))
-		sort.Strings(out)
-		return out
-	}
+	targets := func() []string { return probeTargets(t, set) }
 	names := func(gen string) []string {
 		var out []string
 		for p := range probes {
@@ -174,4 +140,42 @@ func acceptAndClose(ln net.Listener) {
 		}
 		c.Close()
 	}
+}
+
+// probeTargets are the targets of every probe in set as its series name
+// them (mesh: peer), with the global labels they carry, once per probe and
+// target, sorted.
+func probeTargets(t *testing.T, set *collector.Set) []string {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(set)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, mf := range mfs {
+		probe, _, _ := strings.Cut(strings.TrimPrefix(mf.GetName(), collector.Namespace+"_"), "_")
+		if registered[probe] == nil {
+			continue
+		}
+		for _, m := range mf.Metric {
+			var lv []string
+			for _, lp := range m.Label {
+				switch lp.GetName() {
+				case "target", "peer":
+					lv = append(lv, "target="+lp.GetValue())
+				case "site", "refuse":
+					lv = append(lv, lp.GetName()+"="+lp.GetValue())
+				}
+			}
+			if len(lv) > 0 {
+				sort.Strings(lv)
+				seen[strings.Join(lv, ",")] = true
+			}
+		}
+	}
+	out := slices.Collect(maps.Keys(seen))
+	sort.Strings(out)
+	return out
 }
