@@ -140,6 +140,9 @@ func (c *mtrCollector) commit(labelNames []string, next []*mtrEntry, resolveIv t
 	var start []*mtrEntry
 	for _, e := range entries {
 		if e.st == nil {
+			// Whole before Update can see it: a scrape may come while the
+			// old goroutines stop.
+			e.st = newMTRState(e)
 			start = append(start, e)
 		}
 	}
@@ -167,14 +170,6 @@ func (c *mtrCollector) commit(labelNames []string, next []*mtrEntry, resolveIv t
 		<-o.done
 	}
 	for _, e := range start {
-		st := &mtrState{sendErrs: map[string]uint64{}, fam: pinger.IPv4}
-		if e.famChoice == config.FamilyIP6 {
-			st.fam = pinger.IPv6
-		}
-		if ip, err := netip.ParseAddr(e.cfg.Host); err == nil {
-			st.addr, st.fam = ip.Unmap(), pinger.FamilyOf(ip)
-		}
-		e.st = st
 		ctx, cancel := context.WithCancel(context.Background())
 		e.cancel, e.done, e.due = cancel, make(chan struct{}), make(chan struct{}, 1)
 		go c.run(ctx, e)
@@ -194,6 +189,19 @@ func (c *mtrCollector) commit(labelNames []string, next []*mtrEntry, resolveIv t
 			tr.Close() // idle: no sockets, no goroutines
 		}
 	}
+}
+
+// newMTRState is a new target's state: its family, and its address when
+// the host is one.
+func newMTRState(e *mtrEntry) *mtrState {
+	st := &mtrState{sendErrs: map[string]uint64{}, fam: pinger.IPv4}
+	if e.famChoice == config.FamilyIP6 {
+		st.fam = pinger.IPv6
+	}
+	if ip, err := netip.ParseAddr(e.cfg.Host); err == nil {
+		st.addr, st.fam = ip.Unmap(), pinger.FamilyOf(ip)
+	}
+	return st
 }
 
 // run probes one target until ctx ends. A round that ctx interrupts is
