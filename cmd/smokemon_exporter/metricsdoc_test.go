@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -266,5 +267,27 @@ func TestMetricsDoc(t *testing.T) {
 			}
 		}
 		t.Errorf("docs/metrics.md disagrees with the exporter's output (+ output, - doc); run go test ./cmd/smokemon_exporter -run TestMetricsDoc -update:\n%s", strings.Join(diff, "\n"))
+	}
+}
+
+// The README's table of collectors names every registered collector, host
+// collector or probe, and no other: the registry is the list.
+func TestReadmeListsEveryCollector(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(b), "\n### Collectors\n")
+	if !ok {
+		t.Fatal("README.md has no ### Collectors section")
+	}
+	table, _, _ = strings.Cut(table, "\n### ")
+	var listed []string
+	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z0-9_]+)` \\|").FindAllStringSubmatch(table, -1) {
+		listed = append(listed, m[1])
+	}
+	sort.Strings(listed)
+	if want := collector.Names(); !slices.Equal(listed, want) {
+		t.Errorf("README.md's collector table lists %v, the registered collectors are %v", listed, want)
 	}
 }
