@@ -205,11 +205,10 @@ func newMTRState(e *mtrEntry) *mtrState {
 }
 
 // run probes one target until ctx ends. A round that ctx interrupts is
-// dropped whole, so counters only ever hold complete rounds.
-// Rounds start when the rounds loop says one is due: a round that overran
-// (its last sweep's timeout, a slow lookup) is followed at once by the next
-// one, and the slots missed in a suspend are skipped, never made up in a
-// burst.
+// dropped whole, so counters only ever hold complete rounds. Rounds start
+// when the rounds loop says one is due: a round that overran (its last
+// sweep's timeout, a slow lookup) is followed at once by the next one, and
+// the slots missed in a suspend are skipped, never made up in a burst.
 func (c *mtrCollector) run(ctx context.Context, e *mtrEntry) {
 	defer close(e.done)
 	c.mu.Lock()

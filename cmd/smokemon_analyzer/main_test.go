@@ -99,9 +99,10 @@ func testMain(m *testing.M) int {
 
 func analyzerCmd(t *testing.T, args ...string) (string, string, error) {
 	t.Helper()
+	bin := analyzerBin(t) // built before the command's minute starts
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, analyzerBin(t), args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
