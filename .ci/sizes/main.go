@@ -6,7 +6,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"go/ast"
 	"go/parser"
@@ -121,24 +120,22 @@ func funcName(fd *ast.FuncDecl) string {
 
 // readAllow reads lines "key lines"; # starts a comment.
 func readAllow(path string) (map[string]int, error) {
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
 	out := map[string]int{}
-	sc := bufio.NewScanner(f)
-	for line := 1; sc.Scan(); line++ {
-		text, _, _ := strings.Cut(sc.Text(), "#")
+	for i, l := range strings.Split(string(b), "\n") {
+		text, _, _ := strings.Cut(l, "#")
 		fields := strings.Fields(text)
 		if len(fields) == 0 {
 			continue
 		}
 		n, err := strconv.Atoi(fields[len(fields)-1])
 		if len(fields) != 2 || err != nil {
-			return nil, fmt.Errorf("%s:%d: want \"path[:func] lines\", got %q", path, line, sc.Text())
+			return nil, fmt.Errorf("%s:%d: want \"path[:func] lines\", got %q", path, i+1, l)
 		}
 		out[fields[0]] = n
 	}
-	return out, sc.Err()
+	return out, nil
 }

@@ -40,16 +40,16 @@ type DNSTarget struct {
 func (t *DNSTarget) IntervalD() time.Duration { return time.Duration(t.Interval) }
 func (t *DNSTarget) TimeoutD() time.Duration  { return time.Duration(t.Timeout) }
 
-// Defaults of the dns section.
-const (
-	DefaultDNSInterval = 30 * time.Second
-	DefaultDNSTimeout  = 5 * time.Second
-)
-
 // DefaultDNS and DefaultDNSTarget hold the defaults (see fillDefaults).
 var (
 	DefaultDNS       = DNSConfig{Interval: Duration(DefaultDNSInterval), Timeout: Duration(DefaultDNSTimeout)}
 	DefaultDNSTarget = DNSTarget{Type: "A", Protocol: "udp", RecursionDesired: boolp(true), ValidRcodes: []string{"NOERROR"}}
+)
+
+// Defaults of the dns section.
+const (
+	DefaultDNSInterval = 30 * time.Second
+	DefaultDNSTimeout  = 5 * time.Second
 )
 
 var dnsLabels = ownLabels{"dns", []string{"resolver", "query", "type", "rcode"}}
