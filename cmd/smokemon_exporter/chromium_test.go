@@ -39,9 +39,12 @@ func startChromium(t *testing.T) *browser {
 		t.Skip("chromium is not installed (Debian package chromium, in .ci/test-packages): cannot load the status page")
 	}
 	dir := t.TempDir()
+	// Chromium 111 and later refuse a DevTools WebSocket whose Origin they
+	// were not told to allow; the port, and so the origin, is chosen at
+	// start, and the socket listens on loopback only.
 	cmd := exec.Command(bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--user-data-dir="+dir, "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
+		"--user-data-dir="+dir, "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", "--remote-allow-origins=*",
 		"--window-size=1280,900", "about:blank")
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
