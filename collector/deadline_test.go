@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/smokemon/smokemon/internal/lab"
@@ -53,12 +52,7 @@ func makeFIFORelease(path string) {
 // gatherSet scrapes set once and returns every series as "name{labels} value".
 func gatherSet(t testing.TB, set *Set) map[string]float64 {
 	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(set)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
+	mfs := testutil.Gather(t, set)
 	out := map[string]float64{}
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {

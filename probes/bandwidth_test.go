@@ -97,12 +97,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 // bwScrape renders what a scrape of c returns, in the text format.
 func bwScrape(t *testing.T, c collector.Collector) string {
 	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(collector.SetOf(testutil.Logger(), map[string]collector.Collector{"bandwidth": c}))
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
+	mfs := testutil.Gather(t, collector.SetOf(testutil.Logger(), map[string]collector.Collector{"bandwidth": c}))
 	var buf bytes.Buffer
 	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
 	for _, mf := range mfs {

@@ -147,12 +147,7 @@ func acceptAndClose(ln net.Listener) {
 // target, sorted.
 func probeTargets(t *testing.T, set *collector.Set) []string {
 	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(set)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
+	mfs := testutil.Gather(t, set)
 	seen := map[string]bool{}
 	for _, mf := range mfs {
 		probe, _, _ := strings.Cut(strings.TrimPrefix(mf.GetName(), collector.Namespace+"_"), "_")

@@ -70,12 +70,7 @@ func svcCollector(t *testing.T, f factory, deps Deps, yml string) collector.Coll
 // inconsistent label sets and bad names.
 func svcGather(t testing.TB, c collector.Collector) []*dto.MetricFamily {
 	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(collector.SetOf(testutil.Logger(), map[string]collector.Collector{"svc": c}))
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
+	mfs := testutil.Gather(t, collector.SetOf(testutil.Logger(), map[string]collector.Collector{"svc": c}))
 	return mfs
 }
 
