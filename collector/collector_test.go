@@ -27,12 +27,7 @@ func TestSetIsolatesCollectors(t *testing.T) {
 		"panicky": fnCollector(func(chan<- prometheus.Metric) error { panic("malformed sysfs") }),
 		"nothing": fnCollector(func(chan<- prometheus.Metric) error { return ErrNoData }),
 	})
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(s)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
+	mfs := testutil.Gather(t, s)
 	success := map[string]float64{}
 	var sawOK bool
 	for _, mf := range mfs {

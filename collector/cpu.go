@@ -140,12 +140,9 @@ func (c *cpuCollector) checkBackwards(st procfs.Stat, began, done time.Time) err
 }
 
 func (c *cpuCollector) updateFrequency(ch chan<- prometheus.Metric, sys sysfs.FS) {
-	stats, err := readGuarded(sysFilePath("devices/system/cpu"), sys.SystemCpufreq)
-	if err == nil {
-		err = checkAttrs(false, "devices/system/cpu/cpu*/cpufreq/*", "devices/system/cpu/cpufreq/policy*/*")
-	}
-	if err != nil {
-		skipSeries(c.logger, "cpufreq", err) // VMs and some boards have none
+	// VMs and some boards have no cpufreq.
+	stats, ok := readSysfs(c.logger, "cpufreq", "devices/system/cpu", sys.SystemCpufreq, false, "devices/system/cpu/cpu*/cpufreq/*", "devices/system/cpu/cpufreq/policy*/*")
+	if !ok {
 		return
 	}
 	khz := func(d *prometheus.Desc, cpu string, vs ...*uint64) {

@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/smokemon/smokemon/internal/lab"
+	"github.com/smokemon/smokemon/internal/testutil"
 )
 
 // copyFixture copies a fixture board to a temporary tree the test may spoil.
@@ -52,12 +52,7 @@ func makeFIFORelease(path string) {
 // gatherSet scrapes set once and returns every series as "name{labels} value".
 func gatherSet(t testing.TB, set *Set) map[string]float64 {
 	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(set)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
+	mfs := testutil.Gather(t, set)
 	out := map[string]float64{}
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {
@@ -154,15 +149,9 @@ func TestStuckCollectorMissesOnlyItsDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	makeFIFORelease(fifo)
-	ok := false
-	for range 100 {
-		if gatherSet(t, set)["smokemon_scrape_collector_stuck{collector=memory}"] == 0 {
-			ok = true
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if !ok {
+	if !testutil.Eventually(time.Second, 10*time.Millisecond, func() bool {
+		return gatherSet(t, set)["smokemon_scrape_collector_stuck{collector=memory}"] == 0
+	}) {
 		t.Error("memory still reported stuck after its read returned")
 	}
 	if got := gatherSet(t, set); got["smokemon_scrape_collector_success{collector=memory}"] != 1 {

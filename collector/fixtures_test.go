@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/alecthomas/kingpin/v2"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 	"golang.org/x/sys/unix"
 
@@ -98,12 +97,7 @@ func scrapeFixture(t *testing.T, board string) []byte {
 	withPaths(t, filepath.Join("testdata", "fixtures", board))
 	set := newHostSet(t, noNL80211)
 	set.Collector("disk").(*diskCollector).statfs = fixtureStatfs
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(set)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
+	mfs := testutil.Gather(t, set)
 	var buf bytes.Buffer
 	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
 	for _, mf := range mfs {

@@ -299,13 +299,8 @@ func TestWifiRoams(t *testing.T) {
 		w.sample()
 		w.mu.Unlock()
 	}
-	reg := prometheus.NewPedanticRegistry()
 	set := SetOf(testutil.Logger(), map[string]Collector{"wifi": c})
-	reg.MustRegister(set)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
+	mfs := testutil.Gather(t, set)
 	got := map[string]*dto.Metric{}
 	for _, mf := range mfs {
 		got[mf.GetName()] = mf.GetMetric()[0]

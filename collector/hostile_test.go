@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/smokemon/smokemon/internal/lab"
+	"github.com/smokemon/smokemon/internal/testutil"
 )
 
 var hostileAll = flag.Bool("hostile.all", false, "run the hostile-tree suite on every file of every fixture (make hostile); without it, a fixed sample of one file in hostileSample")
@@ -267,11 +268,8 @@ func restoreFile(t *testing.T, path string, b []byte) {
 // starts with every collector runnable.
 func waitUnstuck(t *testing.T, set *Set) {
 	t.Helper()
-	for i := 0; len(set.Stuck()) > 0; i++ {
-		if i == 500 {
-			t.Fatalf("collectors %v still stuck 5s after their FIFO was released", set.Stuck())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testutil.Eventually(5*time.Second, 10*time.Millisecond, func() bool { return len(set.Stuck()) == 0 }) {
+		t.Fatalf("collectors %v still stuck 5s after their FIFO was released", set.Stuck())
 	}
 }
 

@@ -21,6 +21,23 @@ func skipSeries(logger *slog.Logger, what string, err error) {
 	logger.Debug("skipping series", "what", what, "err", err)
 }
 
+// readSysfs reads a sysfs class under dir with read, guarded as readGuarded
+// is, and checks every attribute under globs as checkAttrs does. On an error
+// it logs why these series are left out and reports false: a class this
+// machine lacks (no battery, no cpufreq in a VM) is no scrape error.
+func readSysfs[T any](logger *slog.Logger, what, dir string, read func() (T, error), emptyOK bool, globs ...string) (T, bool) {
+	v, err := readGuarded(sysFilePath(dir), read)
+	if err == nil {
+		err = checkAttrs(emptyOK, globs...)
+	}
+	if err != nil {
+		skipSeries(logger, what, err)
+		var zero T
+		return zero, false
+	}
+	return v, true
+}
+
 // parseSysfsInt parses one integer attribute as sysfs prints it: decimal,
 // optionally signed, with a trailing newline.
 func parseSysfsInt(b []byte) (int64, error) {

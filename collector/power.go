@@ -194,12 +194,8 @@ func ina3221HwmonRails(sensors []hwmonSensor) []powerRail {
 var powerSupplyStatuses = []string{"Charging", "Discharging", "Not charging", "Full", "Unknown"}
 
 func (c *powerCollector) updatePowerSupply(ch chan<- prometheus.Metric, sys sysfs.FS) int {
-	supplies, err := readGuarded(sysFilePath("class/power_supply"), sys.PowerSupplyClass)
-	if err == nil {
-		err = checkAttrs(false, "class/power_supply/*/*")
-	}
-	if err != nil {
-		skipSeries(c.logger, "power_supply", err)
+	supplies, ok := readSysfs(c.logger, "power_supply", "class/power_supply", sys.PowerSupplyClass, false, "class/power_supply/*/*")
+	if !ok {
 		return 0
 	}
 	n := 0
@@ -241,12 +237,8 @@ func (c *powerCollector) updatePowerSupply(ch chan<- prometheus.Metric, sys sysf
 }
 
 func (c *powerCollector) updateRAPL(ch chan<- prometheus.Metric, sys sysfs.FS) int {
-	zones, err := readGuarded(sysFilePath("class/powercap"), func() ([]sysfs.RaplZone, error) { return sysfs.GetRaplZones(sys) })
-	if err == nil {
-		err = checkAttrs(false, "class/powercap/*/*")
-	}
-	if err != nil {
-		skipSeries(c.logger, "rapl", err)
+	zones, ok := readSysfs(c.logger, "rapl", "class/powercap", func() ([]sysfs.RaplZone, error) { return sysfs.GetRaplZones(sys) }, false, "class/powercap/*/*")
+	if !ok {
 		return 0
 	}
 	n := 0

@@ -64,12 +64,8 @@ func (c *thermalCollector) Update(ch chan<- prometheus.Metric) error {
 }
 
 func (c *thermalCollector) updateZones(ch chan<- prometheus.Metric, sys sysfs.FS) int {
-	zones, err := readGuarded(sysFilePath("class/thermal"), sys.ClassThermalZoneStats)
-	if err == nil {
-		err = checkAttrs(true, "class/thermal/thermal_zone*/*")
-	}
-	if err != nil {
-		skipSeries(c.logger, "thermal zones", err)
+	zones, ok := readSysfs(c.logger, "thermal zones", "class/thermal", sys.ClassThermalZoneStats, true, "class/thermal/thermal_zone*/*")
+	if !ok {
 		return 0
 	}
 	n := 0
@@ -104,12 +100,8 @@ func (c *thermalCollector) updateZones(ch chan<- prometheus.Metric, sys sysfs.FS
 }
 
 func (c *thermalCollector) updateCooling(ch chan<- prometheus.Metric, sys sysfs.FS) int {
-	devs, err := readGuarded(sysFilePath("class/thermal"), sys.ClassCoolingDeviceStats)
-	if err == nil {
-		err = checkAttrs(true, "class/thermal/cooling_device*/*")
-	}
-	if err != nil {
-		skipSeries(c.logger, "cooling devices", err)
+	devs, ok := readSysfs(c.logger, "cooling devices", "class/thermal", sys.ClassCoolingDeviceStats, true, "class/thermal/cooling_device*/*")
+	if !ok {
 		return 0
 	}
 	n := 0

@@ -97,12 +97,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 // bwScrape renders what a scrape of c returns, in the text format.
 func bwScrape(t *testing.T, c collector.Collector) string {
 	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(collector.SetOf(testutil.Logger(), map[string]collector.Collector{"bandwidth": c}))
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
+	mfs := testutil.Gather(t, collector.SetOf(testutil.Logger(), map[string]collector.Collector{"bandwidth": c}))
 	var buf bytes.Buffer
 	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
 	for _, mf := range mfs {
@@ -282,13 +277,10 @@ bandwidth:
     - {server: %q, name: retries, splay: 0s, directions: [upload], duration: 1s, warmup: 0s, idle_duration: 300ms, ping_interval: 20ms, busy_retries: 5, busy_backoff: 500ms}
 `, srv))
 	// Free the server once the collector has met it busy: the next retry wins.
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if bwSample(bwScrape(t, c), `smokemon_bandwidth_server_busy_retries_total{direction="upload",target="retries"}`) >= 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the collector never found the server busy")
-		}
+	if !testutil.Eventually(20*time.Second, 50*time.Millisecond, func() bool {
+		return bwSample(bwScrape(t, c), `smokemon_bandwidth_server_busy_retries_total{direction="upload",target="retries"}`) >= 1
+	}) {
+		t.Fatal("the collector never found the server busy")
 	}
 	// SIGINT, so the client tells the server it is leaving: iperf3 3.12's
 	// server stays busy for a long while after a client that just vanishes.

@@ -17,6 +17,7 @@ import (
 	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/config"
 	"github.com/smokemon/smokemon/internal/pinger"
+	"github.com/smokemon/smokemon/internal/schedule"
 )
 
 // The mtr collector traces the path to each target continuously, mtr-style:
@@ -50,7 +51,8 @@ type mtrCollector struct {
 	deps   Deps
 
 	mu         sync.Mutex
-	tracer     *pinger.Tracer // nil while there are no targets
+	tracer     *pinger.Tracer            // nil while there are no targets
+	rounds     *schedule.Loop[*mtrEntry] // starts rounds; nil while there are no targets
 	entries    []*mtrEntry
 	labelNames []string
 	resolveIv  time.Duration
@@ -64,8 +66,19 @@ type mtrEntry struct {
 	famChoice config.Family // ip4, ip6 or auto ("both" is split into two entries)
 	labels    []string      // values for the collector's labelNames
 	st        *mtrState
+	sched     *schedule.Entry[*mtrEntry]
+	due       chan struct{} // a round is due; room for one, so an overrun round is followed at once, not twice
 	cancel    context.CancelFunc
 	done      chan struct{}
+}
+
+// startRound tells e's goroutine a round is due, unless one is pending
+// already; it runs on the rounds loop and never blocks.
+func startRound(e *mtrEntry) {
+	select {
+	case e.due <- struct{}{}:
+	default:
+	}
 }
 
 // mtrState is what a target's goroutine learned; Update reads it.
@@ -127,6 +140,9 @@ func (c *mtrCollector) commit(labelNames []string, next []*mtrEntry, resolveIv t
 	var start []*mtrEntry
 	for _, e := range entries {
 		if e.st == nil {
+			// Whole before Update can see it: a scrape may come while the
+			// old goroutines stop.
+			e.st = newMTRState(e)
 			start = append(start, e)
 		}
 	}
@@ -137,55 +153,73 @@ func (c *mtrCollector) commit(labelNames []string, next []*mtrEntry, resolveIv t
 			c.logger.Error("no raw ICMP socket for path probing; mtr metrics will report the prober down", "err", err)
 		}
 		c.tracer = tr
+		c.rounds = schedule.NewLoop(startRound)
 	}
 	c.entries, c.labelNames = entries, labelNames
 	c.resolveIv = resolveIv
 	c.descs = newMTRDescs(labelNames)
+	rounds := c.rounds
 	c.mu.Unlock()
 
 	// Stop the old goroutines outside the lock: a scrape never waits for them.
 	for _, o := range gone {
+		rounds.Remove(o.sched)
 		o.cancel()
 	}
 	for _, o := range gone {
 		<-o.done
 	}
-	for i, e := range start {
-		st := &mtrState{sendErrs: map[string]uint64{}, fam: pinger.IPv4}
-		if e.famChoice == config.FamilyIP6 {
-			st.fam = pinger.IPv6
-		}
-		if ip, err := netip.ParseAddr(e.cfg.Host); err == nil {
-			st.addr, st.fam = ip.Unmap(), pinger.FamilyOf(ip)
-		}
-		e.st = st
+	for _, e := range start {
 		ctx, cancel := context.WithCancel(context.Background())
-		e.cancel, e.done = cancel, make(chan struct{})
-		// New targets are spread over their interval, not started in a burst.
-		phase := e.cfg.IntervalD() * time.Duration(i) / time.Duration(len(start))
-		go c.run(ctx, e, phase)
+		e.cancel, e.done, e.due = cancel, make(chan struct{}), make(chan struct{}, 1)
+		go c.run(ctx, e)
+		// The shared scheduler spreads the targets over their interval, as
+		// ping's and mesh's: a new one starts at its slot, not at once.
+		e.sched = rounds.Add(e, e.cfg.IntervalD())
 	}
 	if len(entries) == 0 {
 		c.mu.Lock()
 		tr := c.tracer
-		c.tracer = nil
+		c.tracer, c.rounds = nil, nil
 		c.mu.Unlock()
+		if rounds != nil {
+			rounds.Close()
+		}
 		if tr != nil {
 			tr.Close() // idle: no sockets, no goroutines
 		}
 	}
 }
 
+// newMTRState is a new target's state: its family, and its address when
+// the host is one.
+func newMTRState(e *mtrEntry) *mtrState {
+	st := &mtrState{sendErrs: map[string]uint64{}, fam: pinger.IPv4}
+	if e.famChoice == config.FamilyIP6 {
+		st.fam = pinger.IPv6
+	}
+	if ip, err := netip.ParseAddr(e.cfg.Host); err == nil {
+		st.addr, st.fam = ip.Unmap(), pinger.FamilyOf(ip)
+	}
+	return st
+}
+
 // run probes one target until ctx ends. A round that ctx interrupts is
-// dropped whole, so counters only ever hold complete rounds.
-func (c *mtrCollector) run(ctx context.Context, e *mtrEntry, phase time.Duration) {
+// dropped whole, so counters only ever hold complete rounds. Rounds start
+// when the rounds loop says one is due: a round that overran (its last
+// sweep's timeout, a slow lookup) is followed at once by the next one, and
+// the slots missed in a suspend are skipped, never made up in a burst.
+func (c *mtrCollector) run(ctx context.Context, e *mtrEntry) {
 	defer close(e.done)
 	c.mu.Lock()
 	tr := c.tracer
 	c.mu.Unlock()
-	next := time.Now().Add(phase)
-	iv := e.cfg.IntervalD()
-	for sleep(ctx, time.Until(next)) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.due:
+		}
 		begin := time.Now()
 		if addr := c.resolve(ctx, e); addr.IsValid() {
 			obs := c.round(ctx, e, tr, addr, begin)
@@ -193,12 +227,6 @@ func (c *mtrCollector) run(ctx context.Context, e *mtrEntry, phase time.Duration
 				return
 			}
 			e.st.finish(obs, addr)
-		}
-		// A round that overran (its last sweep's timeout, a slow lookup, a
-		// suspend) is followed at once by the next one: never a burst of them.
-		next = begin.Add(iv)
-		if now := time.Now(); next.Before(now) {
-			next = now
 		}
 	}
 }
@@ -546,12 +574,15 @@ func (c *mtrCollector) Update(ch chan<- prometheus.Metric) error {
 	return nil
 }
 
-// Close stops every target's goroutine and the tracer.
+// Close stops the rounds loop, every target's goroutine and the tracer.
 func (c *mtrCollector) Close() error {
 	c.mu.Lock()
-	entries, tr := c.entries, c.tracer
-	c.entries, c.tracer = nil, nil
+	entries, tr, rounds := c.entries, c.tracer, c.rounds
+	c.entries, c.tracer, c.rounds = nil, nil, nil
 	c.mu.Unlock()
+	if rounds != nil {
+		rounds.Close()
+	}
 	for _, e := range entries {
 		e.cancel()
 	}

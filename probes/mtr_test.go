@@ -47,12 +47,7 @@ type mtrSnap map[string]map[string]*dto.Metric
 
 func mtrGather(t *testing.T, c collector.Collector) mtrSnap {
 	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(collector.SetOf(testutil.Logger(), map[string]collector.Collector{"mtr": c}))
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
+	mfs := testutil.Gather(t, collector.SetOf(testutil.Logger(), map[string]collector.Collector{"mtr": c}))
 	out := mtrSnap{}
 	for _, mf := range mfs {
 		out[mf.GetName()] = map[string]*dto.Metric{}

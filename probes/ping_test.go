@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/smokemon/smokemon/collector"
@@ -52,12 +51,7 @@ func newTestPingWith(t *testing.T, deps Deps, cfg *config.Config) *pingCollector
 // gather collects c and indexes samples by metric name and target label.
 func gather(t *testing.T, c collector.Collector) map[string]map[string]*dto.Metric {
 	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(collector.SetOf(testutil.Logger(), map[string]collector.Collector{"ping": c}))
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
+	mfs := testutil.Gather(t, collector.SetOf(testutil.Logger(), map[string]collector.Collector{"ping": c}))
 	out := map[string]map[string]*dto.Metric{}
 	for _, mf := range mfs {
 		out[mf.GetName()] = map[string]*dto.Metric{}

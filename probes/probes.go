@@ -1,5 +1,5 @@
 // Package probes holds smokemon_exporter's continuous probe collectors, one
-// file each: ping, mtr, http, dns, tcp, synthetic, bandwidth and mesh. Each
+// file each, named after the probe, that registers itself in init. Each
 // probes on its own clock in goroutines of its own; a scrape only reads what
 // they counted. What they need from the outside world (name resolution, the
 // network namespace sockets are opened in, the clock, the procfs and rootfs
@@ -46,9 +46,15 @@ func DefaultDeps() Deps {
 // factory builds a probe collector with the given deps.
 type factory func(logger *slog.Logger, cfg *config.Config, deps Deps) (collector.Collector, error)
 
+// registered are this package's probes by name, as their files' init
+// functions register them: the tests that run every probe read it, so the
+// set of probes is written nowhere else.
+var registered = map[string]factory{}
+
 // register makes a probe known to the framework, enabled by default; the
 // framework builds it with DefaultDeps once the flags are parsed.
 func register(name string, f factory) {
+	registered[name] = f
 	collector.RegisterProbe(name, true, func(logger *slog.Logger, cfg *config.Config) (collector.Collector, error) {
 		return f(logger, cfg, DefaultDeps())
 	})

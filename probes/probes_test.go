@@ -3,6 +3,7 @@ package probes
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -55,7 +56,7 @@ func (r *refuser) Prepare(cfg *config.Config) (func(), error) {
 }
 
 // A reload that one collector's Prepare refuses changes nothing in any
-// collector: six probes keep their old targets, labels and schedules. Once
+// collector: every registered probe keeps its old targets, labels and schedules. Once
 // nobody refuses, every collector takes the new config.
 func TestReloadIsAllOrNothing(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -75,12 +76,13 @@ dns: {interval: 50ms, targets: [{query: www.lab.test, name: %[1]s-dns, resolvers
 ping: {targets: [{host: 127.0.0.1, name: %[1]s-ping}]}
 mtr: {targets: [{host: 127.0.0.1, name: %[1]s-mtr}]}
 bandwidth: {targets: [{server: 127.0.0.1, name: %[1]s-bandwidth, interval: 1h, splay: 1h}]}
+synthetic: {interval: 1h, captive_portal: [{url: %[3]q, name: %[1]s-synthetic}]}
+mesh: {interval: 1h, peers: [{address: %[2]q, name: %[1]s-mesh}]}
 `, name, l.Addr().String(), srv.URL+"/", extra))
 	}
 	old := yml("old", "")
 	cs := map[string]collector.Collector{"refuser": &refuser{}}
-	probes := map[string]factory{"tcp": newTCPCollector, "http": newHTTPCollector, "dns": newDNSCollector,
-		"ping": newPingCollector, "mtr": newMTRCollector, "bandwidth": newBandwidthCollector}
+	probes := registered
 	for name, f := range probes {
 		c, err := f(testutil.Logger(), old, testDeps())
 		if err != nil {
@@ -90,31 +92,7 @@ bandwidth: {targets: [{server: 127.0.0.1, name: %[1]s-bandwidth, interval: 1h, s
 	}
 	set := collector.SetOf(testutil.Logger(), cs)
 	defer set.Close()
-	targets := func() []string {
-		reg := prometheus.NewPedanticRegistry()
-		reg.MustRegister(set)
-		mfs, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []string
-		for _, mf := range mfs {
-			if !strings.HasSuffix(mf.GetName(), "_target_info") {
-				continue
-			}
-			for _, m := range mf.Metric {
-				var lv []string
-				for _, lp := range m.Label {
-					if lp.GetName() == "target" || lp.GetName() == "site" || lp.GetName() == "refuse" {
-						lv = append(lv, lp.GetName()+"="+lp.GetValue())
-					}
-				}
-				out = append(out, strings.Join(lv, ","))
-			}
-		}
-		sort.Strings(out)
-		return out
-	}
+	targets := func() []string { return probeTargets(t, set) }
 	names := func(gen string) []string {
 		var out []string
 		for p := range probes {
@@ -124,6 +102,11 @@ bandwidth: {targets: [{server: 127.0.0.1, name: %[1]s-bandwidth, interval: 1h, s
 		return out
 	}
 	before := targets()
+	for p := range probes {
+		if !slices.Contains(before, "site=home,target=old-"+p) {
+			t.Errorf("probe %s has no series here: give it a target in this test's config", p)
+		}
+	}
 	if want := names("old"); !slices.Equal(before, want) {
 		t.Fatalf("before any reload: %v, want %v", before, want)
 	}
@@ -157,4 +140,37 @@ func acceptAndClose(ln net.Listener) {
 		}
 		c.Close()
 	}
+}
+
+// probeTargets are the targets of every probe in set as its series name
+// them (mesh: peer), with the global labels they carry, once per probe and
+// target, sorted.
+func probeTargets(t *testing.T, set *collector.Set) []string {
+	t.Helper()
+	mfs := testutil.Gather(t, set)
+	seen := map[string]bool{}
+	for _, mf := range mfs {
+		probe, _, _ := strings.Cut(strings.TrimPrefix(mf.GetName(), collector.Namespace+"_"), "_")
+		if registered[probe] == nil {
+			continue
+		}
+		for _, m := range mf.Metric {
+			var lv []string
+			for _, lp := range m.Label {
+				switch lp.GetName() {
+				case "target", "peer":
+					lv = append(lv, "target="+lp.GetValue())
+				case "site", "refuse":
+					lv = append(lv, lp.GetName()+"="+lp.GetValue())
+				}
+			}
+			if len(lv) > 0 {
+				sort.Strings(lv)
+				seen[strings.Join(lv, ",")] = true
+			}
+		}
+	}
+	out := slices.Collect(maps.Keys(seen))
+	sort.Strings(out)
+	return out
 }

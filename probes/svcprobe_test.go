@@ -70,12 +70,7 @@ func svcCollector(t *testing.T, f factory, deps Deps, yml string) collector.Coll
 // inconsistent label sets and bad names.
 func svcGather(t testing.TB, c collector.Collector) []*dto.MetricFamily {
 	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(collector.SetOf(testutil.Logger(), map[string]collector.Collector{"svc": c}))
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
+	mfs := testutil.Gather(t, collector.SetOf(testutil.Logger(), map[string]collector.Collector{"svc": c}))
 	return mfs
 }
 
@@ -149,12 +144,7 @@ func svcPerProbe(t *testing.T, c collector.Collector, name string, n, skip int, 
 		}
 		return true
 	}
-	deadline := time.Now().Add(time.Duration(n+skip+5) * 2 * time.Second)
-	for !done() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: timed out collecting %d probes: have %v", name, n, out)
-		}
-		time.Sleep(15 * time.Millisecond)
+	sample := func() bool {
 		cur := read()
 		for k := range series {
 			dc := cur[k].count - prev[k].count
@@ -167,6 +157,10 @@ func svcPerProbe(t *testing.T, c collector.Collector, name string, n, skip int, 
 			}
 		}
 		prev = cur
+		return done()
+	}
+	if !testutil.Eventually(time.Duration(n+skip+5)*2*time.Second, 15*time.Millisecond, sample) {
+		t.Fatalf("%s: timed out collecting %d probes: have %v", name, n, out)
 	}
 	return out
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -29,34 +30,7 @@ func TestSyntheticInLab(t *testing.T) {
 		http.Redirect(w, r, "http://portal.lab.test/login", http.StatusFound)
 	})
 	srv.Mux.HandleFunc("/success.txt", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "success\n") })
-	srv.Mux.HandleFunc("/dns-query", func(w http.ResponseWriter, r *http.Request) {
-		var wire []byte
-		var err error
-		if r.Method == http.MethodGet {
-			wire, err = base64.RawURLEncoding.DecodeString(r.URL.Query().Get("dns"))
-		} else if r.Header.Get("Content-Type") == dohMediaType {
-			wire, err = io.ReadAll(r.Body)
-		} else {
-			http.Error(w, "bad content type", http.StatusUnsupportedMediaType)
-			return
-		}
-		q := new(dns.Msg)
-		if err != nil || q.Unpack(wire) != nil || len(q.Question) != 1 {
-			http.Error(w, "bad query", http.StatusBadRequest)
-			return
-		}
-		m := new(dns.Msg)
-		m.SetReply(q)
-		if q.Question[0].Name == "www.lab.test." && q.Question[0].Qtype == dns.TypeA {
-			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: tp.Addr(dst, false).AsSlice()})
-		} else {
-			m.Rcode = dns.RcodeNameError
-		}
-		out, _ := m.Pack()
-		time.Sleep(20 * time.Millisecond)
-		w.Header().Set("Content-Type", dohMediaType)
-		w.Write(out)
-	})
+	srv.Mux.HandleFunc("/dns-query", dohHandler(tp.Addr(dst, false).AsSlice()))
 	deps := svcDeps(t, tp.Client, "")
 	ca := svcCAFile(t, srv)
 	c := svcCollector(t, newSyntheticCollector, deps, fmt.Sprintf(`
@@ -128,4 +102,37 @@ synthetic:
 		t.Errorf("nx: %v rcode failures", v)
 	}
 	svcPromtool(t, mfs)
+}
+
+// dohHandler answers DoH queries, by POST and by GET, after 20 ms: the A
+// record a for www.lab.test, NXDOMAIN for any other question.
+func dohHandler(a net.IP) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var wire []byte
+		var err error
+		if r.Method == http.MethodGet {
+			wire, err = base64.RawURLEncoding.DecodeString(r.URL.Query().Get("dns"))
+		} else if r.Header.Get("Content-Type") == dohMediaType {
+			wire, err = io.ReadAll(r.Body)
+		} else {
+			http.Error(w, "bad content type", http.StatusUnsupportedMediaType)
+			return
+		}
+		q := new(dns.Msg)
+		if err != nil || q.Unpack(wire) != nil || len(q.Question) != 1 {
+			http.Error(w, "bad query", http.StatusBadRequest)
+			return
+		}
+		m := new(dns.Msg)
+		m.SetReply(q)
+		if q.Question[0].Name == "www.lab.test." && q.Question[0].Qtype == dns.TypeA {
+			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: a})
+		} else {
+			m.Rcode = dns.RcodeNameError
+		}
+		out, _ := m.Pack()
+		time.Sleep(20 * time.Millisecond)
+		w.Header().Set("Content-Type", dohMediaType)
+		w.Write(out)
+	}
 }

@@ -70,7 +70,7 @@ func TestHealthReadinessAndCycleLogs(t *testing.T) {
 	dataDir := t.TempDir()
 	addr := testutil.FreeAddr(t)
 	var logs testutil.SyncBuffer
-	cmd := exec.Command(bin, "--prometheus.url=http://"+promAddr, "--evaluation-interval=1s", "--lookback=5m",
+	cmd := exec.Command(analyzerBin(t), "--prometheus.url=http://"+promAddr, "--evaluation-interval=1s", "--lookback=5m",
 		"serve", "--web.listen-address="+addr)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {

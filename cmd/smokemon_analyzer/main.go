@@ -73,26 +73,10 @@ func run(args []string, stdout *os.File) int {
 		return 2
 	}
 	logger, logs := newLogger(logConfig)
-	if o.cfg.GatewayTargets, err = regexp.Compile(o.gateway); err != nil {
-		fmt.Fprintf(os.Stderr, "--gateway.target-regex: %v\n", err)
-		return 2
-	}
-	if err := analyzer.ParseBands(o.bands); err != nil {
-		fmt.Fprintf(os.Stderr, "--%v\n", err)
-		return 2
-	}
-	o.cfg.BloatBands = o.bands
-	src, err := o.source()
+	src, now, err := o.check()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
-	}
-	now := time.Now()
-	if o.at != "" {
-		if now, err = time.Parse(time.RFC3339, o.at); err != nil {
-			fmt.Fprintf(os.Stderr, "--at: %v\n", err)
-			return 2
-		}
 	}
 	e := analyzer.NewEngine(o.cfg, src, logger)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -185,6 +169,30 @@ func (o *opts) addFlags(app *kingpin.Application) {
 	app.Flag("gateway.target-regex", "Ping targets taken as the gateway when no target_info says host=\"gateway\".").Default(o.cfg.GatewayTargets.String()).StringVar(&o.gateway)
 	app.Flag("bufferbloat.bands", "Upper bounds in seconds of grades A+, A, B, C, D (above: F).").Default("0.005", "0.030", "0.060", "0.200", "0.400").Float64ListVar(&o.bands)
 	app.Flag("flash.pe-cycles", "Program/erase cycles of the flash, for the wear-out clock.").Default("3000").Float64Var(&o.cfg.FlashPECycles)
+}
+
+// check completes the engine's config from the parsed flags and returns
+// the source to query and the time to evaluate at; an error names the flag.
+func (o *opts) check() (analyzer.Source, time.Time, error) {
+	var err error
+	if o.cfg.GatewayTargets, err = regexp.Compile(o.gateway); err != nil {
+		return nil, time.Time{}, fmt.Errorf("--gateway.target-regex: %v", err)
+	}
+	if err := analyzer.ParseBands(o.bands); err != nil {
+		return nil, time.Time{}, fmt.Errorf("--%v", err)
+	}
+	o.cfg.BloatBands = o.bands
+	src, err := o.source()
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	now := time.Now()
+	if o.at != "" {
+		if now, err = time.Parse(time.RFC3339, o.at); err != nil {
+			return nil, time.Time{}, fmt.Errorf("--at: %v", err)
+		}
+	}
+	return src, now, nil
 }
 
 func (o *opts) source() (analyzer.Source, error) {

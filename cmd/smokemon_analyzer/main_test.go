@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/smokemon/smokemon/analyzer/scenario"
+	"github.com/smokemon/smokemon/internal/testutil"
 )
 
 // End-to-end tests of the real binary against a real Prometheus holding a
@@ -30,13 +31,15 @@ import (
 // retries jump, one clean node.
 
 var (
-	bin     string
 	promURL string
 	fault   time.Time
 	evalAt  time.Time
 )
 
 func TestMain(m *testing.M) { os.Exit(testMain(m)) }
+
+// analyzerBin is the binary under test, built once per test process.
+func analyzerBin(t *testing.T) string { return testutil.BuildBinary(t, ".") }
 
 func testMain(m *testing.M) int {
 	if _, err := exec.LookPath("prometheus"); err != nil {
@@ -48,11 +51,6 @@ func testMain(m *testing.M) int {
 		panic(err)
 	}
 	defer os.RemoveAll(dir)
-	bin = filepath.Join(dir, "smokemon_analyzer")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
-		return 1
-	}
 	now := time.Now()
 	evalAt = now.Truncate(time.Minute)
 	fault = evalAt.Add(-20 * time.Minute)
@@ -96,11 +94,12 @@ func testMain(m *testing.M) int {
 	}
 	defer srv.Stop()
 	promURL = srv.URL
-	return m.Run()
+	return testutil.Run(m)
 }
 
 func analyzerCmd(t *testing.T, args ...string) (string, string, error) {
 	t.Helper()
+	bin := analyzerBin(t) // built before the command's minute starts
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
@@ -212,7 +211,7 @@ func TestServe(t *testing.T) {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := l.Addr().String()
 	l.Close()
-	cmd := exec.Command(bin, "--prometheus.url="+gate.URL, "--prometheus.bearer-token-file="+tokenFile,
+	cmd := exec.Command(analyzerBin(t), "--prometheus.url="+gate.URL, "--prometheus.bearer-token-file="+tokenFile,
 		"--prometheus.header=X-Scope-OrgID=home", "--evaluation-interval=5s", "serve", "--web.listen-address="+addr)
 	var logs bytes.Buffer
 	cmd.Stderr = &logs
@@ -221,19 +220,18 @@ func TestServe(t *testing.T) {
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	var fleet map[string]any
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	testutil.Eventually(30*time.Second, 200*time.Millisecond, func() bool {
 		resp, err := http.Get("http://" + addr + "/api/v1/fleet")
-		if err == nil && resp.StatusCode == 200 {
-			json.NewDecoder(resp.Body).Decode(&fleet)
-			resp.Body.Close()
-			break
+		if err != nil {
+			return false
 		}
-		if resp != nil {
-			resp.Body.Close()
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return false
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		json.NewDecoder(resp.Body).Decode(&fleet)
+		return true
+	})
 	if fleet == nil || fleet["up"] != true {
 		t.Fatalf("fleet: %v\n%s", fleet, logs.String())
 	}

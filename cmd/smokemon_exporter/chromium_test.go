@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/net/websocket"
+
+	"github.com/smokemon/smokemon/internal/testutil"
 )
 
 // browser is a headless Debian chromium driven over the DevTools protocol
@@ -37,12 +39,12 @@ func startChromium(t *testing.T) *browser {
 		t.Skip("chromium is not installed (Debian package chromium, in .ci/test-packages): cannot load the status page")
 	}
 	dir := t.TempDir()
+	// Chromium 111 and later refuse a DevTools WebSocket whose Origin they
+	// were not told to allow; the port, and so the origin, is chosen at
+	// start, and the socket listens on loopback only.
 	cmd := exec.Command(bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--user-data-dir="+dir, "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
-		// Chromium 111+ refuses a DevTools websocket whose Origin it was not
-		// told to allow; x/net/websocket always sends one.
-		"--remote-allow-origins=*",
+		"--user-data-dir="+dir, "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", "--remote-allow-origins=*",
 		"--window-size=1280,900", "about:blank")
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -51,11 +53,14 @@ func startChromium(t *testing.T) *browser {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	// Chromium writes the port it chose to DevToolsActivePort.
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	var port string
+	if testutil.Eventually(30*time.Second, 100*time.Millisecond, func() bool {
 		b, err := os.ReadFile(filepath.Join(dir, "DevToolsActivePort"))
-		if port, _, ok := strings.Cut(string(b), "\n"); err == nil && ok {
-			return &browser{t: t, base: "http://127.0.0.1:" + port}
-		}
+		p, _, ok := strings.Cut(string(b), "\n")
+		port = p
+		return err == nil && ok
+	}) {
+		return &browser{t: t, base: "http://127.0.0.1:" + port}
 	}
 	t.Fatalf("chromium did not open its DevTools port; output:\n%s", out.String())
 	return nil
@@ -148,14 +153,11 @@ func (p *page) eval(expr string, v any) {
 // waitFor evaluates a boolean expression until it holds.
 func (p *page) waitFor(expr string, within time.Duration) bool {
 	p.t.Helper()
-	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+	return testutil.Eventually(within, 200*time.Millisecond, func() bool {
 		var ok bool
 		p.eval("JSON.stringify(!!("+expr+"))", &ok)
-		if ok {
-			return true
-		}
-	}
-	return false
+		return ok
+	})
 }
 
 // screenshot writes a PNG of the page.

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -20,6 +22,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/lab"
 	"github.com/smokemon/smokemon/internal/testutil"
 )
@@ -153,14 +156,31 @@ mesh:
 		body = e.scrape(t)
 		// The bufferbloat grade comes last: after both directions of the
 		// bandwidth test, seconds after the first direction's throughput.
-		return strings.Contains(body, "smokemon_bandwidth_bufferbloat_grade_info{") && strings.Contains(body, "smokemon_mtr_hop_rtt_avg_seconds{") &&
+		return len(unreported(body)) == 0 &&
+			strings.Contains(body, "smokemon_bandwidth_bufferbloat_grade_info{") && strings.Contains(body, "smokemon_mtr_hop_rtt_avg_seconds{") &&
 			strings.Contains(body, "smokemon_synthetic_doh_lookup_duration_seconds_count{") &&
 			strings.Contains(body, "smokemon_mesh_one_way_delay_seconds_count{")
 	}) {
 		return body
 	}
+	if miss := unreported(body); len(miss) > 0 {
+		t.Fatalf("probes %v have no series in the doc scrape: give each a target in docScrape's config", miss)
+	}
 	t.Fatalf("not every probe reported within 30s:\n%s", body)
 	return ""
+}
+
+// unreported are the registered probes (every collector that is not a host
+// collector) without a series of their own in body: the doc's probes come
+// from the registry, so a new probe cannot be left out of the doc unnoticed.
+func unreported(body string) []string {
+	var miss []string
+	for _, n := range collector.Names() {
+		if !slices.Contains(collector.HostCollectors(), n) && !strings.Contains(body, "\n"+collector.Namespace+"_"+n+"_") {
+			miss = append(miss, n)
+		}
+	}
+	return miss
 }
 
 func renderDoc(mfs map[string]*dto.MetricFamily) string {
@@ -247,5 +267,27 @@ func TestMetricsDoc(t *testing.T) {
 			}
 		}
 		t.Errorf("docs/metrics.md disagrees with the exporter's output (+ output, - doc); run go test ./cmd/smokemon_exporter -run TestMetricsDoc -update:\n%s", strings.Join(diff, "\n"))
+	}
+}
+
+// The README's table of collectors names every registered collector, host
+// collector or probe, and no other: the registry is the list.
+func TestReadmeListsEveryCollector(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(b), "\n### Collectors\n")
+	if !ok {
+		t.Fatal("README.md has no ### Collectors section")
+	}
+	table, _, _ = strings.Cut(table, "\n### ")
+	var listed []string
+	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z0-9_]+)` \\|").FindAllStringSubmatch(table, -1) {
+		listed = append(listed, m[1])
+	}
+	sort.Strings(listed)
+	if want := collector.Names(); !slices.Equal(listed, want) {
+		t.Errorf("README.md's collector table lists %v, the registered collectors are %v", listed, want)
 	}
 }

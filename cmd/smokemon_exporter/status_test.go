@@ -19,6 +19,7 @@ import (
 
 	"github.com/smokemon/smokemon/internal/lab"
 	"github.com/smokemon/smokemon/internal/status"
+	"github.com/smokemon/smokemon/internal/testutil"
 )
 
 func get(t *testing.T, e *exporter, path string, header ...string) (*http.Response, string) {
@@ -60,10 +61,8 @@ func statusJSON(t *testing.T, e *exporter) *status.Report {
 func waitStatus(t *testing.T, e *exporter, within time.Duration, ok func(*status.Report) bool) *status.Report {
 	t.Helper()
 	var r *status.Report
-	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(time.Second) {
-		if r = statusJSON(t, e); ok(r) {
-			return r
-		}
+	if testutil.Eventually(within, time.Second, func() bool { r = statusJSON(t, e); return ok(r) }) {
+		return r
 	}
 	b, _ := json.MarshalIndent(r, "", " ")
 	t.Fatalf("status never got there in %v; last report:\n%s", within, b)

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -191,16 +192,32 @@ func (c *Config) validate() []fieldError {
 	}
 	checkLabels("global.labels", g.Labels, ownLabels{}, add)
 	checkProbe("global", &g.ProbeDefaults, add)
-	// Each section validates itself and fills in its defaults.
-	c.Ping.validate(g, add)
-	c.MTR.validate(g, add)
-	c.HTTP.validate(g, add)
-	c.DNS.validate(g, add)
-	c.TCP.validate(g, add)
-	c.Synthetic.validate(g, add)
-	c.Bandwidth.validate(g, add)
-	c.Mesh.validate(g, add)
+	for _, s := range c.sections() {
+		s.validate(g, add)
+	}
 	return errs
+}
+
+// section is a top-level section of the file other than global, one file
+// each in this package: it fills in its defaults and checks itself, given
+// the global settings it inherits.
+type section interface {
+	validate(g *Global, add adder)
+}
+
+// sections are c's sections in the order Config declares them. They are
+// found from Config's fields rather than listed, so a new section is one
+// field here and its own file (TestEverySectionValidates holds every field
+// to it).
+func (c *Config) sections() []section {
+	v := reflect.ValueOf(c).Elem()
+	var out []section
+	for i := range v.NumField() {
+		if s, ok := v.Field(i).Addr().Interface().(section); ok {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 var dscpNames = map[string]int{

@@ -3,6 +3,8 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -256,5 +258,72 @@ func TestDefaultsAsData(t *testing.T) {
 	}
 	if time.Duration(c.DNS.Interval) != DefaultDNSInterval || c.Global.ResolveInterval != DefaultGlobal.ResolveInterval {
 		t.Errorf("section defaults: dns interval %v, resolve_interval %v", c.DNS.Interval, c.Global.ResolveInterval)
+	}
+}
+
+// Every section of the file but global validates itself: validate finds the
+// sections from Config's fields, so a section that does not implement
+// section would be read and never checked.
+func TestEverySectionValidates(t *testing.T) {
+	var c Config
+	ct := reflect.TypeOf(c)
+	got := c.sections()
+	n := 0
+	for i := range ct.NumField() {
+		f := ct.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if tag == "-" || tag == "global" {
+			continue
+		}
+		if _, ok := reflect.ValueOf(&c).Elem().Field(i).Addr().Interface().(section); !ok {
+			t.Errorf("section %s (%s) has no validate(*Global, adder) method", tag, f.Type)
+			continue
+		}
+		n++
+	}
+	if n == 0 || len(got) != n {
+		t.Errorf("sections() found %d sections, Config declares %d", len(got), n)
+	}
+	// The sections' own checks run: a bad value in the last one is caught.
+	if _, err := Parse([]byte("mesh: {peers: [{name: x}]}\n"), "t.yml"); err == nil || !strings.Contains(err.Error(), "mesh.peers[0]") {
+		t.Errorf("a mesh peer without an address: err = %v", err)
+	}
+}
+
+// docs/examples/edge-node.yml shows every section (the opt-in ones
+// commented out), and is valid with them switched on: the sections come
+// from Config, so a new one cannot be left out of the example unnoticed.
+func TestExampleShowsEverySection(t *testing.T) {
+	b, err := os.ReadFile("../../docs/examples/edge-node.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var on []string // the file with its commented-out sections switched on
+	inBlock := false
+	for _, l := range strings.Split(string(b), "\n") {
+		if head, ok := strings.CutPrefix(l, "# "); ok && (inBlock && strings.HasPrefix(head, " ") || regexp.MustCompile(`^[a-z_]+:\s*$`).MatchString(head)) {
+			inBlock = true
+			l = head
+		} else {
+			inBlock = false
+		}
+		on = append(on, l)
+	}
+	c, err := Parse([]byte(strings.Join(on, "\n")), "edge-node.yml (all sections on)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct := reflect.TypeOf(*c)
+	for i := range ct.NumField() {
+		tag, _, _ := strings.Cut(ct.Field(i).Tag.Get("yaml"), ",")
+		if tag == "-" {
+			continue
+		}
+		if !regexp.MustCompile(`(?m)^` + tag + `:`).MatchString(strings.Join(on, "\n")) {
+			t.Errorf("docs/examples/edge-node.yml does not show the %s section", tag)
+		}
+	}
+	if len(c.Mesh.Peers) == 0 || len(c.Bandwidth.Targets) == 0 {
+		t.Errorf("the commented-out sections were not read: mesh %d peers, bandwidth %d targets", len(c.Mesh.Peers), len(c.Bandwidth.Targets))
 	}
 }

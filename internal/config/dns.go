@@ -46,6 +46,12 @@ var (
 	DefaultDNSTarget = DNSTarget{Type: "A", Protocol: "udp", RecursionDesired: boolp(true), ValidRcodes: []string{"NOERROR"}}
 )
 
+// Defaults of the dns section.
+const (
+	DefaultDNSInterval = 30 * time.Second
+	DefaultDNSTimeout  = 5 * time.Second
+)
+
 var dnsLabels = ownLabels{"dns", []string{"resolver", "query", "type", "rcode"}}
 
 func (c *DNSConfig) validate(g *Global, add adder) {

@@ -65,17 +65,11 @@ func (t TLSSettings) ClientConfig() *tls.Config {
 	return tc
 }
 
-// Section defaults of the service probes.
+// Defaults of the http section.
 const (
-	DefaultHTTPInterval     = 30 * time.Second
-	DefaultHTTPTimeout      = 10 * time.Second
-	DefaultMaxBodyBytes     = 10 << 20
-	DefaultDNSInterval      = 30 * time.Second
-	DefaultDNSTimeout       = 5 * time.Second
-	DefaultTCPInterval      = 10 * time.Second
-	DefaultTCPTimeout       = 5 * time.Second
-	DefaultSyntheticIvl     = time.Minute
-	DefaultSyntheticTimeout = 10 * time.Second
+	DefaultHTTPInterval = 30 * time.Second
+	DefaultHTTPTimeout  = 10 * time.Second
+	DefaultMaxBodyBytes = 10 << 20
 )
 
 // DefaultHTTP holds the http section's defaults (see fillDefaults).

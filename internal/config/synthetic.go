@@ -41,6 +41,12 @@ type DoHTarget struct {
 	QType uint16 `yaml:"-"`
 }
 
+// Defaults of the synthetic section.
+const (
+	DefaultSyntheticIvl     = time.Minute
+	DefaultSyntheticTimeout = 10 * time.Second
+)
+
 // DefaultSynthetic, DefaultCaptivePortal and DefaultDoH hold the defaults
 // (see fillDefaults).
 var (

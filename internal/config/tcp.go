@@ -20,6 +20,12 @@ type TCPTarget struct {
 	ServiceProbe `yaml:",inline"`
 }
 
+// Defaults of the tcp section.
+const (
+	DefaultTCPInterval = 10 * time.Second
+	DefaultTCPTimeout  = 5 * time.Second
+)
+
 // DefaultTCP holds the section's defaults (see fillDefaults).
 var DefaultTCP = TCPConfig{Interval: Duration(DefaultTCPInterval), Timeout: Duration(DefaultTCPTimeout)}
 

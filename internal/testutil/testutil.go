@@ -1,6 +1,6 @@
 // Package testutil is the one home of the helpers smokemon's tests share: a
 // free loopback port, a binary built once per test process, polling until a
-// condition holds, and a logger that discards. Tests use real servers and
+// condition holds, a logger that discards, and a pedantic gather. Tests use real servers and
 // processes; nothing here fakes one.
 package testutil
 
@@ -17,6 +17,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // FreePort returns a loopback port that was free for both TCP and UDP a moment
@@ -152,4 +155,18 @@ func PromtoolCheck(t testing.TB, exposition []byte) {
 	if err != nil || len(bytes.TrimSpace(out)) > 0 {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
+}
+
+// Gather registers cs with a pedantic registry and gathers them once,
+// failing the test on any error: the registry refuses inconsistent label
+// sets, bad names and invalid help, as a careful scraper would.
+func Gather(t testing.TB, cs ...prometheus.Collector) []*dto.MetricFamily {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(cs...)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mfs
 }

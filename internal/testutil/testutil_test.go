@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func TestFreePortCanBeListenedOn(t *testing.T) {
@@ -77,3 +79,14 @@ func TestBuildBinaryOnce(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { os.Exit(Run(m)) }
+
+// Gather returns what the collectors report, through a pedantic registry.
+func TestGather(t *testing.T) {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "testutil_gauge", Help: "A gauge."})
+	g.Set(3)
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "testutil_total", Help: "A counter."})
+	mfs := Gather(t, g, c)
+	if len(mfs) != 2 || mfs[0].GetName() != "testutil_gauge" || mfs[0].Metric[0].GetGauge().GetValue() != 3 || mfs[1].GetName() != "testutil_total" {
+		t.Errorf("gathered %v", mfs)
+	}
+}
