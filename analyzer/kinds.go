@@ -406,10 +406,20 @@ func detectLatency(d *detection) {
 	}
 }
 
+// detectDNS judges the rate window's mean lookup, and dates start and end
+// from the short window's as loss does: the rate window still holds slow
+// lookups for most of its width after the resolver recovered.
 func detectDNS(d *detection) {
 	for _, r := range sortedKeys(d.in.DNS) {
-		x := d.in.DNS[r]
-		d.add(r, KindDNSSlow, levels(x, d.th.DNSEnter, d.th.DNSExit, true), x, higher, "seconds", nil, timing{onset: above(x, d.th.DNSExit)})
+		x, xs := d.in.DNS[r], d.in.DNSShort[r]
+		tm := timing{onset: above(x, d.th.DNSExit)}
+		if xs != nil {
+			exit := d.th.DNSExit
+			tm = timing{onset: func(i int) bool { return x[i] > exit || xs[i] > exit },
+				clean: func(i int) bool { return xs[i] < exit }, lag: d.th.ShortWindow * 3 / 4,
+				short: xs, window: d.th.ShortWindow, samples: d.in.ShortSamples}
+		}
+		d.add(r, KindDNSSlow, levels(x, d.th.DNSEnter, d.th.DNSExit, true), x, higher, "seconds", nil, tm)
 	}
 }
 
