@@ -374,7 +374,9 @@ func detectLatency(d *detection) {
 		if rtt == nil {
 			continue
 		}
+		rs := short(d.in.RTTShort, d.in.RTT, t)
 		lv := make([]level, d.g.N)
+		spike := func(x, r float64) bool { return x >= math.Max(r*th.LatencyRatio, r+th.LatencyAbs) }
 		for i, x := range rtt {
 			r := math.NaN()
 			if ref != nil {
@@ -383,7 +385,11 @@ func detectLatency(d *detection) {
 			switch {
 			case math.IsNaN(x) || math.IsNaN(r) || d.outageAt[i]:
 				lv[i] = lvBlind
-			case x >= math.Max(r*th.LatencyRatio, r+th.LatencyAbs):
+			case spike(x, r) && (spike(rs[i], r) || i > 0 && !d.outageAt[i-1] && spike(rtt[i-1], r)):
+				// Two steps of the rate window's mean, or one where the short
+				// window agrees: both windows' means over the bar say as much
+				// as a second step (an outlier stays in the rate window for
+				// three steps either way) and save one.
 				lv[i] = lvBad
 			case x < math.Max(r*(1+(th.LatencyRatio-1)/2), r+th.LatencyAbs/2):
 				lv[i] = lvGood
@@ -391,10 +397,9 @@ func detectLatency(d *detection) {
 				lv[i] = lvHold
 			}
 		}
-		rs := short(d.in.RTTShort, d.in.RTT, t)
 		d.add(t, KindLatencySpike, lv, rtt, higher, "rtt_seconds", nil, timing{onset: func(i int) bool {
-			return ref != nil && rtt[i] > ref[i]+th.LatencyAbs/2
-		}, clean: func(i int) bool {
+			return ref != nil && (rtt[i] > ref[i]+th.LatencyAbs/2 || rs[i] > ref[i]+th.LatencyAbs/2)
+		}, enter: 1, clean: func(i int) bool {
 			// Half-way back: the window's mean crosses it when half the window is after the end.
 			return ref != nil && rs[i] < ref[i]+(rtt[i]-ref[i])/2+th.LatencyAbs/4 && rs[i] < math.Max(ref[i]*(1+(th.LatencyRatio-1)/2), ref[i]+th.LatencyAbs/2)
 		}, lag: d.shortLag(), short: rs, base: func(i int) float64 {

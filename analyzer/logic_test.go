@@ -460,3 +460,32 @@ func TestYoungNodeBaseline(t *testing.T) {
 		t.Fatalf("got %+v, want one active latency-spike from step 90", got)
 	}
 }
+
+// A latency rise opens an incident at its first step when the short
+// window's mean agrees with the rate window's; a rate window over the bar
+// alone (an outlier the short window no longer holds) needs a second step.
+func TestLatencyEntersOnAgreement(t *testing.T) {
+	const n = 12
+	th := DefaultThresholds()
+	th.RampSteps = 3
+	ref := fill(n, 0.02)
+	run := func(rtt, rs []float64) []Incident {
+		in := &nodeInput{Loss: map[string][]float64{"a": fill(n, 0)}, RTT: map[string][]float64{"a": rtt},
+			RTTShort: map[string][]float64{"a": rs}, RTTRef: map[string][]float64{"a": ref}}
+		return detect(in, grid(n), th)
+	}
+	rise, short := fill(n, 0.02), fill(n, 0.02)
+	rise[n-1], short[n-1] = 0.08, 0.15
+	if got := run(rise, short); len(got) != 1 || got[0].Kind != KindLatencySpike || got[0].startIdx != n-1 || !got[0].Active {
+		t.Errorf("both windows over the bar at the last step: %+v, want one active spike from it", got)
+	}
+	outlier := fill(n, 0.02)
+	outlier[n-1] = 0.08
+	if got := run(outlier, fill(n, 0.02)); len(got) != 0 {
+		t.Errorf("the rate window alone, one step: %+v, want none yet", got)
+	}
+	outlier[n-2] = 0.08
+	if got := run(outlier, fill(n, 0.02)); len(got) != 1 || got[0].startIdx != n-2 {
+		t.Errorf("the rate window alone, two steps: %+v, want a spike from the first", got)
+	}
+}
