@@ -139,9 +139,10 @@ func (e *Engine) reconcileFleet(s *Snapshot, prev *Snapshot) {
 				continue
 			}
 			if p.Active {
+				// Last seen active there; its members may live on in another group.
 				p.Active, p.End = false, prev.Time
 				if by := supersederOf(s.Fleet, &p, byID); by != nil {
-					p.SupersededBy, p.End = by.ID, maxTime(p.Start, by.Start)
+					p.SupersededBy = by.ID
 				}
 			}
 			e.fleetEnded = append(e.fleetEnded, p)
