@@ -357,12 +357,24 @@ func detectLoss(d *detection) {
 				lv[i] = lvHold
 			}
 		}
+		// Two bad steps open an incident, or one where both windows say
+		// heavy loss (as for latency: a burst stays in the windows for as
+		// many steps either way).
+		prev := lvBlind
+		for i, l := range lv {
+			if l == lvBad && prev != lvBad && !(sl[i] >= th.LossCritical && loss[i] >= th.LossEnter) {
+				lv[i] = lvHold
+			}
+			if l != lvBlind {
+				prev = l
+			}
+		}
 		d.add(t, KindPacketLoss, lv, loss, higher, "loss_ratio", func(p float64) string {
 			if p >= th.LossCritical {
 				return "critical"
 			}
 			return "warning"
-		}, timing{onset: above(loss, th.LossExit), clean: d.lossClean(t), lag: d.shortLag(),
+		}, timing{onset: above(loss, th.LossExit), clean: d.lossClean(t), lag: d.shortLag(), enter: 1,
 			short: short(d.in.LossShort, d.in.Loss, t), window: d.window(), samples: d.in.ShortSamples})
 	}
 }

@@ -489,3 +489,29 @@ func TestLatencyEntersOnAgreement(t *testing.T) {
 		t.Errorf("the rate window alone, two steps: %+v, want a spike from the first", got)
 	}
 }
+
+// Heavy loss in both windows opens a packet-loss incident at its first
+// step; the rate window alone over 5% needs a second one.
+func TestLossEntersOnAgreement(t *testing.T) {
+	const n = 12
+	th := DefaultThresholds()
+	th.RampSteps = 3
+	run := func(loss, short []float64) []Incident {
+		in := &nodeInput{Loss: map[string][]float64{"a": loss, "b": fill(n, 0)}, LossShort: map[string][]float64{"a": short, "b": fill(n, 0)}}
+		return detect(in, grid(n), th)
+	}
+	heavy, heavyShort := fill(n, 0), fill(n, 0)
+	heavy[n-1], heavyShort[n-1] = 0.12, 0.3
+	if got := run(heavy, heavyShort); len(got) != 1 || got[0].Kind != KindPacketLoss || got[0].startIdx != n-1 {
+		t.Errorf("both windows heavy at the last step: %+v, want one packet-loss from it", got)
+	}
+	light := fill(n, 0)
+	light[n-1] = 0.08
+	if got := run(light, light); len(got) != 0 {
+		t.Errorf("light loss, one step: %+v, want none yet", got)
+	}
+	light[n-2] = 0.08
+	if got := run(light, light); len(got) != 1 || got[0].startIdx != n-2 {
+		t.Errorf("light loss, two steps: %+v, want one from the first", got)
+	}
+}
