@@ -162,7 +162,7 @@ func (r *rig) run(t *testing.T, set string, f fault) {
 		}
 	}
 	if f.fleet != "" {
-		rw.notes += r.fleetEnded(t, f.fleet, healed)
+		rw.notes += r.fleetEnded(t, f.fleet, at, healed)
 	}
 	for _, s := range r.obs.since(at.Add(-2 * time.Second)) {
 		// Other nodes with the same kind are the fault's reach (fleet), not noise.
@@ -188,15 +188,15 @@ func (r *rig) run(t *testing.T, set string, f fault) {
 	r.settle(t, healed)
 }
 
-// fleetEnded waits for every fleet incident of scope/key to end
+// fleetEnded waits for every fleet incident of scope/key since at to end
 // explicitly (an end time, or superseded_by) and says when, against the heal.
-func (r *rig) fleetEnded(t *testing.T, key string, healed time.Time) string {
+func (r *rig) fleetEnded(t *testing.T, key string, at, healed time.Time) string {
 	for time.Since(healed) < 150*time.Second {
 		open, ends := 0, []string{}
 		r.obs.mu.Lock()
 		for _, f := range r.obs.fleetIDs {
-			if f.Scope+"/"+f.Key != key {
-				continue
+			if f.Scope+"/"+f.Key != key || f.Start.Before(at.Add(-time.Minute)) {
+				continue // another fault's
 			}
 			if f.Active || (f.End.IsZero() && f.SupersededBy == "") {
 				open++
