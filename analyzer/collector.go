@@ -26,6 +26,7 @@ type Collector struct {
 	origin, rateLimited, routeChanges                             *prometheus.Desc
 	bloatGrade, bloatInfo, bloatInc, until, rfactor, mosD, lastTS *prometheus.Desc
 	fleetActive, fleetNodes, fleetMember, fleetStart, missing     *prometheus.Desc
+	fleetEnd, fleetSup                                            *prometheus.Desc
 }
 
 func NewCollector(e *Engine) *Collector {
@@ -61,10 +62,12 @@ func NewCollector(e *Engine) *Collector {
 		until:         desc("seconds_until", "Seconds until a node reaches a limit at the present trend (+Inf: not heading there).", n, "limit", "object"),
 		rfactor:       desc("r_factor", "ITU-T G.107 E-model transmission rating for a G.711 call over this path (0-100).", n, "target"),
 		missing:       desc("input_missing", "1 for each query whose series are absent although the data they derive from is there (e.g. ping RTT _sum without native-histogram fallback); the figures built on it are off, not zero.", "query"),
-		fleetActive:   desc("fleet_incident_active", "1 while incidents of several nodes that share a gateway, first hop beyond it, destination or site label are grouped into one fleet incident.", "scope", "key"),
+		fleetActive:   desc("fleet_incident_active", "1 while incidents of several nodes that share a gateway, first hop beyond it, destination or site label are grouped into one fleet incident, 0 once it ended (kept while it is in the lookback window).", "scope", "key"),
 		fleetNodes:    desc("fleet_incident_nodes", "Nodes in a fleet incident.", "scope", "key"),
-		fleetMember:   desc("fleet_incident_member_info", "A node that is part of a fleet incident; always 1.", "scope", "key", n),
+		fleetMember:   desc("fleet_incident_member_info", "A node that is part of an active fleet incident; always 1.", "scope", "key", n),
 		fleetStart:    desc("fleet_incident_start_timestamp_seconds", "When the earliest member incident of a fleet incident began.", "scope", "key"),
+		fleetEnd:      desc("fleet_incident_end_timestamp_seconds", "When the latest fleet incident of this scope and key ended (fewer than two member nodes still failing).", "scope", "key"),
+		fleetSup:      desc("fleet_incident_superseded", "1 if the latest fleet incident of this scope and key ended because another one took over its members (superseded_by in the JSON).", "scope", "key", "superseded_by_scope"),
 		mosD:          desc("mos", "Mean opinion score for a call over this path (1-4.5), from the R-factor.", n, "target"),
 	}
 }
@@ -75,7 +78,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		c.nodeBlind, c.nodeHealth, c.nodeIncidents, c.incActive, c.incStart, c.incEnd, c.incSuperseded, c.blame,
 		c.anomaly, c.baseline, c.cpTime, c.cpSize, c.origin, c.rateLimited, c.routeChanges,
 		c.bloatGrade, c.bloatInfo, c.bloatInc, c.until, c.rfactor, c.mosD, c.lastTS,
-		c.fleetActive, c.fleetNodes, c.fleetMember, c.fleetStart, c.missing} {
+		c.fleetActive, c.fleetNodes, c.fleetMember, c.fleetStart, c.missing, c.fleetEnd, c.fleetSup} {
 		ch <- d
 	}
 }
@@ -180,14 +183,32 @@ func (c *Collector) collectIncidents(g gaugeFunc, s *Snapshot) {
 	}
 }
 
+// collectFleet: the latest fleet incident per scope and key, like
+// collectIncidents; members only while it is active.
 func (c *Collector) collectFleet(g gaugeFunc, s *Snapshot) {
 	for q := range s.Missing {
 		g(c.missing, 1, q)
 	}
+	latest := map[string]FleetIncident{}
 	for _, f := range s.Fleet {
-		g(c.fleetActive, 1, f.Scope, f.Key)
+		k := f.Scope + "\x00" + f.Key
+		if p, ok := latest[k]; !ok || f.Start.After(p.Start) || (f.Start.Equal(p.Start) && f.Active) {
+			latest[k] = f
+		}
+	}
+	for _, f := range latest {
+		g(c.fleetActive, b2f(f.Active), f.Scope, f.Key)
 		g(c.fleetNodes, float64(len(f.Members)), f.Scope, f.Key)
 		g(c.fleetStart, float64(f.Start.Unix()), f.Scope, f.Key)
+		if !f.Active {
+			g(c.fleetEnd, float64(f.End.Unix()), f.Scope, f.Key)
+			if f.SupersededBy != "" {
+				_, rest, _ := strings.Cut(f.SupersededBy, "/") // fleet/scope/key@start
+				by, _, _ := strings.Cut(rest, "/")
+				g(c.fleetSup, 1, f.Scope, f.Key, by)
+			}
+			continue
+		}
 		for _, m := range f.Members {
 			g(c.fleetMember, 1, f.Scope, f.Key, m)
 		}

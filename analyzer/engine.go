@@ -131,6 +131,8 @@ type Engine struct {
 	missing  map[string]bool // inputs reported missing, logged once per change
 	lastOK   time.Time
 	errCount map[string]float64
+
+	fleetEnded []FleetIncident // the same as ended for fleet incidents (see reconcileFleet)
 }
 
 func NewEngine(cfg Config, src Source, logger *slog.Logger) *Engine {
@@ -200,6 +202,7 @@ func (e *Engine) EvaluateWindow(ctx context.Context, end time.Time, lookback, st
 			snap.Up, snap.Blind, snap.Error = false, true, fmt.Sprintf("query %s: %v", n, err)
 			if prev != nil {
 				snap.Incidents = prev.Incidents
+				snap.Fleet = prev.Fleet
 				snap.Nodes = prev.Nodes
 				for i := range snap.Nodes {
 					snap.Nodes[i].Blind = true
@@ -220,6 +223,9 @@ func (e *Engine) EvaluateWindow(ctx context.Context, end time.Time, lookback, st
 	}
 	sortIncidents(snap.Incidents)
 	snap.Fleet = e.groupFleet(snap, snap.attrs, snap.gateways)
+	if record {
+		e.reconcileFleet(snap, prev)
+	}
 	snap.Duration = time.Since(began)
 	snap.QueryDuration = queried
 	e.record(snap, record)

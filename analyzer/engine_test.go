@@ -197,3 +197,52 @@ func TestSpanAgreesOnActive(t *testing.T) {
 		t.Errorf("span grid covers %v, want 24h", d)
 	}
 }
+
+// Fleet incidents in the metrics: active 1 with members, ended 0 with an
+// end time, superseded naming the scope that took over; promtool clean.
+func TestCollectorFleet(t *testing.T) {
+	t0 := time.Unix(1.7e9, 0).UTC()
+	e := NewEngine(DefaultConfig(), nil, nil)
+	e.record(&Snapshot{Time: t0, Up: true, Fleet: []FleetIncident{
+		{ID: "fleet/gateway/192.168.1.1@1", Scope: "gateway", Key: "192.168.1.1", Start: t0.Add(-time.Minute), Active: true, Members: []string{"a", "b"}},
+		{ID: "fleet/hop/203.0.113.1@1", Scope: "hop", Key: "203.0.113.1", Start: t0.Add(-2 * time.Minute), End: t0.Add(-time.Minute),
+			SupersededBy: "fleet/gateway/192.168.1.1@1", Members: []string{"a", "b"}},
+		{ID: "fleet/site/lab@1", Scope: "site", Key: "lab", Start: t0.Add(-20 * time.Minute), End: t0.Add(-10 * time.Minute), Members: []string{"a", "c"}},
+	}}, true)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(NewCollector(e))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := buf.String()
+	for _, want := range []string{
+		`smokemon_analyzer_fleet_incident_active{key="192.168.1.1",scope="gateway"} 1`,
+		`smokemon_analyzer_fleet_incident_member_info{key="192.168.1.1",node="b",scope="gateway"} 1`,
+		`smokemon_analyzer_fleet_incident_active{key="203.0.113.1",scope="hop"} 0`,
+		`smokemon_analyzer_fleet_incident_superseded{key="203.0.113.1",scope="hop",superseded_by_scope="gateway"} 1`,
+		`smokemon_analyzer_fleet_incident_active{key="lab",scope="site"} 0`,
+		`smokemon_analyzer_fleet_incident_end_timestamp_seconds{key="lab",scope="site"} 1.6999994e+09`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %s", want)
+		}
+	}
+	if strings.Contains(out, `member_info{key="lab"`) || strings.Contains(out, `superseded{key="lab"`) {
+		t.Error("an ended fleet incident exports members or a superseder it does not have")
+	}
+	if promtool, err := exec.LookPath("promtool"); err == nil {
+		cmd := exec.Command(promtool, "check", "metrics")
+		cmd.Stdin = strings.NewReader(out)
+		if o, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool check metrics: %v\n%s", err, o)
+		}
+	}
+}

@@ -18,8 +18,13 @@ type FleetIncident struct {
 	Members   []string  `json:"members"`   // nodes
 	Incidents []string  `json:"incidents"` // member incident IDs
 	Start     time.Time `json:"start"`
-	Active    bool      `json:"active"`
-	Level     float64   `json:"level"` // worst member level (loss ratio, RTT seconds…) of the first kind
+	// End: when fewer than two member nodes were still failing (zero while active).
+	End    time.Time `json:"end,omitzero"`
+	Active bool      `json:"active"` // two or more member nodes are failing now
+	Level  float64   `json:"level"`  // worst member level (loss ratio, RTT seconds…) of the first kind
+	// SupersededBy is the fleet incident that took over its members (e.g.
+	// the outages that absorbed their packet loss).
+	SupersededBy string `json:"superseded_by,omitempty"`
 }
 
 // nodeAttrs is what a node shares with others.
@@ -65,14 +70,19 @@ func (e *Engine) fleetAttrs(get func(string) []Series) map[string]*nodeAttrs {
 	return attrs
 }
 
-// groupFleet builds the fleet incidents of a snapshot: active network
-// incidents of at least two nodes that began within window of each other
-// and share a key, taken scope by scope so each incident joins one group.
+// groupFleet builds the fleet incidents of a snapshot: network incidents
+// (active, or ended with an end time) of at least two nodes that began
+// within window of each other, overlapped in time and share a key, taken
+// scope by scope so each incident joins one group. Ended members are kept,
+// so a fleet incident ends explicitly (when fewer than two of its nodes
+// still fail) rather than vanishing with its members.
 func (e *Engine) groupFleet(s *Snapshot, attrs map[string]*nodeAttrs, gateways map[string]string) []FleetIncident {
 	var cands []*Incident
+	byID := map[string]*Incident{}
 	for i := range s.Incidents {
 		in := &s.Incidents[i]
-		if in.Active && networkKinds[in.Kind] {
+		byID[in.ID] = in
+		if networkKinds[in.Kind] && (in.Active || !in.End.IsZero()) {
 			cands = append(cands, in)
 		}
 	}
@@ -89,23 +99,74 @@ func (e *Engine) groupFleet(s *Snapshot, attrs map[string]*nodeAttrs, gateways m
 			}
 		}
 		for _, k := range sortedKeys(byKey) {
-			incs := byKey[k]
-			sort.Slice(incs, func(i, j int) bool { return incs[i].Start.Before(incs[j].Start) })
-			var members []*Incident
-			for _, in := range incs {
-				if in.Start.Sub(incs[0].Start) <= e.cfg.FleetWindow {
-					members = append(members, in)
+			for _, members := range fleetClusters(byKey[k], e.cfg.FleetWindow) {
+				if f, ok := fleetOf(scope, k, members); ok {
+					for _, in := range members {
+						grouped[in.ID] = true
+					}
+					out = append(out, f)
 				}
 			}
-			if f, ok := fleetOf(scope, k, members); ok {
-				for _, in := range members {
-					grouped[in.ID] = true
-				}
-				out = append(out, f)
+		}
+	}
+	for i := range out {
+		if f := &out[i]; !f.Active {
+			if by := supersederOf(out, f, byID); by != nil {
+				f.SupersededBy = by.ID
 			}
 		}
 	}
 	return out
+}
+
+// fleetClusters splits one key's incidents into runs that began within
+// window of the run's first, keeping those that overlapped in time an
+// incident of another node of the run.
+func fleetClusters(incs []*Incident, window time.Duration) [][]*Incident {
+	sort.Slice(incs, func(i, j int) bool { return incs[i].Start.Before(incs[j].Start) })
+	var out [][]*Incident
+	for i := 0; i < len(incs); {
+		j := i + 1
+		for j < len(incs) && incs[j].Start.Sub(incs[i].Start) <= window {
+			j++
+		}
+		var members []*Incident
+		for _, a := range incs[i:j] {
+			for _, b := range incs[i:j] {
+				if a.Node != b.Node && overlaps(a, b, 0) {
+					members = append(members, a)
+					break
+				}
+			}
+		}
+		out = append(out, members)
+		i = j
+	}
+	return out
+}
+
+// supersederOf is the active fleet incident that took over f's members:
+// one of them, or the incidents that absorbed them.
+func supersederOf(fs []FleetIncident, f *FleetIncident, byID map[string]*Incident) *FleetIncident {
+	want := map[string]bool{}
+	for _, id := range f.Incidents {
+		want[id] = true
+		if in := byID[id]; in != nil && in.SupersededBy != "" {
+			want[in.SupersededBy] = true
+		}
+	}
+	for i := range fs {
+		o := &fs[i]
+		if o.ID == f.ID || !o.Active {
+			continue
+		}
+		for _, id := range o.Incidents {
+			if want[id] {
+				return o
+			}
+		}
+	}
+	return nil
 }
 
 func fleetKey(scope string, in *Incident, a *nodeAttrs, gatewayTarget string) string {
@@ -134,12 +195,21 @@ func fleetKey(scope string, in *Incident, a *nodeAttrs, gatewayTarget string) st
 
 func fleetOf(scope, key string, members []*Incident) (FleetIncident, bool) {
 	nodes, kinds := map[string]bool{}, map[string]bool{}
-	f := FleetIncident{Scope: scope, Key: key, Active: true}
+	last := map[string]time.Time{} // per node, when its last member ended (far future: active)
+	far := time.Unix(1<<40, 0)
+	f := FleetIncident{Scope: scope, Key: key}
 	for _, in := range members {
 		nodes[in.Node], kinds[in.Kind] = true, true
 		f.Incidents = append(f.Incidents, in.ID)
 		if f.Start.IsZero() || in.Start.Before(f.Start) {
 			f.Start = in.Start
+		}
+		end := in.End
+		if in.Active {
+			end = far
+		}
+		if end.After(last[in.Node]) {
+			last[in.Node] = end
 		}
 	}
 	if len(nodes) < 2 {
@@ -150,6 +220,16 @@ func fleetOf(scope, key string, members []*Incident) (FleetIncident, bool) {
 		if in.Kind == f.Kinds[0] && in.Level > f.Level {
 			f.Level = in.Level
 		}
+	}
+	// It lasts while two nodes fail: it ends when the second-last one recovered.
+	ends := make([]time.Time, 0, len(last))
+	for _, t := range last {
+		ends = append(ends, t)
+	}
+	sort.Slice(ends, func(i, j int) bool { return ends[i].After(ends[j]) })
+	f.Active = ends[1].Equal(far)
+	if !f.Active {
+		f.End = maxTime(ends[1], f.Start)
 	}
 	f.ID = fmt.Sprintf("fleet/%s/%s@%d", scope, key, f.Start.Unix())
 	return f, true
@@ -174,6 +254,18 @@ func FleetSentence(f FleetIncident, loc *time.Location) string {
 	if f.Scope == "hop" {
 		extra = " (the first hop beyond their gateway)"
 	}
-	return fmt.Sprintf("%d nodes %s %s%s %s since %s: %s", len(f.Members), where, f.Key, extra, what,
-		f.Start.In(loc).Format("15:04"), strings.Join(f.Members, ", "))
+	when := "since " + f.Start.In(loc).Format("15:04")
+	switch {
+	case f.Active:
+	case f.SupersededBy != "":
+		when = fmt.Sprintf("from %s to %s (superseded by %s)", f.Start.In(loc).Format("15:04"), f.End.In(loc).Format("15:04"), f.SupersededBy)
+	default:
+		when = fmt.Sprintf("from %s to %s (resolved)", f.Start.In(loc).Format("15:04"), f.End.In(loc).Format("15:04"))
+	}
+	return fmt.Sprintf("%d nodes %s %s%s %s %s: %s", len(f.Members), where, f.Key, extra, what, when, strings.Join(f.Members, ", "))
+}
+
+// FleetState is ACTIVE, resolved or superseded, as State is for a node's incident.
+func FleetState(f FleetIncident) string {
+	return State(Incident{Active: f.Active, SupersededBy: f.SupersededBy})
 }

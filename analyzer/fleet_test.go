@@ -61,3 +61,113 @@ func TestMissingRTT(t *testing.T) {
 		t.Errorf("status line %q", l)
 	}
 }
+
+// A fleet incident has the lifecycle of a node's: the same identity cycle
+// after cycle, an explicit end (resolved with an end time, or superseded by
+// the fleet incident that took its members), listed while in the window.
+func TestFleetLifecycle(t *testing.T) {
+	t0 := time.Unix(1.7e9, 0).UTC()
+	step := 10 * time.Second
+	e := NewEngine(DefaultConfig(), nil, nil)
+	gws := map[string]string{"a": "gateway", "b": "gateway"}
+	sameHop := map[string]*nodeAttrs{
+		"a": {hop: "203.0.113.1", targetIP: map[string]string{"gateway": "192.168.1.1"}},
+		"b": {hop: "203.0.113.1", targetIP: map[string]string{"gateway": "192.168.2.1"}},
+	}
+	sameGW := map[string]*nodeAttrs{
+		"a": {hop: "203.0.113.1", targetIP: map[string]string{"gateway": "192.168.1.1"}},
+		"b": {hop: "203.0.113.1", targetIP: map[string]string{"gateway": "192.168.1.1"}},
+	}
+	loss := func(node string, start time.Time) Incident {
+		in := Incident{Node: node, Target: "dst", Kind: KindPacketLoss, Start: start, Active: true, Level: 0.3}
+		in.ID = incidentID(&in)
+		return in
+	}
+	var prev *Snapshot
+	cycle := func(at time.Time, attrs map[string]*nodeAttrs, incs ...Incident) *Snapshot {
+		s := &Snapshot{Time: at, Grid: Grid{Start: at.Add(-time.Hour), Step: step, N: 361}, Incidents: incs}
+		s.Fleet = e.groupFleet(s, attrs, gws)
+		e.reconcileFleet(s, prev)
+		prev = s
+		return s
+	}
+	byID := func(s *Snapshot) map[string]FleetIncident {
+		m := map[string]FleetIncident{}
+		for _, f := range s.Fleet {
+			if _, dup := m[f.ID]; dup {
+				t.Errorf("%v: fleet incident %s listed twice", s.Time, f.ID)
+			}
+			m[f.ID] = f
+		}
+		return m
+	}
+
+	a, b := loss("a", t0), loss("b", t0.Add(20*time.Second))
+	s1 := cycle(t0.Add(time.Minute), sameHop, a, b)
+	if len(s1.Fleet) != 1 || !s1.Fleet[0].Active || s1.Fleet[0].Scope != "hop" {
+		t.Fatalf("first cycle: %+v, want one active hop fleet incident", s1.Fleet)
+	}
+	hopID := s1.Fleet[0].ID
+
+	// a's incident is replayed a step later (its own reconcile would keep
+	// the start; here it does not): the fleet incident keeps ID and start.
+	a2 := a
+	a2.Start, a2.ID = t0.Add(step), "other-id-a"
+	s2 := cycle(t0.Add(time.Minute+step), sameHop, a2, b)
+	if f := byID(s2)[hopID]; !f.Active || !f.Start.Equal(t0) {
+		t.Fatalf("second cycle: %+v, want %s active from %v", s2.Fleet, hopID, t0)
+	}
+
+	// The gateway turns out to be shared: that group takes the members and
+	// the hop one ends, superseded by it.
+	s3 := cycle(t0.Add(time.Minute+2*step), sameGW, a2, b)
+	m := byID(s3)
+	var gwID string
+	for id, f := range m {
+		if f.Scope == "gateway" && f.Active {
+			gwID = id
+		}
+	}
+	if h := m[hopID]; gwID == "" || h.Active || h.SupersededBy != gwID || h.End.IsZero() {
+		t.Fatalf("third cycle: %+v, want the hop incident superseded by an active gateway one", s3.Fleet)
+	}
+
+	// b recovers: fewer than two nodes fail, the gateway incident is
+	// resolved at b's end, and both stay listed once.
+	bEnd := t0.Add(3 * time.Minute)
+	bDone := b
+	bDone.Active, bDone.End = false, bEnd
+	s4 := cycle(t0.Add(4*time.Minute), sameGW, a2, bDone)
+	m = byID(s4)
+	if g := m[gwID]; g.Active || !g.End.Equal(bEnd) || g.SupersededBy != "" {
+		t.Errorf("fourth cycle: gateway incident %+v, want resolved at %v", g, bEnd)
+	}
+	if len(m) != 2 {
+		t.Errorf("fourth cycle lists %d fleet incidents, want the superseded and the resolved one: %+v", len(m), s4.Fleet)
+	}
+
+	// The members leave the data (node incidents gone): nothing vanishes
+	// while in the window; two hours on, the ended ones are gone.
+	s5 := cycle(t0.Add(5*time.Minute), sameGW)
+	if m := byID(s5); len(m) != 2 || m[gwID].End.IsZero() || m[hopID].SupersededBy == "" {
+		t.Errorf("fifth cycle: %+v, want both ended incidents still listed", s5.Fleet)
+	}
+	if s6 := cycle(t0.Add(2*time.Hour), sameGW); len(s6.Fleet) != 0 {
+		t.Errorf("two hours on: %+v, want none", s6.Fleet)
+	}
+}
+
+// An active fleet incident that the regrouping no longer finds (its
+// members vanished from one cycle to the next) ends where it was last seen.
+func TestFleetVanishedEnds(t *testing.T) {
+	t0 := time.Unix(1.7e9, 0).UTC()
+	e := NewEngine(DefaultConfig(), nil, nil)
+	grid := func(at time.Time) Grid { return Grid{Start: at.Add(-time.Hour), Step: 10 * time.Second, N: 361} }
+	prev := &Snapshot{Time: t0, Grid: grid(t0), Fleet: []FleetIncident{{ID: "fleet/hop/h@1", Scope: "hop", Key: "h", Start: t0.Add(-time.Minute), Active: true,
+		Members: []string{"a", "b"}, Incidents: []string{"x", "y"}}}}
+	s := &Snapshot{Time: t0.Add(10 * time.Second), Grid: grid(t0.Add(10 * time.Second))}
+	e.reconcileFleet(s, prev)
+	if len(s.Fleet) != 1 || s.Fleet[0].Active || !s.Fleet[0].End.Equal(t0) {
+		t.Errorf("got %+v, want the fleet incident ended at %v", s.Fleet, t0)
+	}
+}

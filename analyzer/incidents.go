@@ -167,6 +167,7 @@ type nodeInput struct {
 	LossShort, RTTShort map[string][]float64
 	ShortSamples        float64              // samples of the ping counters in a short window (NaN: unknown)
 	DNS                 map[string][]float64 // per resolver mean lookup time
+	DNSShort            map[string][]float64 // the same over the short window
 	Signals             map[string][]float64 // host signals by name
 	Bloat               []float64
 }

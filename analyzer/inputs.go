@@ -14,7 +14,7 @@ type nodeState struct {
 func newNodeState(n string) *nodeState {
 	return &nodeState{in: &nodeInput{Node: n, Loss: map[string][]float64{}, RTT: map[string][]float64{}, RTTRef: map[string][]float64{},
 		LossShort: map[string][]float64{}, RTTShort: map[string][]float64{}, ShortSamples: math.NaN(),
-		DNS: map[string][]float64{}, Signals: map[string][]float64{}},
+		DNS: map[string][]float64{}, DNSShort: map[string][]float64{}, Signals: map[string][]float64{}},
 		rtt1d: map[string][]float64{}, rtt7d: map[string][]float64{}, loss1d: map[string][]float64{}, loss7d: map[string][]float64{}}
 }
 
@@ -55,6 +55,11 @@ func (e *Engine) inputs(g Grid, get func(string) []Series) (map[string]*nodeStat
 	for _, s := range get(qDNS) {
 		if ns, ok := nodes[s.Labels[nl]]; ok {
 			ns.in.DNS[s.Labels["resolver"]] = s.V
+		}
+	}
+	for _, s := range get(qDNSS) {
+		if ns, ok := nodes[s.Labels[nl]]; ok {
+			ns.in.DNSShort[s.Labels["resolver"]] = s.V
 		}
 	}
 	for _, s := range get(qBloat) {

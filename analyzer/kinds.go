@@ -357,12 +357,24 @@ func detectLoss(d *detection) {
 				lv[i] = lvHold
 			}
 		}
+		// Two bad steps open an incident, or one where both windows say
+		// heavy loss (as for latency: a burst stays in the windows for as
+		// many steps either way).
+		prev := lvBlind
+		for i, l := range lv {
+			if l == lvBad && prev != lvBad && !(sl[i] >= th.LossCritical && loss[i] >= th.LossEnter) {
+				lv[i] = lvHold
+			}
+			if l != lvBlind {
+				prev = l
+			}
+		}
 		d.add(t, KindPacketLoss, lv, loss, higher, "loss_ratio", func(p float64) string {
 			if p >= th.LossCritical {
 				return "critical"
 			}
 			return "warning"
-		}, timing{onset: above(loss, th.LossExit), clean: d.lossClean(t), lag: d.shortLag(),
+		}, timing{onset: above(loss, th.LossExit), clean: d.lossClean(t), lag: d.shortLag(), enter: 1,
 			short: short(d.in.LossShort, d.in.Loss, t), window: d.window(), samples: d.in.ShortSamples})
 	}
 }
@@ -374,7 +386,9 @@ func detectLatency(d *detection) {
 		if rtt == nil {
 			continue
 		}
+		rs := short(d.in.RTTShort, d.in.RTT, t)
 		lv := make([]level, d.g.N)
+		spike := func(x, r float64) bool { return x >= math.Max(r*th.LatencyRatio, r+th.LatencyAbs) }
 		for i, x := range rtt {
 			r := math.NaN()
 			if ref != nil {
@@ -383,7 +397,11 @@ func detectLatency(d *detection) {
 			switch {
 			case math.IsNaN(x) || math.IsNaN(r) || d.outageAt[i]:
 				lv[i] = lvBlind
-			case x >= math.Max(r*th.LatencyRatio, r+th.LatencyAbs):
+			case spike(x, r) && (spike(rs[i], r) || i > 0 && !d.outageAt[i-1] && spike(rtt[i-1], r)):
+				// Two steps of the rate window's mean, or one where the short
+				// window agrees: both windows' means over the bar say as much
+				// as a second step (an outlier stays in the rate window for
+				// three steps either way) and save one.
 				lv[i] = lvBad
 			case x < math.Max(r*(1+(th.LatencyRatio-1)/2), r+th.LatencyAbs/2):
 				lv[i] = lvGood
@@ -391,10 +409,9 @@ func detectLatency(d *detection) {
 				lv[i] = lvHold
 			}
 		}
-		rs := short(d.in.RTTShort, d.in.RTT, t)
 		d.add(t, KindLatencySpike, lv, rtt, higher, "rtt_seconds", nil, timing{onset: func(i int) bool {
-			return ref != nil && rtt[i] > ref[i]+th.LatencyAbs/2
-		}, clean: func(i int) bool {
+			return ref != nil && (rtt[i] > ref[i]+th.LatencyAbs/2 || rs[i] > ref[i]+th.LatencyAbs/2)
+		}, enter: 1, clean: func(i int) bool {
 			// Half-way back: the window's mean crosses it when half the window is after the end.
 			return ref != nil && rs[i] < ref[i]+(rtt[i]-ref[i])/2+th.LatencyAbs/4 && rs[i] < math.Max(ref[i]*(1+(th.LatencyRatio-1)/2), ref[i]+th.LatencyAbs/2)
 		}, lag: d.shortLag(), short: rs, base: func(i int) float64 {
@@ -406,10 +423,20 @@ func detectLatency(d *detection) {
 	}
 }
 
+// detectDNS judges the rate window's mean lookup, and dates start and end
+// from the short window's as loss does: the rate window still holds slow
+// lookups for most of its width after the resolver recovered.
 func detectDNS(d *detection) {
 	for _, r := range sortedKeys(d.in.DNS) {
-		x := d.in.DNS[r]
-		d.add(r, KindDNSSlow, levels(x, d.th.DNSEnter, d.th.DNSExit, true), x, higher, "seconds", nil, timing{onset: above(x, d.th.DNSExit)})
+		x, xs := d.in.DNS[r], d.in.DNSShort[r]
+		tm := timing{onset: above(x, d.th.DNSExit)}
+		if xs != nil {
+			exit := d.th.DNSExit
+			tm = timing{onset: func(i int) bool { return x[i] > exit || xs[i] > exit },
+				clean: func(i int) bool { return xs[i] < exit }, lag: d.th.ShortWindow * 3 / 4,
+				short: xs, window: d.th.ShortWindow, samples: d.in.ShortSamples}
+		}
+		d.add(r, KindDNSSlow, levels(x, d.th.DNSEnter, d.th.DNSExit, true), x, higher, "seconds", nil, tm)
 	}
 }
 

@@ -106,3 +106,81 @@ func (e *Engine) reconcile(s *Snapshot, prev *Snapshot) {
 	}
 	e.ended = kept
 }
+
+// reconcileFleet does for fleet incidents what reconcile does for a node's:
+// the same scope and key with a member in common is the same fleet
+// incident (its ID and start stay), and one the regrouping no longer finds
+// ends explicitly: superseded by the fleet incident that took its members,
+// else resolved where it was last seen active. Ended ones stay listed
+// while they are in the window.
+func (e *Engine) reconcileFleet(s *Snapshot, prev *Snapshot) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if prev != nil && s.Time.Before(prev.Time) {
+		prev, e.fleetEnded = nil, nil
+	}
+	ended := map[string]bool{}
+	for _, f := range e.fleetEnded {
+		ended[f.ID] = true
+	}
+	byID := map[string]*Incident{}
+	for i := range s.Incidents {
+		byID[s.Incidents[i].ID] = &s.Incidents[i]
+	}
+	if prev != nil {
+		used := map[int]bool{}
+		for _, p := range prev.Fleet {
+			if ended[p.ID] {
+				continue
+			}
+			if i := sameFleet(s.Fleet, &p, used); i >= 0 {
+				used[i] = true
+				s.Fleet[i].ID, s.Fleet[i].Start = p.ID, p.Start
+				continue
+			}
+			if p.Active {
+				// Last seen active there; its members may live on in another group.
+				p.Active, p.End = false, prev.Time
+				if by := supersederOf(s.Fleet, &p, byID); by != nil {
+					p.SupersededBy = by.ID
+				}
+			}
+			e.fleetEnded = append(e.fleetEnded, p)
+			ended[p.ID] = true
+		}
+	}
+	have := map[string]bool{}
+	for _, f := range s.Fleet {
+		have[f.ID] = true
+	}
+	kept := e.fleetEnded[:0]
+	for _, f := range e.fleetEnded {
+		if f.End.Before(s.Grid.Start) {
+			continue
+		}
+		kept = append(kept, f)
+		if !have[f.ID] {
+			s.Fleet = append(s.Fleet, f)
+		}
+	}
+	e.fleetEnded = kept
+}
+
+// sameFleet finds p in fs: the same scope and key, and a member incident in common.
+func sameFleet(fs []FleetIncident, p *FleetIncident, used map[int]bool) int {
+	mine := map[string]bool{}
+	for _, id := range p.Incidents {
+		mine[id] = true
+	}
+	for i := range fs {
+		if used[i] || fs[i].Scope != p.Scope || fs[i].Key != p.Key {
+			continue
+		}
+		for _, id := range fs[i].Incidents {
+			if mine[id] {
+				return i
+			}
+		}
+	}
+	return -1
+}

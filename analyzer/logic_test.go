@@ -460,3 +460,58 @@ func TestYoungNodeBaseline(t *testing.T) {
 		t.Fatalf("got %+v, want one active latency-spike from step 90", got)
 	}
 }
+
+// A latency rise opens an incident at its first step when the short
+// window's mean agrees with the rate window's; a rate window over the bar
+// alone (an outlier the short window no longer holds) needs a second step.
+func TestLatencyEntersOnAgreement(t *testing.T) {
+	const n = 12
+	th := DefaultThresholds()
+	th.RampSteps = 3
+	ref := fill(n, 0.02)
+	run := func(rtt, rs []float64) []Incident {
+		in := &nodeInput{Loss: map[string][]float64{"a": fill(n, 0)}, RTT: map[string][]float64{"a": rtt},
+			RTTShort: map[string][]float64{"a": rs}, RTTRef: map[string][]float64{"a": ref}}
+		return detect(in, grid(n), th)
+	}
+	rise, short := fill(n, 0.02), fill(n, 0.02)
+	rise[n-1], short[n-1] = 0.08, 0.15
+	if got := run(rise, short); len(got) != 1 || got[0].Kind != KindLatencySpike || got[0].startIdx != n-1 || !got[0].Active {
+		t.Errorf("both windows over the bar at the last step: %+v, want one active spike from it", got)
+	}
+	outlier := fill(n, 0.02)
+	outlier[n-1] = 0.08
+	if got := run(outlier, fill(n, 0.02)); len(got) != 0 {
+		t.Errorf("the rate window alone, one step: %+v, want none yet", got)
+	}
+	outlier[n-2] = 0.08
+	if got := run(outlier, fill(n, 0.02)); len(got) != 1 || got[0].startIdx != n-2 {
+		t.Errorf("the rate window alone, two steps: %+v, want a spike from the first", got)
+	}
+}
+
+// Heavy loss in both windows opens a packet-loss incident at its first
+// step; the rate window alone over 5% needs a second one.
+func TestLossEntersOnAgreement(t *testing.T) {
+	const n = 12
+	th := DefaultThresholds()
+	th.RampSteps = 3
+	run := func(loss, short []float64) []Incident {
+		in := &nodeInput{Loss: map[string][]float64{"a": loss, "b": fill(n, 0)}, LossShort: map[string][]float64{"a": short, "b": fill(n, 0)}}
+		return detect(in, grid(n), th)
+	}
+	heavy, heavyShort := fill(n, 0), fill(n, 0)
+	heavy[n-1], heavyShort[n-1] = 0.12, 0.3
+	if got := run(heavy, heavyShort); len(got) != 1 || got[0].Kind != KindPacketLoss || got[0].startIdx != n-1 {
+		t.Errorf("both windows heavy at the last step: %+v, want one packet-loss from it", got)
+	}
+	light := fill(n, 0)
+	light[n-1] = 0.08
+	if got := run(light, light); len(got) != 0 {
+		t.Errorf("light loss, one step: %+v, want none yet", got)
+	}
+	light[n-2] = 0.08
+	if got := run(light, light); len(got) != 1 || got[0].startIdx != n-2 {
+		t.Errorf("light loss, two steps: %+v, want one from the first", got)
+	}
+}

@@ -75,7 +75,7 @@ const (
 	qGateway                 = "ping_gateway"
 	qTargetIP, qHop2         = "ping_target_ip", "mtr_hop2_ip"
 	qShortSamples            = "ping_short_window_samples"
-	qDNS                     = "dns_lookup_mean"
+	qDNS, qDNSS              = "dns_lookup_mean", "dns_lookup_mean_short"
 	qMTRSent, qMTRRecv       = "mtr_hop_sent", "mtr_hop_received"
 	qMTRRTT, qMTRChanges     = "mtr_hop_rtt", "mtr_path_changes"
 	qBloat                   = "bufferbloat"
@@ -152,6 +152,8 @@ func (c *Config) queries() []Query {
 		q(qTargetIP, `max by (`+by+`, ip) (last_over_time(`+mPingInfo+`[1h]))`, false),
 		q(qHop2, `max by ($node, ip) (last_over_time(`+mMTRHopInfo+`{hop="2"}[$lw]))`, false),
 		q(qDNS, `sum by ($node, resolver) (rate(`+mDNSLookup+`_sum[$w])) / sum by ($node, resolver) (rate(`+mDNSLookup+`_count[$w]))`, true),
+		// Over the short window: dates a slow resolver's start and end.
+		q(qDNSS, `sum by ($node, resolver) (rate(`+mDNSLookup+`_sum[$sw])) / sum by ($node, resolver) (rate(`+mDNSLookup+`_count[$sw]))`, true),
 		q(qMTRSent, `sum by (`+by+`, hop) (increase(`+mMTRSent+`[$lw]))`, false),
 		q(qMTRRecv, `sum by (`+by+`, hop) (increase(`+mMTRRecv+`[$lw]))`, false),
 		q(qMTRRTT, `sum by (`+by+`, hop) (rate(`+mMTRRTTSum+`[$lw])) / sum by (`+by+`, hop) (rate(`+mMTRRecv+`[$lw]))`, false),

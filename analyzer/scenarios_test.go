@@ -241,6 +241,7 @@ func scenarios() []scen {
 		return 0
 	}
 	ss = append(ss, scen{node: hl, want: []want{{kind: KindPacketLoss, target: "9.9.9.9", healed: healAt}}})
+	ss = append(ss, healedKinds(n, healAt)...)
 
 	// Trap: an exporter restart leaves a gap and resets every counter.
 	gap := n("gap")
@@ -359,6 +360,52 @@ func assertGrade(t *testing.T, s *Snapshot, node, grade string) {
 		}
 	}
 	t.Errorf("%s: no bufferbloat grade", node)
+}
+
+// healedKinds: every other kind for ten minutes, then healed; each must be
+// dated within one step of the fault's start and of its end in the data.
+func healedKinds(n func(string) scenario.Node, healAt time.Time) []scen {
+	during := func(t time.Time) bool { return after(t) && t.Before(healAt) }
+	var ss []scen
+	add := func(kind, target string, set func(nd *scenario.Node)) {
+		nd := n("healed-" + kind)
+		set(&nd)
+		ss = append(ss, scen{node: nd, want: []want{{kind: kind, target: target, healed: healAt}}})
+	}
+	host := func(f func(h *scenario.Host)) func(nd *scenario.Node) {
+		return func(nd *scenario.Node) {
+			nd.Host = func(t time.Time, h *scenario.Host) {
+				if during(t) {
+					f(h)
+				}
+			}
+		}
+	}
+	add(KindLinkDown, "", func(nd *scenario.Node) {
+		nd.Loss = func(_ string, t time.Time) float64 { return b2f(during(t)) }
+	})
+	add(KindISPOutage, "", func(nd *scenario.Node) {
+		nd.Loss = func(tg string, t time.Time) float64 { return b2f(tg != "gateway" && during(t)) }
+	})
+	add(KindLatencySpike, "1.1.1.1", func(nd *scenario.Node) {
+		nd.RTT = func(tg string, t time.Time) float64 {
+			if tg == "1.1.1.1" && during(t) {
+				return 0.12
+			}
+			return 0.02
+		}
+	})
+	add(KindDNSSlow, "10.0.0.53", func(nd *scenario.Node) {
+		nd.DNS = func(t time.Time) float64 { return 0.02 + 0.78*b2f(during(t)) }
+	})
+	add(KindBufferbloat, "", func(nd *scenario.Node) {
+		nd.Bloat = func(t time.Time) float64 { return 0.012 + 0.338*b2f(during(t)) }
+	})
+	add(KindWifiDegraded, "", host(func(h *scenario.Host) { h.WifiSignal = -82 }))
+	add(KindThermalThrottle, "", host(func(h *scenario.Host) { h.Throttled, h.Temp = true, 84 }))
+	add(KindUnderVoltage, "", host(func(h *scenario.Host) { h.UnderVoltage = true }))
+	add(KindConntrackFull, "", host(func(h *scenario.Host) { h.ConntrackFill = 0.97 }))
+	return ss
 }
 
 func nodes() []scenario.Node {

@@ -141,7 +141,7 @@ func printIncidents(stdout *os.File, s *analyzer.Snapshot, asJSON bool) {
 		return
 	}
 	for _, f := range s.Fleet {
-		fmt.Fprintf(stdout, "%s %-10s %-16s %s\n", f.Start.Local().Format("2006-01-02 15:04"), "FLEET", f.Scope+" "+f.Key, analyzer.FleetSentence(f, time.Local))
+		fmt.Fprintf(stdout, "%s %-10s %-16s %-16s %s\n", f.Start.Local().Format("2006-01-02 15:04"), analyzer.FleetState(f), "FLEET", f.Scope+" "+f.Key, analyzer.FleetSentence(f, time.Local))
 	}
 	for _, in := range s.Incidents {
 		fmt.Fprintf(stdout, "%s %-10s %-16s %-16s %-20s %s\n", in.Start.Local().Format("2006-01-02 15:04"), analyzer.State(in), in.Kind, in.Node, in.Target, analyzer.Sentence(in, time.Local))

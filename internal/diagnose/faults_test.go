@@ -32,6 +32,7 @@ type row struct {
 	kindOK, originOK      bool
 	blameOK               string
 	detect, endErr        time.Duration
+	startErr              time.Duration
 	detected, resolved    bool
 	extra                 int
 	notes                 string
@@ -62,19 +63,19 @@ func printTable() {
 		return
 	}
 	fmt.Println("\ndiagnosis score (5 s scrape, 10 s evaluation)")
-	fmt.Printf("%-6s %-24s %-42s %-5s %-6s %-6s %8s %9s %5s  %s\n", "set", "fault", "verdict", "kind", "origin", "blame", "detect", "end err", "extra", "got")
+	fmt.Printf("%-6s %-24s %-42s %-5s %-6s %-6s %8s %9s %9s %5s  %s\n", "set", "fault", "verdict", "kind", "origin", "blame", "detect", "start err", "end err", "extra", "got")
 	for _, r := range table {
-		det, end := "missed", "-"
+		det, start, end := "missed", "-", "-"
 		if r.blameOK == "-" {
 			det = "-"
 		}
 		if r.detected {
-			det = fmt.Sprintf("%.0fs", r.detect.Seconds())
+			det, start = fmt.Sprintf("%.0fs", r.detect.Seconds()), fmt.Sprintf("%+.0fs", r.startErr.Seconds())
 		}
 		if r.resolved {
 			end = fmt.Sprintf("%+.0fs", r.endErr.Seconds())
 		}
-		fmt.Printf("%-6s %-24s %-42s %-5s %-6s %-6s %8s %9s %5d  %s %s\n", r.set, r.fault, r.want, yes(r.kindOK), yes(r.originOK), r.blameOK, det, end, r.extra, r.got, r.notes)
+		fmt.Printf("%-6s %-24s %-42s %-5s %-6s %-6s %8s %9s %9s %5d  %s %s\n", r.set, r.fault, r.want, yes(r.kindOK), yes(r.originOK), r.blameOK, det, start, end, r.extra, r.got, r.notes)
 	}
 }
 
@@ -120,7 +121,10 @@ func (r *rig) run(t *testing.T, set string, f fault) {
 		r.settle(t, at)
 		return
 	}
-	rw.detected, rw.detect, rw.kindOK = true, hit.first.Sub(at), true
+	rw.detected, rw.detect, rw.kindOK, rw.startErr = true, hit.first.Sub(at), true, hit.Start.Sub(at)
+	if rw.detect > f.detect {
+		r.timeline(t, node, f.target, at)
+	}
 	time.Sleep(f.hold)
 	in := r.obs.get(hit.ID) // the verdict after it had time to settle
 	rw.originOK = in.OriginHop == f.origin
@@ -157,6 +161,9 @@ func (r *rig) run(t *testing.T, set string, f fault) {
 			break
 		}
 	}
+	if f.fleet != "" {
+		rw.notes += r.fleetEnded(t, f.fleet, at, healed)
+	}
 	for _, s := range r.obs.since(at.Add(-2 * time.Second)) {
 		// Other nodes with the same kind are the fault's reach (fleet), not noise.
 		if s.ID != hit.ID && s.SupersededBy == "" && !contains(f.kinds, s.Kind) {
@@ -179,6 +186,32 @@ func (r *rig) run(t *testing.T, set string, f fault) {
 		t.Errorf("%s: end dated %v off the heal, want within one step (%v)", f.name, rw.endErr, step)
 	}
 	r.settle(t, healed)
+}
+
+// fleetEnded waits for every fleet incident of scope/key since at to end
+// explicitly (an end time, or superseded_by) and says when, against the heal.
+func (r *rig) fleetEnded(t *testing.T, key string, at, healed time.Time) string {
+	for time.Since(healed) < 150*time.Second {
+		open, ends := 0, []string{}
+		r.obs.mu.Lock()
+		for _, f := range r.obs.fleetIDs {
+			if f.Scope+"/"+f.Key != key || f.Start.Before(at.Add(-time.Minute)) {
+				continue // another fault's
+			}
+			if f.Active || (f.End.IsZero() && f.SupersededBy == "") {
+				open++
+			} else {
+				ends = append(ends, fmt.Sprintf("%+.0fs", f.End.Sub(healed).Seconds()))
+			}
+		}
+		r.obs.mu.Unlock()
+		if open == 0 && len(ends) > 0 {
+			return ", fleet ended " + strings.Join(ends, " ")
+		}
+		time.Sleep(time.Second)
+	}
+	t.Errorf("fleet incident %s not ended 150 s after healing", key)
+	return ", fleet NOT ENDED"
 }
 
 // settle waits until nothing is active, so the next fault starts clean.
@@ -284,7 +317,7 @@ func (r *rig) check(t *testing.T) {
 	}
 	r.rulesHealthy(t)
 	if v := r.obs.violations(); len(v) > 0 {
-		t.Errorf("incidents left the list while active, without an end or superseded_by: %v", v)
+		t.Errorf("incidents (node or fleet) left the list while active, or were listed ended without an end: %v", v)
 	}
 	for _, s := range r.obs.since(r.started.Add(-time.Hour)) {
 		if s.OriginHop == 1 {
@@ -343,8 +376,8 @@ var (
 // an unrelated CPU hog, then a latency rise it has no seasonal history for,
 // and loss behind an ICMP-rate-limited gateway.
 func TestDiagnoseShort(t *testing.T) {
-	if os.Getenv("DIAGNOSE") == "full" {
-		t.Skip("DIAGNOSE=full runs TestDiagnoseFull instead")
+	if os.Getenv("DIAGNOSE") == "full" || os.Getenv("DIAGNOSE_CASES") != "" {
+		t.Skip("DIAGNOSE=full or DIAGNOSE_CASES runs another set instead")
 	}
 	r := newRig(t, false)
 	r.baseline(t, "short", 90*time.Second)
@@ -369,6 +402,42 @@ func TestDiagnoseFull(t *testing.T) {
 	r.baseline(t, "full", 8*time.Minute)
 	for _, f := range []fault{fLoss, fLinkDown, fISP, fDelay, fDNS, fBloat, fFleet} {
 		r.run(t, "full", f)
+	}
+	r.check(t)
+}
+
+// cases are the faults by the names DIAGNOSE_CASES picks them with.
+var cases = map[string]fault{"loss": fLoss, "young": fYoung, "linkdown": fLinkDown, "isp": fISP, "delay": fDelay,
+	"dns": fDNS, "bloat": fBloat, "fleet": fFleet}
+
+// TestDiagnoseCases runs the faults DIAGNOSE_CASES names, in its order
+// (comma-separated keys of cases, plus "baseline" for the 8-minute clean
+// run with a CPU hog and "bloat-young" for the upload on a node with about
+// five minutes of history): one fault's check without the whole set.
+func TestDiagnoseCases(t *testing.T) {
+	list := os.Getenv("DIAGNOSE_CASES")
+	if list == "" {
+		t.Skip("DIAGNOSE_CASES=dns,bloat-young,baseline,fleet,... picks cases")
+	}
+	names := strings.Split(list, ",")
+	for _, n := range names {
+		if _, ok := cases[n]; !ok && n != "baseline" && n != "bloat-young" {
+			t.Fatalf("DIAGNOSE_CASES: unknown case %q", n)
+		}
+	}
+	r := newRig(t, contains(names, "fleet"))
+	for _, n := range names {
+		switch n {
+		case "baseline":
+			r.baseline(t, "cases", 8*time.Minute)
+		case "bloat-young":
+			time.Sleep(time.Until(r.started.Add(5 * time.Minute))) // the full set's history at this fault
+			young := fBloat
+			young.name += ", young"
+			r.run(t, "cases", young)
+		default:
+			r.run(t, "cases", cases[n])
+		}
 	}
 	r.check(t)
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -226,9 +227,11 @@ type incident struct {
 }
 
 type fleetIncident struct {
-	Scope, Key string
-	Members    []string
-	Active     bool
+	ID, Scope, Key string
+	Members        []string
+	Active         bool
+	Start, End     time.Time
+	SupersededBy   string `json:"superseded_by"`
 }
 
 // seen is what the observer knows of one incident.
@@ -247,13 +250,15 @@ type observer struct {
 	byID     map[string]*seen
 	fleet    map[string]time.Time // scope/key → first seen active
 	members  map[string][]string
+	fleetIDs map[string]*fleetIncident // every fleet incident ever listed, as last listed
 	vanished []string
 	done     chan struct{}
 	wg       sync.WaitGroup
 }
 
 func newObserver(r *rig) *observer {
-	o := &observer{r: r, byID: map[string]*seen{}, fleet: map[string]time.Time{}, members: map[string][]string{}, done: make(chan struct{})}
+	o := &observer{r: r, byID: map[string]*seen{}, fleet: map[string]time.Time{}, members: map[string][]string{},
+		fleetIDs: map[string]*fleetIncident{}, done: make(chan struct{})}
 	o.wg.Add(1)
 	go o.loop()
 	return o
@@ -306,11 +311,30 @@ func (o *observer) loop() {
 				s.Active = false
 			}
 		}
+		for _, in := range resp.Incidents {
+			if !in.Active && in.End.IsZero() {
+				o.vanished = append(o.vanished, in.ID+" (listed ended without an end time)")
+			}
+		}
+		fleetListed := map[string]bool{}
 		for _, f := range resp.Fleet {
 			k := f.Scope + "/" + f.Key
 			if _, ok := o.fleet[k]; !ok && f.Active {
 				o.fleet[k] = now
 				o.members[k] = f.Members
+			}
+			fleetListed[f.ID] = true
+			if !f.Active && f.End.IsZero() {
+				o.vanished = append(o.vanished, f.ID+" (listed ended without an end time)")
+			}
+			o.fleetIDs[f.ID] = &f
+		}
+		// A fleet incident has a node incident's lifecycle: it never leaves
+		// the list while active.
+		for id, f := range o.fleetIDs {
+			if !fleetListed[id] && f.Active {
+				o.vanished = append(o.vanished, id)
+				f.Active = false
 			}
 		}
 		o.mu.Unlock()
@@ -353,4 +377,42 @@ func describe(ss []seen) string {
 		parts = append(parts, fmt.Sprintf("%s/%s/%s active=%v origin=%d blame=%s nolocal=%v sup=%q", s.Node, s.Kind, s.Target, s.Active, s.OriginHop, b, s.NoLocalCause, s.SupersededBy))
 	}
 	return "[" + strings.Join(parts, "; ") + "]"
+}
+
+// timeline logs what the analyzer read around a slow detection: the RTT
+// and loss of the target over the rate and short windows, every 5 s from
+// 30 s before the fault, and the incidents the observer saw, so that the
+// table's number comes with what delayed it.
+func (r *rig) timeline(t *testing.T, node, target string, at time.Time) {
+	sel := fmt.Sprintf(`{node=%q,target=%q}`, node, target)
+	exprs := map[string]string{
+		"rtt30s":  `rate(smokemon_ping_rtt_seconds_sum` + sel + `[30s]) / rate(smokemon_ping_rtt_seconds_count` + sel + `[30s])`,
+		"rtt15s":  `rate(smokemon_ping_rtt_seconds_sum` + sel + `[15s]) / rate(smokemon_ping_rtt_seconds_count` + sel + `[15s])`,
+		"loss30s": `increase(smokemon_ping_lost_total` + sel + `[30s]) / increase(smokemon_ping_sent_total` + sel + `[30s])`,
+	}
+	for _, name := range []string{"rtt30s", "rtt15s", "loss30s"} {
+		q := fmt.Sprintf("http://127.0.0.1:9090/api/v1/query_range?query=%s&start=%d&end=%d&step=5",
+			url.QueryEscape(exprs[name]), at.Add(-30*time.Second).Unix(), time.Now().Unix())
+		resp, err := r.http.Get(q)
+		if err != nil {
+			t.Logf("timeline %s: %v", name, err)
+			continue
+		}
+		var v struct {
+			Data struct{ Result []struct{ Values [][2]any } }
+		}
+		json.NewDecoder(resp.Body).Decode(&v)
+		resp.Body.Close()
+		var parts []string
+		for _, s := range v.Data.Result {
+			for _, p := range s.Values {
+				ts, _ := p[0].(float64)
+				parts = append(parts, fmt.Sprintf("%+.0fs=%v", time.Unix(int64(ts), 0).Sub(at).Seconds(), p[1]))
+			}
+		}
+		t.Logf("timeline %s %s: %s", node, name, strings.Join(parts, " "))
+	}
+	for _, s := range r.obs.since(at.Add(-2 * time.Second)) {
+		t.Logf("timeline incident %s: listed %+.0fs, start %+.0fs", s.ID, s.first.Sub(at).Seconds(), s.Start.Sub(at).Seconds())
+	}
 }
