@@ -12,6 +12,9 @@ import (
 type rangeBuf struct {
 	grid   Grid
 	series map[model.Fingerprint]*Series
+	// since is the first point the buffer has been asked for: later than
+	// grid.Start while a cold start fills the window backwards.
+	since time.Time
 }
 
 // refetchFrom says where the next query on grid g may start when the rest
@@ -32,9 +35,10 @@ func (b *rangeBuf) refetchFrom(g Grid, refetch time.Duration) (time.Time, bool) 
 // only from the fresh answer (a series missing there is missing, not kept),
 // earlier ones from old. Series with no point left in the window are dropped.
 func merge(old *rangeBuf, g Grid, from time.Time, m model.Matrix) *rangeBuf {
-	nb := &rangeBuf{grid: g, series: make(map[model.Fingerprint]*Series, len(m))}
+	nb := &rangeBuf{grid: g, series: make(map[model.Fingerprint]*Series, len(m)), since: laterOf(from, g.Start)}
 	cut := int(from.Sub(g.Start) / g.Step)
 	if old != nil {
+		nb.since = laterOf(g.Start, earlierOf(from, old.since))
 		shift := int(g.Start.Sub(old.grid.Start) / g.Step)
 		for fp, s := range old.series {
 			v := nanSlice(g.N)

@@ -234,3 +234,6 @@ func lastLines(b []byte, n int) string {
 	}
 	return strings.Join(l, "\n")
 }
+
+// PID is the server's process id (benches read its CPU time from /proc).
+func (s *Server) PID() int { return s.cmd.Process.Pid }

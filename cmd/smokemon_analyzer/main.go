@@ -44,6 +44,7 @@ type opts struct {
 	cfg                                                   analyzer.Config
 	gateway, at                                           string
 	bands                                                 []float64
+	peers                                                 []string // other shards' analyzers (shard 0)
 }
 
 func run(args []string, stdout *os.File) int {
@@ -52,6 +53,7 @@ func run(args []string, stdout *os.File) int {
 	app.HelpFlag.Short('h')
 	o := opts{headers: map[string]string{}, cfg: analyzer.DefaultConfig()}
 	o.addFlags(app)
+	o.addScaleFlags(app)
 	logConfig := &promslog.Config{}
 	flag.AddFlags(app, logConfig)
 
@@ -81,6 +83,10 @@ func run(args []string, stdout *os.File) int {
 		return 2
 	}
 	o.cfg.BloatBands = o.bands
+	if err := o.cfg.Shard.Validate(); err != nil {
+		fmt.Fprintf(os.Stderr, "--%v\n", err)
+		return 2
+	}
 	src, err := o.source()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -94,6 +100,9 @@ func run(args []string, stdout *os.File) int {
 		}
 	}
 	e := analyzer.NewEngine(o.cfg, src, logger)
+	if len(o.peers) > 0 {
+		e.SetFleetPeers(fleetPeers(o.peers))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -224,7 +233,7 @@ func dirOf(p string) string {
 
 func (o *opts) serve(ctx context.Context, e *analyzer.Engine, logger *slog.Logger, toolkit *web.FlagConfig) int {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(analyzer.NewCollector(e), versioncollector.NewCollector(name),
+	reg.MustRegister(analyzer.NewCollector(e), analyzer.NewShardCollector(e), versioncollector.NewCollector(name),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError)}))
@@ -233,7 +242,8 @@ func (o *opts) serve(ctx context.Context, e *analyzer.Engine, logger *slog.Logge
 		json.NewEncoder(w).Encode(v)
 	}
 	meta := func(s *analyzer.Snapshot) map[string]any {
-		return map[string]any{"time": analyzer.JSONValue(s.Time), "up": s.Up, "blind": s.Blind, "error": s.Error}
+		return map[string]any{"time": analyzer.JSONValue(s.Time), "up": s.Up, "blind": s.Blind, "error": s.Error,
+			"warming_up": s.WarmingUp, "window_covered_seconds": s.Covered.Seconds()}
 	}
 	mux.HandleFunc("GET /api/v1/incidents", func(w http.ResponseWriter, r *http.Request) {
 		s := e.Last()
@@ -286,12 +296,19 @@ func (o *opts) serve(ctx context.Context, e *analyzer.Engine, logger *slog.Logge
 	logger.Info("evaluating", "url", o.url, "interval", o.cfg.Step, "queries_per_cycle", len(e.Queries()))
 	tick := time.NewTicker(o.cfg.Step)
 	defer tick.Stop()
+	now := make(chan time.Time)
+	close(now) // a warm-up cycle follows the last one at once
 	for {
 		s := e.Evaluate(ctx, time.Now())
 		if !s.Up {
 			logger.Warn("blind cycle: holding previous state", "err", s.Error)
 		} else {
 			logger.Debug("cycle", "duration", s.Duration, "series", s.Series, "incidents", len(s.Incidents))
+		}
+		next := tick.C
+		if s.Up && s.WarmingUp {
+			logger.Info("warming up", "window_covered", s.Covered, "duration", s.Duration)
+			next = now
 		}
 		select {
 		case <-ctx.Done():
@@ -303,7 +320,7 @@ func (o *opts) serve(ctx context.Context, e *analyzer.Engine, logger *slog.Logge
 				return 1
 			}
 			return 0
-		case <-tick.C:
+		case <-next:
 		}
 	}
 }
