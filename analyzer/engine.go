@@ -142,6 +142,7 @@ type Engine struct {
 	lastOK   time.Time
 	errCount map[string]float64
 	peers    FleetPeers // the other shards' incidents (shard 0 of a sharded fleet)
+	cycle    int        // recorded cycles run (see backfill)
 }
 
 func NewEngine(cfg Config, src Source, logger *slog.Logger) *Engine {
@@ -226,7 +227,7 @@ func (e *Engine) EvaluateWindow(ctx context.Context, end time.Time, lookback, st
 	}
 	e.analyse(snap, g, res, prev)
 	if record {
-		e.reconcile(snap, prev)
+		e.reconcile(snap, e.redate(snap, prev))
 	} else {
 		for i := range snap.Incidents {
 			snap.Incidents[i].ID = incidentID(&snap.Incidents[i])

@@ -20,6 +20,9 @@ func (e *Engine) run(ctx context.Context, g Grid, qs []Query, incremental bool) 
 		}
 	}
 	e.mu.Unlock()
+	if incremental {
+		e.cycle++
+	}
 	issued := 0
 	if e.cfg.Shard.serverSide() {
 		issued++
@@ -85,6 +88,9 @@ func (e *Engine) run(ctx context.Context, g Grid, qs []Query, incremental bool) 
 				mat, err := e.src.QueryRange(qctx, q.Expr, v1.Range{Start: from, End: g.End(), Step: g.Step})
 				if err == nil {
 					b := merge(old, g, from, e.keepOwn(q.Name, mat))
+					if old == nil {
+						b.born = e.cycle
+					}
 					r.series = b.list()
 					if incremental {
 						e.setBuf(q.Name, b)
@@ -156,6 +162,9 @@ func (e *Engine) ahead(ctx context.Context, q Query, g Grid) ([]Series, error) {
 		return nil, err
 	}
 	b := merge(old, ext, from, e.keepOwn(q.Name, mat))
+	if old == nil {
+		b.born = e.cycle
+	}
 	e.setBuf(q.Name, b)
 	return b.slice(g), nil
 }

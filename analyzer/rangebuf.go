@@ -15,6 +15,7 @@ type rangeBuf struct {
 	// since is the first point the buffer has been asked for: later than
 	// grid.Start while a cold start fills the window backwards.
 	since time.Time
+	born  int // the engine's cycle that read it first (see backfill)
 }
 
 // refetchFrom says where the next query on grid g may start when the rest
@@ -38,7 +39,7 @@ func merge(old *rangeBuf, g Grid, from time.Time, m model.Matrix) *rangeBuf {
 	nb := &rangeBuf{grid: g, series: make(map[model.Fingerprint]*Series, len(m)), since: laterOf(from, g.Start)}
 	cut := int(from.Sub(g.Start) / g.Step)
 	if old != nil {
-		nb.since = laterOf(g.Start, earlierOf(from, old.since))
+		nb.since, nb.born = laterOf(g.Start, earlierOf(from, old.since)), old.born
 		shift := int(g.Start.Sub(old.grid.Start) / g.Step)
 		for fp, s := range old.series {
 			v := nanSlice(g.N)

@@ -19,6 +19,40 @@ import (
 // incident that began before the covered part is dated at its start until
 // the chunk that holds its real start arrives.
 
+// redate: an incident the previous cycle found at the start of what it had
+// read while warming up was dated there only for want of older data. When
+// this cycle, reading further back, finds it began earlier, that start (and
+// the ID made of it) replaces the provisional one before reconcile keeps
+// the first dating for good.
+func (e *Engine) redate(s, prev *Snapshot) *Snapshot {
+	if prev == nil || !prev.WarmingUp {
+		return prev
+	}
+	edge := prev.Time.Add(-prev.Covered).Add(e.cfg.RateWindow + 2*s.Grid.Step)
+	var out *Snapshot
+	for i, p := range prev.Incidents {
+		if p.Start.After(edge) {
+			continue
+		}
+		for _, c := range s.Incidents {
+			if c.key() == p.key() && c.Start.Before(p.Start) && overlaps(&c, &p, s.Grid.Step) {
+				if out == nil {
+					cp := *prev
+					cp.Incidents = append([]Incident(nil), prev.Incidents...)
+					out = &cp
+				}
+				out.Incidents[i].Start = c.Start
+				out.Incidents[i].ID = incidentID(&out.Incidents[i])
+				break
+			}
+		}
+	}
+	if out == nil {
+		return prev
+	}
+	return out
+}
+
 // warmFrom is where a range query without kept results starts.
 func (e *Engine) warmFrom(g Grid, incremental bool) time.Time {
 	w := e.cfg.WarmupWindow
@@ -29,8 +63,9 @@ func (e *Engine) warmFrom(g Grid, incremental bool) time.Time {
 }
 
 // backfill reads the chunk before each range buffer's first point and
-// returns the number of queries sent. A failed chunk is asked again next
-// cycle: the window stays short, which the snapshot says.
+// returns the number of queries sent; a buffer read first in this cycle
+// waits for the next, so the first cycle is served fast. A failed chunk is
+// asked again next cycle: the window stays short, which the snapshot says.
 func (e *Engine) backfill(ctx context.Context, g Grid, qs []Query, res map[string]*result) int {
 	issued := 0
 	var mu sync.Mutex
@@ -38,7 +73,7 @@ func (e *Engine) backfill(ctx context.Context, g Grid, qs []Query, res map[strin
 	sem := make(chan struct{}, max(1, e.cfg.Concurrency))
 	for _, q := range qs {
 		b := e.buf(q.Name)
-		if r := res[q.Name]; !q.Range || r == nil || r.err != nil || b == nil || !b.since.After(g.Start) {
+		if r := res[q.Name]; !q.Range || r == nil || r.err != nil || b == nil || b.born == e.cycle || !b.since.After(g.Start) {
 			continue
 		}
 		back := b.since.Add(-max(g.Step, e.cfg.WarmupChunk))
