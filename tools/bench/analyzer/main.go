@@ -68,6 +68,7 @@ var (
 	warmup  = flag.Duration("warmup", 10*time.Minute, "what a cold start reads first (analyzer --warmup.window)")
 	client  = flag.Bool("client", true, "also time shard 0 of 2 with client-side filtering (large fleet)")
 	profile = flag.String("cpuprofile", "", "write a CPU profile of the timed cycles of the large fleet's unsharded run")
+	backend = flag.String("backend", "prometheus", "server to hold the fleet: prometheus (promtool backfill) or victoriametrics (streamed import, much faster to fill)")
 )
 
 // row is one engine's run over one fleet.
@@ -110,8 +111,31 @@ func fleet(n int, end time.Time) []scenario.Node {
 }
 
 // tsdb generates and backfills a fleet of n nodes under dir (or reuses the
-// one kept there) and returns the end of its data.
-func tsdb(n int, dir string) (time.Time, error) {
+// one kept there) and returns the end of its data and the server on it.
+func tsdb(n int, dir string) (time.Time, *scenario.Server, error) {
+	dir = filepath.Join(dir, *backend)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return time.Time{}, nil, err
+	}
+	if *backend == "victoriametrics" {
+		// Server-side sharding sends about 10 bytes per node of the shard per selector.
+		srv, err := scenario.StartVictoriaMetrics(scenario.UpstreamOr("victoria-metrics"), filepath.Join(dir, "vm"), "-search.maxQueryLen=1MB")
+		if err != nil {
+			return time.Time{}, nil, err
+		}
+		end, err := fill(n, dir, srv)
+		return end, srv, err
+	}
+	end, err := fill(n, dir, nil)
+	if err != nil {
+		return end, nil, err
+	}
+	srv, err := scenario.StartPrometheus(filepath.Join(dir, "tsdb"))
+	return end, srv, err
+}
+
+// fill writes the fleet into dir unless it is there already.
+func fill(n int, dir string, vm *scenario.Server) (time.Time, error) {
 	if b, err := os.ReadFile(filepath.Join(dir, "end")); err == nil {
 		return time.Parse(time.RFC3339, string(b))
 	}
@@ -121,6 +145,12 @@ func tsdb(n int, dir string) (time.Time, error) {
 	ends := []time.Time{end}
 	if *history {
 		ends = append(ends, end.Add(-24*time.Hour), end.Add(-7*24*time.Hour))
+	}
+	if *backend == "victoriametrics" {
+		if err := importVM(n, vm, ends); err != nil {
+			return end, err
+		}
+		return end, os.WriteFile(filepath.Join(dir, "end"), []byte(end.Format(time.RFC3339)), 0o644)
 	}
 	for i, e := range ends {
 		g := &scenario.Gen{End: e, Interval: time.Minute, Buckets: []float64{0.01, 0.05, 0.1, 0.5}, Seed: 3 + uint64(i)}
@@ -203,6 +233,9 @@ func timeCycles(r row, e *analyzer.Engine, cs *counting, serverPID int, end time
 	slices.Sort(durs)
 	r.median, r.p90 = durs[len(durs)/2], durs[min(len(durs)-1, int(math.Ceil(0.9*float64(len(durs))))-1)]
 	r.nodes, r.incidents, r.fleetIncs = len(s.Nodes), len(s.Incidents), len(s.Fleet)
+	if r.label == "unsharded" && r.nodes != r.fleet {
+		return r, fmt.Errorf("analysed %d nodes of %d", r.nodes, r.fleet)
+	}
 	for _, in := range s.Incidents {
 		r.incidentKeys = append(r.incidentKeys, in.ID)
 	}
@@ -274,11 +307,7 @@ func runFleet(n int, keep string, shards bool) ([]row, error) {
 		return nil, err
 	}
 	t0 := time.Now()
-	end, err := tsdb(n, dir)
-	if err != nil {
-		return nil, err
-	}
-	srv, err := scenario.StartPrometheus(filepath.Join(dir, "tsdb"))
+	end, srv, err := tsdb(n, dir)
 	if err != nil {
 		return nil, err
 	}
