@@ -311,7 +311,7 @@ func runFleet(n int, keep string, shards bool) ([]row, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer srv.Stop()
+	defer stop(srv)
 	fmt.Fprintf(os.Stderr, "%d nodes: data generated, backfilled and served in %v\n", n, time.Since(t0).Round(time.Second))
 	var rows []row
 	add := func(label string, sh analyzer.Shard, peers analyzer.FleetPeers) (*analyzer.Engine, error) {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"syscall"
 
 	"github.com/smokemon/smokemon/analyzer/scenario"
 	"time"
@@ -31,4 +33,18 @@ func importVM(n int, srv *scenario.Server, ends []time.Time) error {
 		return err
 	}
 	return resp.Body.Close()
+}
+
+// stop ends the server cleanly first: VictoriaMetrics killed outright loses
+// what it had not yet written, and a kept fleet must survive to the next run.
+func stop(srv *scenario.Server) {
+	if p, err := os.FindProcess(srv.PID()); err == nil && p.Signal(syscall.SIGINT) == nil {
+		for range 100 {
+			if p.Signal(syscall.Signal(0)) != nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	srv.Stop()
 }
