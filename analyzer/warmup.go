@@ -20,37 +20,32 @@ import (
 // the chunk that holds its real start arrives.
 
 // redate: an incident the previous cycle found at the start of what it had
-// read while warming up was dated there only for want of older data. When
-// this cycle, reading further back, finds it began earlier, that start (and
-// the ID made of it) replaces the provisional one before reconcile keeps
-// the first dating for good.
+// read while warming up was dated there only for want of older data, and
+// its blame ranked without the time before it. This cycle, reading further
+// back, dates and ranks it afresh: its start (and the ID made of it) and
+// blame replace the provisional ones before reconcile keeps them for good.
 func (e *Engine) redate(s, prev *Snapshot) *Snapshot {
 	if prev == nil || !prev.WarmingUp {
 		return prev
 	}
 	edge := prev.Time.Add(-prev.Covered).Add(e.cfg.RateWindow + 2*s.Grid.Step)
-	var out *Snapshot
-	for i, p := range prev.Incidents {
+	cp := *prev
+	cp.Incidents = append([]Incident(nil), prev.Incidents...)
+	for i := range cp.Incidents {
+		p := &cp.Incidents[i]
 		if p.Start.After(edge) {
 			continue
 		}
+		p.blameFixed = false
 		for _, c := range s.Incidents {
-			if c.key() == p.key() && c.Start.Before(p.Start) && overlaps(&c, &p, s.Grid.Step) {
-				if out == nil {
-					cp := *prev
-					cp.Incidents = append([]Incident(nil), prev.Incidents...)
-					out = &cp
-				}
-				out.Incidents[i].Start = c.Start
-				out.Incidents[i].ID = incidentID(&out.Incidents[i])
+			if c.key() == p.key() && c.Start.Before(p.Start) && overlaps(&c, p, s.Grid.Step) {
+				p.Start = c.Start
+				p.ID = incidentID(p)
 				break
 			}
 		}
 	}
-	if out == nil {
-		return prev
-	}
-	return out
+	return &cp
 }
 
 // warmFrom is where a range query without kept results starts.

@@ -67,6 +67,7 @@ var (
 	cycles  = flag.Int("cycles", 6, "timed cycles per run")
 	warmup  = flag.Duration("warmup", 10*time.Minute, "what a cold start reads first (analyzer --warmup.window)")
 	client  = flag.Bool("client", true, "also time shard 0 of 2 with client-side filtering (large fleet)")
+	shards  = flag.Bool("shards", true, "also time the large fleet as two shards")
 	profile = flag.String("cpuprofile", "", "write a CPU profile of the timed cycles of the large fleet's unsharded run")
 	backend = flag.String("backend", "prometheus", "server to hold the fleet: prometheus (promtool backfill) or victoriametrics (streamed import, much faster to fill)")
 )
@@ -349,7 +350,7 @@ func main() {
 	flag.Parse()
 	var rows []row
 	for _, n := range []int{*small, *large} {
-		rs, err := runFleet(n, *keep, n == *large)
+		rs, err := runFleet(n, *keep, *shards && n == *large)
 		rows = append(rows, rs...)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)

@@ -56,7 +56,7 @@ func report(rows []row) bool {
 		large.served.Round(time.Millisecond), large.full.Round(time.Millisecond))
 	s0, s1 := find(large.fleet, "shard 0/2"), find(large.fleet, "shard 1/2")
 	if s0 == nil || s1 == nil {
-		check(false, "two shards did not run")
+		check(false, "two shards did not run (-shards=false?)")
 		return false
 	}
 	half := float64(large.nodes) / 2
