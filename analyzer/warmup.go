@@ -68,7 +68,10 @@ func (e *Engine) backfill(ctx context.Context, g Grid, qs []Query, res map[strin
 	sem := make(chan struct{}, max(1, e.cfg.Concurrency))
 	for _, q := range qs {
 		b := e.buf(q.Name)
-		if r := res[q.Name]; !q.Range || r == nil || r.err != nil || b == nil || b.born == e.cycle || !b.since.After(g.Start) {
+		mu.Lock() // the chunks already on their way write res
+		r := res[q.Name]
+		mu.Unlock()
+		if !q.Range || r == nil || r.err != nil || b == nil || b.born == e.cycle || !b.since.After(g.Start) {
 			continue
 		}
 		back := b.since.Add(-max(g.Step, e.cfg.WarmupChunk))
