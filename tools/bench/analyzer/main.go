@@ -320,8 +320,7 @@ func runFleet(n int, keep string, shards bool) ([]row, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%d nodes, %s: %w", n, label, err)
 		}
-		fmt.Fprintf(os.Stderr, "%d nodes, %s: served after %v, window full after %v, cycle median %v\n", n, label,
-			r.served.Round(time.Millisecond), r.full.Round(time.Millisecond), r.median.Round(time.Millisecond))
+		printRow(os.Stderr, r) // as it comes: a 10 000-node run takes a while
 		rows = append(rows, r)
 		return e, nil
 	}

@@ -2,11 +2,20 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"math"
+	"os"
 	"slices"
 	"strings"
 	"time"
 )
+
+func printRow(w io.Writer, r row) {
+	ms := func(d time.Duration) string { return d.Round(time.Millisecond).String() }
+	fmt.Fprintf(w, "%-7d %-11s %-6d %-8d %-9s %-9s %-9s %-9s %-10s %-10s %-9s %-8s %d/%d\n", r.fleet, r.label, r.nodes, r.queries,
+		ms(r.served), ms(r.full), ms(r.median), ms(r.p90), ms(r.cpu), ms(r.serverCPU),
+		fmt.Sprintf("%.0fkB", r.heapPerNode/1e3), fmt.Sprintf("%.0fMB", r.rss/1e6), r.incidents, r.fleetIncs)
+}
 
 // report prints the table and the verdicts against issue 18's figures;
 // it says whether all passed.
@@ -14,10 +23,7 @@ func report(rows []row) bool {
 	fmt.Printf("%-7s %-11s %-6s %-8s %-9s %-9s %-9s %-9s %-10s %-10s %-9s %-8s %s\n", "fleet", "run", "nodes", "queries", "served", "full",
 		"median", "p90", "cpu/cycle", "srv/cycle", "heap/node", "RSS", "incidents/fleet")
 	for _, r := range rows {
-		ms := func(d time.Duration) string { return d.Round(time.Millisecond).String() }
-		fmt.Printf("%-7d %-11s %-6d %-8d %-9s %-9s %-9s %-9s %-10s %-10s %-9s %-8s %d/%d\n", r.fleet, r.label, r.nodes, r.queries,
-			ms(r.served), ms(r.full), ms(r.median), ms(r.p90), ms(r.cpu), ms(r.serverCPU),
-			fmt.Sprintf("%.0fkB", r.heapPerNode/1e3), fmt.Sprintf("%.0fMB", r.rss/1e6), r.incidents, r.fleetIncs)
+		printRow(os.Stdout, r)
 	}
 	fmt.Println("served: cold start to the first cycle served (its last --warmup.window); full: until a cycle covers the whole lookback;")
 	fmt.Println("cpu, srv: CPU time per timed cycle of the analyzer and of Prometheus; heap/node: live heap after GC over the nodes analysed")
