@@ -17,7 +17,7 @@ import (
 // addScaleFlags: a cold start that serves early, and several analyzers
 // over one fleet, each told its shard.
 func (o *opts) addScaleFlags(app *kingpin.Application) {
-	app.Flag("warmup.window", "On a cold start, the end of the window the first cycle reads; later cycles, run back to back, read --warmup.chunk further back each until the lookback is full (0: read it all at once).").Default("10m").DurationVar(&o.cfg.WarmupWindow)
+	app.Flag("warmup.window", "On a cold start, the end of the window the first cycle reads; later cycles, run back to back, read --warmup.chunk further back each until the lookback is full (0: read it all at once).").Default("5m").DurationVar(&o.cfg.WarmupWindow)
 	app.Flag("warmup.chunk", "How much further back each warm-up cycle reads.").Default("10m").DurationVar(&o.cfg.WarmupChunk)
 	app.Flag("shard.count", "Analyzers sharing the fleet: each analyses the nodes whose FNV-1a hash of the node label mod shard.count is its shard.index.").Default("1").IntVar(&o.cfg.Shard.Count)
 	app.Flag("shard.index", "This analyzer's shard, 0 to shard.count-1. Shard 0 also builds the fleet incidents (see --shard.peer).").Default("0").IntVar(&o.cfg.Shard.Index)

@@ -65,7 +65,7 @@ var (
 	verbose = flag.Bool("v", false, "log every query with its time")
 	history = flag.Bool("history", true, "also write the window one day and one week back (seasonal queries)")
 	cycles  = flag.Int("cycles", 6, "timed cycles per run")
-	warmup  = flag.Duration("warmup", 10*time.Minute, "what a cold start reads first (analyzer --warmup.window)")
+	warmup  = flag.Duration("warmup", 5*time.Minute, "what a cold start reads first (analyzer --warmup.window)")
 	client  = flag.Bool("client", true, "also time shard 0 of 2 with client-side filtering (large fleet)")
 	shards  = flag.Bool("shards", true, "also time the large fleet as two shards")
 	profile = flag.String("cpuprofile", "", "write a CPU profile of the timed cycles of the large fleet's unsharded run")
