@@ -6,7 +6,6 @@ import (
 	"math"
 	"os"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -71,7 +70,7 @@ func report(rows []row) bool {
 		s0.median.Round(time.Millisecond), s1.median.Round(time.Millisecond), s0.queries, s1.queries)
 	union := slices.Sorted(slices.Values(append(append([]string(nil), s0.incidentKeys...), s1.incidentKeys...)))
 	check(slices.Equal(union, slices.Sorted(slices.Values(large.incidentKeys))) && slices.Equal(s0.fleetIDs, large.fleetIDs),
-		"two shards: incidents of both (%d) = unsharded (%d); shard 0's fleet incidents = unsharded (%s)", len(union), len(large.incidentKeys),
-		strings.Join(large.fleetIDs, "; "))
+		"two shards: incidents of both (%d) = unsharded (%d); shard 0's fleet incidents, members included, = unsharded (%d)", len(union),
+		len(large.incidentKeys), len(large.fleetIDs))
 	return ok
 }
