@@ -107,7 +107,10 @@ var selectorRE = regexp.MustCompile(`\bsmokemon_[a-zA-Z0-9_:]*(\{[^}]*\})?`)
 // withMatcher adds matcher to every selector of expr.
 func withMatcher(expr, matcher string) string {
 	return selectorRE.ReplaceAllStringFunc(expr, func(sel string) string {
-		if strings.HasSuffix(sel, "}") {
+		switch {
+		case strings.HasSuffix(sel, "{}"):
+			return sel[:len(sel)-1] + matcher + "}"
+		case strings.HasSuffix(sel, "}"):
 			return sel[:len(sel)-1] + "," + matcher + "}"
 		}
 		return sel + "{" + matcher + "}"
