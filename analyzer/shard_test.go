@@ -48,7 +48,7 @@ func TestShardOf(t *testing.T) {
 func TestWithMatcher(t *testing.T) {
 	m := `node=~"a|b"`
 	for in, want := range map[string]string{
-		`sum by (node) (rate(smokemon_cpu_seconds_total{mode!~"idle|iowait"}[2m])) / max by (node) (smokemon_cpu_online)`:                                                                 `sum by (node) (rate(smokemon_cpu_seconds_total{mode!~"idle|iowait",node=~"a|b"}[2m])) / max by (node) (smokemon_cpu_online{node=~"a|b"})`,
+		`sum by (node) (rate(smokemon_cpu_seconds_total{mode!~"idle|iowait"}[2m])) / max by (node) (smokemon_cpu_online)`: `sum by (node) (rate(smokemon_cpu_seconds_total{mode!~"idle|iowait",node=~"a|b"}[2m])) / max by (node) (smokemon_cpu_online{node=~"a|b"})`,
 		`smokemon_ping_sent_total{}`: `smokemon_ping_sent_total{node=~"a|b"}`,
 		`max by (node) (smokemon_rpi_throttle_condition{condition=~"throttled|soft_temp_limit",when="now"}) or sum by (node) (clamp_max(rate(smokemon_cpu_core_throttles_total[2m]), 1))`: `max by (node) (smokemon_rpi_throttle_condition{condition=~"throttled|soft_temp_limit",when="now",node=~"a|b"}) or sum by (node) (clamp_max(rate(smokemon_cpu_core_throttles_total{node=~"a|b"}[2m]), 1))`,
 	} {
