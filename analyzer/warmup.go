@@ -16,8 +16,8 @@ import (
 // Config.WarmupChunk further back, until the window is full; meanwhile the
 // snapshot says it is warming up and how much of the window it covers.
 // Steps not read yet are blind, so no incident starts or ends on them; an
-// incident that began before the covered part is dated at its start until
-// the chunk that holds its real start arrives.
+// incident that began before the covered part is dated at that part's
+// start until the chunk that holds its real start arrives (see redate).
 
 // redate: an incident the previous cycle found at the start of what it had
 // read while warming up was dated there only for want of older data, and
