@@ -48,6 +48,11 @@ type Config struct {
 	FleetLabels []string
 	// FleetWindow: incidents that began this close together can be one fleet incident.
 	FleetWindow time.Duration
+	// Shard is this replica's part of a fleet several analyzers share (see Shard).
+	Shard Shard
+	// WarmupWindow is what a cold start reads first; each later cycle reads
+	// WarmupChunk further back until the lookback is full (see warmFrom).
+	WarmupWindow, WarmupChunk time.Duration
 }
 
 func DefaultConfig() Config {
@@ -60,6 +65,7 @@ func DefaultConfig() Config {
 		FlashPECycles: 3000, PathLossRatio: 0.05, ChangeMinRatio: 1.3, BlameTop: 3,
 		Refetch: 2 * time.Minute, SlowInterval: 5 * time.Minute, Ahead: 10 * time.Minute,
 		BaselineWindow: 15 * time.Minute, FleetLabels: []string{"site"}, FleetWindow: 5 * time.Minute,
+		WarmupChunk: 10 * time.Minute, // WarmupWindow 0: the first cycle reads the whole window
 	}
 }
 
@@ -110,6 +116,10 @@ type Snapshot struct {
 	// QueryDuration is the part of Duration spent waiting for the server.
 	QueryDuration time.Duration `json:"query_duration_seconds"`
 	QueryErrors   []string      `json:"query_errors,omitempty"`
+	// WarmingUp: a cold start is still reading the window backwards; the
+	// results cover only its last Covered (incidents older than that are not known yet).
+	WarmingUp bool          `json:"warming_up"`
+	Covered   time.Duration `json:"window_covered_seconds"`
 
 	attrs    map[string]*nodeAttrs // what nodes share (fleet grouping)
 	gateways map[string]string     // node → its gateway target
@@ -133,6 +143,8 @@ type Engine struct {
 	errCount map[string]float64
 
 	fleetEnded []FleetIncident // the same as ended for fleet incidents (see reconcileFleet)
+	peers      FleetPeers      // the other shards' incidents (shard 0 of a sharded fleet)
+	cycle      int             // recorded cycles run (see backfill)
 }
 
 func NewEngine(cfg Config, src Source, logger *slog.Logger) *Engine {
@@ -189,7 +201,10 @@ func (e *Engine) EvaluateWindow(ctx context.Context, end time.Time, lookback, st
 	if record {
 		prev = e.Last()
 	}
-	snap := &Snapshot{Time: end, Grid: g, Up: true, Queries: issued}
+	snap := &Snapshot{Time: end, Grid: g, Up: true, Queries: issued, Covered: lookback}
+	if record {
+		snap.Covered, snap.WarmingUp = e.coverage(g, qs)
+	}
 	for _, q := range qs {
 		if err := res[q.Name].err; err != nil {
 			snap.QueryErrors = append(snap.QueryErrors, q.Name+": "+err.Error())
@@ -215,14 +230,14 @@ func (e *Engine) EvaluateWindow(ctx context.Context, end time.Time, lookback, st
 	}
 	e.analyse(snap, g, res, prev)
 	if record {
-		e.reconcile(snap, prev)
+		e.reconcile(snap, e.redate(snap, prev))
 	} else {
 		for i := range snap.Incidents {
 			snap.Incidents[i].ID = incidentID(&snap.Incidents[i])
 		}
 	}
 	sortIncidents(snap.Incidents)
-	snap.Fleet = e.groupFleet(snap, snap.attrs, snap.gateways)
+	snap.Fleet = e.fleet(ctx, snap, res)
 	if record {
 		e.reconcileFleet(snap, prev)
 	}

@@ -20,8 +20,22 @@ func (e *Engine) run(ctx context.Context, g Grid, qs []Query, incremental bool) 
 		}
 	}
 	e.mu.Unlock()
-	var mu sync.Mutex
+	if incremental {
+		e.cycle++
+	}
 	issued := 0
+	if e.cfg.Shard.serverSide() {
+		issued++
+		sq, err := e.shardQueries(ctx, qs, g.End())
+		if err != nil { // which nodes are ours is unknown: a blind cycle
+			for _, q := range qs {
+				res[q.Name] = &result{err: err}
+			}
+			return res, issued
+		}
+		qs = sq
+	}
+	var mu sync.Mutex
 	sem := make(chan struct{}, max(1, e.cfg.Concurrency))
 	var wg sync.WaitGroup
 	for _, q := range qs {
@@ -63,15 +77,20 @@ func (e *Engine) run(ctx context.Context, g Grid, qs []Query, incremental bool) 
 			}
 			if q.Range && old == nil {
 				// A whole window (start-up, or after a long outage) is many
-				// times a normal cycle's data: give it time once.
+				// times a normal cycle's data: give it time once, and read
+				// only its end now when warming up (see backfill).
 				timeout = max(timeout, 5*time.Minute)
+				from = e.warmFrom(g, incremental)
 			}
 			qctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			if q.Range {
 				mat, err := e.src.QueryRange(qctx, q.Expr, v1.Range{Start: from, End: g.End(), Step: g.Step})
 				if err == nil {
-					b := merge(old, g, from, mat)
+					b := merge(old, g, from, e.keepOwn(q.Name, mat))
+					if old == nil {
+						b.born = e.cycle
+					}
 					r.series = b.list()
 					if incremental {
 						e.setBuf(q.Name, b)
@@ -81,7 +100,7 @@ func (e *Engine) run(ctx context.Context, g Grid, qs []Query, incremental bool) 
 			} else {
 				vec, err := e.src.Query(qctx, q.Expr, g.End())
 				if err == nil {
-					r.series = vecSeries(vec)
+					r.series = vecSeries(e.keepOwnVector(q.Name, vec))
 				}
 				r.err = err
 			}
@@ -95,6 +114,9 @@ func (e *Engine) run(ctx context.Context, g Grid, qs []Query, incremental bool) 
 		}()
 	}
 	wg.Wait()
+	if incremental {
+		issued += e.backfill(ctx, g, qs, res)
+	}
 	if incremental && !reuseSlow {
 		e.keepSlow(res, qs, g)
 	}
@@ -124,7 +146,7 @@ func (e *Engine) ahead(ctx context.Context, q Query, g Grid) ([]Series, error) {
 	old := e.buf(q.Name)
 	end := g.End().Add(e.cfg.Ahead)
 	ext := Grid{Start: g.Start, Step: g.Step, N: int(end.Sub(g.Start)/g.Step) + 1}
-	from := g.Start
+	from := e.warmFrom(g, true)
 	if old != nil && old.grid.Step == g.Step && !old.grid.Start.After(g.Start) && !old.grid.End().Before(g.End()) {
 		from = old.grid.End().Add(g.Step)
 	} else {
@@ -140,7 +162,10 @@ func (e *Engine) ahead(ctx context.Context, q Query, g Grid) ([]Series, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := merge(old, ext, from, mat)
+	b := merge(old, ext, from, e.keepOwn(q.Name, mat))
+	if old == nil {
+		b.born = e.cycle
+	}
 	e.setBuf(q.Name, b)
 	return b.slice(g), nil
 }

@@ -1,6 +1,7 @@
 package analyzer
 
 import (
+	"math"
 	"sort"
 	"time"
 
@@ -12,6 +13,10 @@ import (
 type rangeBuf struct {
 	grid   Grid
 	series map[model.Fingerprint]*Series
+	// since is the first point the buffer has been asked for: later than
+	// grid.Start while a cold start fills the window backwards.
+	since time.Time
+	born  int // the engine's cycle that read it first (see backfill)
 }
 
 // refetchFrom says where the next query on grid g may start when the rest
@@ -32,19 +37,19 @@ func (b *rangeBuf) refetchFrom(g Grid, refetch time.Duration) (time.Time, bool) 
 // only from the fresh answer (a series missing there is missing, not kept),
 // earlier ones from old. Series with no point left in the window are dropped.
 func merge(old *rangeBuf, g Grid, from time.Time, m model.Matrix) *rangeBuf {
-	nb := &rangeBuf{grid: g, series: make(map[model.Fingerprint]*Series, len(m))}
-	cut := int(from.Sub(g.Start) / g.Step)
+	nb := &rangeBuf{grid: g, since: laterOf(from, g.Start)}
+	cut := max(0, min(g.N, int(from.Sub(g.Start)/g.Step)))
 	if old != nil {
+		// The kept series move in place: old is not used again, and a
+		// cycle over a large fleet should not allocate its window anew.
+		nb.series = old.series
+		nb.since, nb.born = laterOf(g.Start, earlierOf(from, old.since)), old.born
 		shift := int(g.Start.Sub(old.grid.Start) / g.Step)
-		for fp, s := range old.series {
-			v := nanSlice(g.N)
-			for i := 0; i < cut; i++ {
-				if j := i + shift; j >= 0 && j < len(s.V) {
-					v[i] = s.V[j]
-				}
-			}
-			nb.series[fp] = &Series{Labels: s.Labels, V: v}
+		for _, s := range nb.series {
+			s.V = shifted(s.V, g.N, shift, cut)
 		}
+	} else {
+		nb.series = make(map[model.Fingerprint]*Series, len(m))
 	}
 	for _, ss := range m {
 		fp := ss.Metric.Fingerprint()
@@ -66,6 +71,34 @@ func merge(old *rangeBuf, g Grid, from time.Time, m model.Matrix) *rangeBuf {
 		}
 	}
 	return nb
+}
+
+// shifted lays v, on a grid shift steps before the new one, onto the new
+// grid of n points: points before cut kept, the rest NaN. It reuses v's
+// array when it is large enough (moving left reads ahead of the writes,
+// moving right walks backwards).
+func shifted(v []float64, n, shift, cut int) []float64 {
+	out := v
+	if cap(v) < n {
+		out = make([]float64, n)
+	}
+	out = out[:n]
+	at := func(i int) float64 {
+		if j := i + shift; i < cut && j >= 0 && j < len(v) {
+			return v[j]
+		}
+		return math.NaN()
+	}
+	if shift >= 0 {
+		for i := range n {
+			out[i] = at(i)
+		}
+	} else {
+		for i := n - 1; i >= 0; i-- {
+			out[i] = at(i)
+		}
+	}
+	return out
 }
 
 func (b *rangeBuf) list() []Series {

@@ -21,16 +21,32 @@ func finite(xs []float64) []float64 {
 // median of the finite values; NaN when there are none. It runs for every
 // series every cycle, so it selects (O(n)) instead of sorting, on a copy.
 func median(xs []float64) float64 {
+	if len(xs) <= 8 {
+		// Most calls (the seasonal expectation of each step: 2 values)
+		// are tiny: a 2 KiB buffer zeroed for each cost more than the work.
+		var buf [8]float64
+		return medianOf(appendFinite(buf[:0], xs))
+	}
 	var buf [256]float64
 	v := buf[:0]
 	if len(xs) > len(buf) {
 		v = make([]float64, 0, len(xs))
 	}
+	return medianOf(appendFinite(v, xs))
+}
+
+// appendFinite appends the finite values of xs to v.
+func appendFinite(v, xs []float64) []float64 {
 	for _, x := range xs {
 		if !math.IsNaN(x) && !math.IsInf(x, 0) {
 			v = append(v, x)
 		}
 	}
+	return v
+}
+
+// medianOf is the median of v, which it reorders.
+func medianOf(v []float64) float64 {
 	n := len(v)
 	if n == 0 {
 		return math.NaN()

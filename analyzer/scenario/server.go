@@ -156,16 +156,17 @@ func StartPrometheus(dataDir string) (*Server, error) {
 	return s, s.wait("/-/ready", 60*time.Second)
 }
 
-// StartVictoriaMetrics starts a single-node VictoriaMetrics on an empty dataDir.
-func StartVictoriaMetrics(bin, dataDir string) (*Server, error) {
+// StartVictoriaMetrics starts a single-node VictoriaMetrics on dataDir, with
+// extra flags after the defaults.
+func StartVictoriaMetrics(bin, dataDir string, extra ...string) (*Server, error) {
 	port, err := testutil.LoopbackPort()
 	if err != nil {
 		return nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	s := &Server{URL: "http://" + addr, logs: &bytes.Buffer{}}
-	s.cmd = exec.Command(bin, "-storageDataPath="+dataDir, "-httpListenAddr="+addr, "-retentionPeriod=100y",
-		"-search.latencyOffset=0s", "-search.disableCache", "-search.maxUniqueTimeseries=10000000", "-search.maxSamplesPerQuery=2000000000")
+	s.cmd = exec.Command(bin, append([]string{"-storageDataPath=" + dataDir, "-httpListenAddr=" + addr, "-retentionPeriod=100y",
+		"-search.latencyOffset=0s", "-search.disableCache", "-search.maxUniqueTimeseries=10000000", "-search.maxSamplesPerQuery=2000000000"}, extra...)...)
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	if err := s.cmd.Start(); err != nil {
 		return nil, err
@@ -234,3 +235,6 @@ func lastLines(b []byte, n int) string {
 	}
 	return strings.Join(l, "\n")
 }
+
+// PID is the server's process id (benches read its CPU time from /proc).
+func (s *Server) PID() int { return s.cmd.Process.Pid }

@@ -45,6 +45,7 @@ type opts struct {
 	cfg                                                   analyzer.Config
 	gateway, at                                           string
 	bands                                                 []float64
+	peers                                                 []string // other shards' analyzers (shard 0)
 }
 
 func run(args []string, stdout *os.File) int {
@@ -53,6 +54,7 @@ func run(args []string, stdout *os.File) int {
 	app.HelpFlag.Short('h')
 	o := opts{headers: map[string]string{}, cfg: analyzer.DefaultConfig()}
 	o.addFlags(app)
+	o.addScaleFlags(app)
 	logConfig := &promslog.Config{}
 	flag.AddFlags(app, logConfig)
 
@@ -79,6 +81,9 @@ func run(args []string, stdout *os.File) int {
 		return 2
 	}
 	e := analyzer.NewEngine(o.cfg, src, logger)
+	if len(o.peers) > 0 {
+		e.SetFleetPeers(fleetPeers(o.peers))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -182,6 +187,9 @@ func (o *opts) check() (analyzer.Source, time.Time, error) {
 		return nil, time.Time{}, fmt.Errorf("--%v", err)
 	}
 	o.cfg.BloatBands = o.bands
+	if err := o.cfg.Shard.Validate(); err != nil {
+		return nil, time.Time{}, fmt.Errorf("--%v", err)
+	}
 	src, err := o.source()
 	if err != nil {
 		return nil, time.Time{}, err
@@ -234,7 +242,7 @@ func dirOf(p string) string {
 func (o *opts) serve(ctx context.Context, e *analyzer.Engine, logger *slog.Logger, logs logSetup, toolkit *web.FlagConfig) int {
 	ignoreHangups(logger)
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(analyzer.NewCollector(e), versioncollector.NewCollector(name), logs.suppressed,
+	reg.MustRegister(analyzer.NewCollector(e), analyzer.NewShardCollector(e), versioncollector.NewCollector(name), logs.suppressed,
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", lograte.LogDisconnects(logger, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: lograte.ScrapeErrorLog{Logger: logger}})))
@@ -243,7 +251,8 @@ func (o *opts) serve(ctx context.Context, e *analyzer.Engine, logger *slog.Logge
 		json.NewEncoder(w).Encode(v)
 	}
 	meta := func(s *analyzer.Snapshot) map[string]any {
-		return map[string]any{"time": analyzer.JSONValue(s.Time), "up": s.Up, "blind": s.Blind, "error": s.Error}
+		return map[string]any{"time": analyzer.JSONValue(s.Time), "up": s.Up, "blind": s.Blind, "error": s.Error,
+			"warming_up": s.WarmingUp, "window_covered_seconds": s.Covered.Seconds()}
 	}
 	mux.HandleFunc("GET /api/v1/incidents", func(w http.ResponseWriter, r *http.Request) {
 		s := e.Last()
@@ -297,8 +306,19 @@ func (o *opts) serve(ctx context.Context, e *analyzer.Engine, logger *slog.Logge
 	logger.Info("evaluating", "url", o.url, "interval", o.cfg.Step, "queries_per_cycle", len(e.Queries()))
 	tick := time.NewTicker(o.cfg.Step)
 	defer tick.Stop()
+	now := make(chan time.Time)
+	close(now) // a warm-up cycle follows the last one at once
 	for {
-		logs.cycles.observe(e.Evaluate(ctx, time.Now()))
+		s := e.Evaluate(ctx, time.Now())
+		logs.cycles.observe(s)
+		if s.Up {
+			logger.Debug("cycle", "duration", s.Duration, "series", s.Series, "incidents", len(s.Incidents))
+		}
+		next := tick.C
+		if s.Up && s.WarmingUp {
+			logger.Info("warming up", "window_covered", s.Covered, "duration", s.Duration)
+			next = now
+		}
 		select {
 		case <-ctx.Done():
 			srv.Close()
@@ -309,7 +329,7 @@ func (o *opts) serve(ctx context.Context, e *analyzer.Engine, logger *slog.Logge
 				return 1
 			}
 			return 0
-		case <-tick.C:
+		case <-next:
 		}
 	}
 }

@@ -229,8 +229,9 @@ func TestServe(t *testing.T) {
 		if resp.StatusCode != 200 {
 			return false
 		}
+		fleet = nil
 		json.NewDecoder(resp.Body).Decode(&fleet)
-		return true
+		return fleet["warming_up"] == false // the cold start has read the whole window
 	})
 	if fleet == nil || fleet["up"] != true {
 		t.Fatalf("fleet: %v\n%s", fleet, logs.String())
@@ -274,5 +275,18 @@ func TestServe(t *testing.T) {
 	check.Stdin = bytes.NewReader(body)
 	if out, err := check.CombinedOutput(); err != nil {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// A shard setting that cannot work is refused at start, naming the flag.
+func TestShardFlags(t *testing.T) {
+	for args, want := range map[string]string{
+		"--shard.count=2 --shard.index=2": "shard.index=2",
+		"--shard.count=0":                 "shard.count=0",
+	} {
+		_, stderr, err := analyzerCmd(t, append(strings.Fields(args), "--prometheus.url="+promURL, "status")...)
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(stderr, want) {
+			t.Errorf("%s: err %v, stderr %q; want exit 2 naming %s", args, err, stderr, want)
+		}
 	}
 }
