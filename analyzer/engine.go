@@ -230,7 +230,8 @@ func (e *Engine) EvaluateWindow(ctx context.Context, end time.Time, lookback, st
 	}
 	e.analyse(snap, g, res, prev)
 	if record {
-		e.reconcile(snap, e.redate(snap, prev))
+		prev = e.redate(snap, prev)
+		e.reconcile(snap, prev)
 	} else {
 		for i := range snap.Incidents {
 			snap.Incidents[i].ID = incidentID(&snap.Incidents[i])

@@ -23,7 +23,8 @@ import (
 // read while warming up was dated there only for want of older data, and
 // its blame ranked without the time before it. This cycle, reading further
 // back, dates and ranks it afresh: its start (and the ID made of it) and
-// blame replace the provisional ones before reconcile keeps them for good.
+// blame replace the provisional ones before reconcile keeps them for good;
+// fleet incidents dated at the edge are dropped, to be grouped afresh.
 func (e *Engine) redate(s, prev *Snapshot) *Snapshot {
 	if prev == nil || !prev.WarmingUp {
 		return prev
@@ -43,6 +44,14 @@ func (e *Engine) redate(s, prev *Snapshot) *Snapshot {
 				p.ID = incidentID(p)
 				break
 			}
+		}
+	}
+	// A fleet incident dated at the edge is rebuilt from the redated member
+	// incidents; kept, reconcileFleet would end it as one that vanished.
+	cp.Fleet = nil
+	for _, f := range prev.Fleet {
+		if f.Start.After(edge) {
+			cp.Fleet = append(cp.Fleet, f)
 		}
 	}
 	return &cp
