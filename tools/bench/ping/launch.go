@@ -31,7 +31,8 @@ func launch(o *options, k kind, addrs []string, round int) (*running, error) {
 		if err := os.WriteFile(cfg, []byte(b.String()), 0o644); err != nil {
 			return nil, err
 		}
-		argv := []string{o.smokemonBin, "--config.file", cfg, "--web.listen-address", fmt.Sprintf("127.0.0.1:%d", port)}
+		argv := []string{o.smokemonBin, "--config.file", cfg, "--web.listen-address", fmt.Sprintf("127.0.0.1:%d", port),
+			"--ping.histogram", o.histogram}
 		if k == kSmokemon {
 			argv = append(argv, "--collector.disable-defaults", "--collector.ping")
 		}

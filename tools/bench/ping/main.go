@@ -65,6 +65,7 @@ type options struct {
 	smokepingBin   string
 	fpingBin       string
 	floorBin       string
+	histogram      string // smokemon's --ping.histogram
 	modRoot        string
 	tmp            string
 }
@@ -87,6 +88,7 @@ type result struct {
 	rttMean    float64
 	rttHow     string
 	replyRate  float64 // replies per second in the window
+	sendRate   float64 // echo requests sent per second in the window; NaN when unknown
 	machine    float64 // % of all CPUs busy during the window, every process
 }
 
@@ -106,10 +108,11 @@ func run() int {
 		bin      = flag.String("smokemon", "", "use this smokemon_exporter binary instead of building ./cmd/smokemon_exporter")
 		spBin    = flag.String("smokeping-prober", "/usr/bin/prometheus-smokeping-prober", "smokeping_prober binary")
 		fpBin    = flag.String("fping", "/usr/bin/fping", "fping binary")
+		hist     = flag.String("histogram", "both", "smokemon's --ping.histogram: both, classic or native")
 	)
 	flag.Parse()
 	o := &options{duration: *duration, warmup: *warmup, scrapeInterval: *scrapeIv, scrapes: *scrapes,
-		alone: *alone, smokemonBin: *bin, smokepingBin: *spBin, fpingBin: *fpBin}
+		alone: *alone, smokemonBin: *bin, smokepingBin: *spBin, fpingBin: *fpBin, histogram: *hist}
 	if *short {
 		o.duration, o.warmup = 15*time.Second, 5*time.Second
 	}
@@ -167,8 +170,8 @@ func run() int {
 	if o.alone {
 		mode = "each tool alone"
 	}
-	fmt.Printf("bench-ping: loopback targets at 1 Hz, %v rounds (%v warm-up excluded), %s, scrape every %v, %d CPUs\n",
-		o.duration, o.warmup, mode, o.scrapeInterval, numCPU())
+	fmt.Printf("bench-ping: loopback targets at 1 Hz, %v rounds (%v warm-up excluded), %s, scrape every %v, %d CPUs, smokemon --ping.histogram=%s\n",
+		o.duration, o.warmup, mode, o.scrapeInterval, numCPU(), o.histogram)
 
 	var all []*result
 	failed := false
@@ -303,7 +306,7 @@ func runRound(ctx context.Context, o *options, n, round int, kinds []kind, missi
 		res.err = err
 	}
 	for _, k := range kinds {
-		res := &result{kind: k, n: n, rttMedian: math.NaN(), rttMean: math.NaN()}
+		res := &result{kind: k, n: n, rttMedian: math.NaN(), rttMean: math.NaN(), sendRate: math.NaN()}
 		out = append(out, res)
 		if why, ok := missing[k]; ok {
 			res.missing = why
@@ -480,6 +483,10 @@ func (r *running) readRTT(client *http.Client, window float64) error {
 	}
 	d := h1.sub(r.hist0)
 	r.res.replyRate = d.count / window
+	r.res.sendRate = math.NaN()
+	if d.sent >= 0 {
+		r.res.sendRate = d.sent / window
+	}
 	if d.count > 0 {
 		r.res.rttMean = d.sum / d.count
 	}
