@@ -20,16 +20,7 @@ import (
 // targets scraped every 5 s, peak RSS from 46 to 34 MB. It costs a
 // collection of a small heap (about a millisecond with few targets) per
 // scrape, run in its own goroutine so the scrape does not wait for it.
-//
-// While scrapes are in flight the collector also runs at GOGC=25 (never
-// raised above the configured value): a scrape's families stay live until
-// they are encoded, so at GOGC=100 the heap could grow to twice the peak of
-// at-rest state plus families — at 10 000 ping targets 94 MB of heap for 57 MB
-// live. The extra collections are of that one scrape's duration only.
-const (
-	scrapeGCThreshold = 64 << 10 // bytes allocated by the scrapes in flight
-	scrapeGCPercent   = 25
-)
+const scrapeGCThreshold = 64 << 10 // bytes allocated by the scrapes in flight
 
 type scrapeGC struct {
 	next     http.Handler
@@ -49,9 +40,8 @@ func (g *scrapeGC) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	g.inflight++
 	g.mu.Unlock()
-	scrapeGOGC.enter()
+
 	g.next.ServeHTTP(w, r)
-	scrapeGOGC.leave()
 
 	g.mu.Lock()
 	g.inflight--
@@ -66,38 +56,6 @@ func (g *scrapeGC) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			debug.FreeOSMemory()
 			g.releasing.Store(false)
 		})
-	}
-}
-
-// scrapeGOGC lowers the GC percent while any scrape of any handler is in
-// flight, and puts the configured value back when the last one ends.
-var scrapeGOGC gcPercentScope
-
-type gcPercentScope struct {
-	mu       sync.Mutex
-	inflight int
-	restore  int // the percent to go back to; -2: left alone
-}
-
-func (s *gcPercentScope) enter() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.inflight++; s.inflight > 1 {
-		return
-	}
-	s.restore = -2
-	if prev := debug.SetGCPercent(scrapeGCPercent); prev < scrapeGCPercent {
-		debug.SetGCPercent(prev) // GOGC=off (-1) or already lower: leave it
-	} else {
-		s.restore = prev
-	}
-}
-
-func (s *gcPercentScope) leave() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.inflight--; s.inflight == 0 && s.restore != -2 {
-		debug.SetGCPercent(s.restore)
 	}
 }
 
