@@ -188,7 +188,7 @@ bookkeeping grows with its first collections, which the plain floor's scrapes ar
 		}
 	}
 
-	fmt.Fprintf(w, "\nsmokeping_prober is left out above %d targets,, where it cannot keep up.\n", smokepingMax)
+	fmt.Fprintf(w, "\nsmokeping_prober is left out above %d targets, where it cannot keep up.\n", smokepingMax)
 	fmt.Fprintln(w, "\ntargets (issue 2 and issue 18, Figures)")
 	check := func(name string, rs []*result, pass func() (bool, string)) {
 		for _, r := range rs {
