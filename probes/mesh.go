@@ -371,11 +371,11 @@ func (c *meshCollector) attachLocked(e *meshEntry) {
 // native buckets held 3/4 of a peer's heap (issue 18).
 func (c *meshCollector) ensureHistograms(s *meshStats, p mesh.Proto) {
 	if s.rtt[p] == nil {
-		s.rtt[p] = newRTTHistogram(c.descs.rtt, s.pairs.proto[p], pingBuckets, c.deps.Now)
+		s.rtt[p] = newRTTHistogram(c.descs.rtt, s.pairs.proto[p], pingBuckets, histogramBoth, c.deps.Now)
 	}
 	if p == mesh.UDP && s.oneWay[0] == nil {
 		for _, d := range []mesh.Direction{mesh.Forward, mesh.Return} {
-			s.oneWay[d] = newRTTHistogram(c.descs.oneWay, s.pairs.dir[d], pingBuckets, c.deps.Now)
+			s.oneWay[d] = newRTTHistogram(c.descs.oneWay, s.pairs.dir[d], pingBuckets, histogramBoth, c.deps.Now)
 		}
 	}
 }

@@ -32,6 +32,12 @@ import (
 var pingSocket = kingpin.Flag("ping.socket", "ICMP socket kind: auto (raw if permitted, else unprivileged datagram), raw or dgram.").
 	Default("auto").Enum("auto", "raw", "dgram")
 
+// At 10 000 targets the classic buckets are 22 series a target and most of
+// a scrape's memory; a server that scrapes native histograms (Prometheus 3
+// with scrape_native_histograms, over protobuf) needs only the native half.
+var pingHistogram = kingpin.Flag("ping.histogram", "Which RTT histogram to keep and expose: both (classic buckets and native), classic, or native (native only: one series a target, for large target counts; needs a server that scrapes native histograms over protobuf).").
+	Default("both").Enum("both", "classic", "native")
+
 // RTT buckets from 20µs (loopback, LAN) to 20s (a stalled cellular link), in
 // 1-2-5 steps so the le values read well.
 var pingBuckets = []float64{
@@ -279,7 +285,7 @@ func (c *pingCollector) newStats(key statsKey, labels []string) *pingStats {
 	s := &pingStats{key: key, labels: labels, sendErrors: map[string]uint64{}}
 	s.pairs = prometheus.MakeLabelPairs(c.descs.sent, append([]string{key.name, key.fam.String()}, labels...))
 	s.ttl.Store(-1)
-	s.hist = newRTTHistogram(c.descs.rtt, s.pairs, pingBuckets, c.deps.Now)
+	s.hist = newRTTHistogram(c.descs.rtt, s.pairs, pingBuckets, histogramModes[*pingHistogram], c.deps.Now)
 	return s
 }
 

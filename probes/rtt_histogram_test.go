@@ -37,8 +37,16 @@ func nativeCounts(h *dto.Histogram) map[int]uint64 {
 // The histogram must expose exactly what client_golang's does with the
 // options the ping collector used before: same classic buckets, count, sum,
 // schema, zero bucket and native buckets, encoded the same way, including
-// after too many buckets halve the resolution.
+// after too many buckets halve the resolution. The classic-only and
+// native-only modes must match client_golang's histogram without native
+// buckets and without classic buckets.
 func TestRTTHistogramMatchesClientGolang(t *testing.T) {
+	for _, mode := range []string{"both", "classic", "native"} {
+		t.Run(mode, func(t *testing.T) { testRTTHistogramMode(t, histogramModes[mode]) })
+	}
+}
+
+func testRTTHistogramMode(t *testing.T, mode histogramMode) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	logUniform := func(lo, hi float64) float64 {
 		return math.Exp(math.Log(lo) + rng.Float64()*(math.Log(hi)-math.Log(lo)))
@@ -54,13 +62,23 @@ func TestRTTHistogramMatchesClientGolang(t *testing.T) {
 		{"everything", 1e-7, 100, true, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ref := prometheus.NewHistogram(prometheus.HistogramOpts{
+			opts := prometheus.HistogramOpts{
 				Name: "rtt_seconds", Help: "h", Buckets: pingBuckets,
 				NativeHistogramBucketFactor: 1.05, NativeHistogramMaxBucketNumber: 100,
 				NativeHistogramMinResetDuration: time.Hour,
-			})
+			}
+			wantClassic, wantNative := len(pingBuckets), true
+			switch mode {
+			case histogramClassic:
+				opts.NativeHistogramBucketFactor, opts.NativeHistogramMaxBucketNumber, opts.NativeHistogramMinResetDuration = 0, 0, 0
+				wantNative = false
+			case histogramNative:
+				opts.Buckets = nil
+				wantClassic = 0
+			}
+			ref := prometheus.NewHistogram(opts)
 			desc := prometheus.NewDesc("rtt_seconds", "h", nil, nil)
-			ours := newRTTHistogram(desc, nil, pingBuckets, time.Now)
+			ours := newRTTHistogram(desc, nil, pingBuckets, mode, time.Now)
 			var values []float64
 			if tc.extremes {
 				values = []float64{0, 20e-6, 1e-3, 1, 20, 25, math.Exp2(-10)}
@@ -80,11 +98,12 @@ func TestRTTHistogramMatchesClientGolang(t *testing.T) {
 				t.Fatal(err)
 			}
 			w, g := want.Histogram, got.Histogram
-			if g.GetSchema() != tc.wantSchema {
+			if wantNative && g.GetSchema() != tc.wantSchema {
 				t.Errorf("schema %d, want %d", g.GetSchema(), tc.wantSchema)
 			}
-			if len(nativeCounts(g)) == 0 || len(g.Bucket) != len(pingBuckets) {
-				t.Fatalf("nothing recorded: %v", g)
+			if wantNative != (len(nativeCounts(g)) > 0) || len(g.Bucket) != wantClassic || g.GetSampleCount() != uint64(len(values)) {
+				t.Fatalf("native buckets %d (want some: %v), classic %d (want %d), count %d: %v",
+					len(nativeCounts(g)), wantNative, len(g.Bucket), wantClassic, g.GetSampleCount(), g)
 			}
 			w.CreatedTimestamp, g.CreatedTimestamp = nil, nil
 			if !proto.Equal(w, g) {
@@ -101,7 +120,7 @@ func TestRTTHistogramMatchesClientGolang(t *testing.T) {
 // (a counter reset with a new created timestamp) instead of coarsening it.
 func TestRTTHistogramReset(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	h := newRTTHistogram(prometheus.NewDesc("rtt_seconds", "h", nil, nil), nil, pingBuckets, func() time.Time { return now })
+	h := newRTTHistogram(prometheus.NewDesc("rtt_seconds", "h", nil, nil), nil, pingBuckets, histogramBoth, func() time.Time { return now })
 	v := 1e-6
 	for range 99 {
 		h.Observe(v)

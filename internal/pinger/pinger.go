@@ -302,7 +302,11 @@ func (e *Engine) schedule() {
 			e.expireLocked(e.expiry.Pop())
 		}
 		now = e.mono()
-		for n := 1; ; n++ {
+		// A batch ends after batchWindow of sending even if more is due:
+		// on a starved CPU at 10 000 targets it never caught up, so losses
+		// were never declared, every sequence number filled up (each send
+		// then scanning all 65536) and Close waited forever.
+		for n, batchEnd := 1, now+int64(batchWindow); now < batchEnd; n++ {
 			due := e.sendQ.Due(now + int64(batchWindow))
 			if due == nil || due.Next()-now > int64(due.Interval/10) {
 				break
@@ -331,7 +335,12 @@ func (e *Engine) schedule() {
 			wait = min(wait, replyPoll)
 		}
 		e.mu.Unlock()
-		timer.Reset(wait)
+		timer.Reset(max(wait, 0))
+		select {
+		case <-e.stop:
+			return
+		default:
+		}
 		select {
 		case <-timer.C:
 		case <-e.wake:

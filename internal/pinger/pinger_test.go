@@ -212,3 +212,50 @@ func TestSpreadEvenly(t *testing.T) {
 		}
 	}
 }
+
+// More due than the machine can send (20 000 targets every 10 ms: two
+// million probes a second) must neither starve loss accounting nor keep
+// Close waiting: the send loop once never left such a batch, so no probe
+// ever expired, all 65536 sequence numbers filled up and Close hung.
+func TestOverloadStillExpiresAndCloses(t *testing.T) {
+	e := newEngine(t, Options{})
+	var rs []*recorder
+	for i := range 20000 {
+		r := &recorder{}
+		rs = append(rs, r)
+		e.Add(netip.AddrFrom4([4]byte{127, 79, byte(i / 250), byte(i%250 + 1)}), Settings{Interval: 10 * time.Millisecond, Timeout: 10 * time.Millisecond, Size: 56}, r)
+	}
+	var done int
+	// Eventually, not WaitFor: a failure must still reach the Close below
+	// (the engine's cleanup Close returns at once once it has run).
+	expired := testutil.Eventually(20*time.Second, 100*time.Millisecond, func() bool {
+		done = 0
+		for _, r := range rs {
+			s := r.snapshot()
+			done += s.replies + s.lost
+		}
+		return done > 70000 // more than 65536: sequence numbers were freed and reused
+	})
+	closed := make(chan struct{})
+	go func() { e.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Close did not return within 10 s of an overloaded engine (%d probes answered or lost)", done)
+	}
+	if !expired {
+		t.Errorf("only %d probes answered or declared lost in 20 s of overload, want > 70000", done)
+	}
+	var errs map[string]int
+	for _, r := range rs {
+		for k, v := range r.snapshot().errs {
+			if errs == nil {
+				errs = map[string]int{}
+			}
+			errs[k] += v
+		}
+	}
+	if errs["too_many_in_flight"] > 0 {
+		t.Errorf("send errors %v: sequence numbers ran out", errs)
+	}
+}

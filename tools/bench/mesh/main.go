@@ -60,10 +60,12 @@ func run() int {
 		}
 	}
 	fmt.Printf("bench-mesh: interval %v, window %v after %v warm-up; CPU from /proc/PID/task/*/schedstat (ns);\n"+
-		"  RSS and RssAnon from /proc/PID/status 1 s after a scrape, HWM (VmHWM) the peak through the scrapes\n\n", *interval, *window, *warmup)
+		"  RSS and RssAnon from /proc/PID/status 1 s after a scrape; start HWM is VmHWM through start-up and warm-up,\n"+
+		"  scrape HWM the peak from then on (VmHWM reset through clear_refs), through the window and %d scrapes at its end\n\n",
+		*interval, *window, *warmup, endScrapes)
 	var prevN int
 	var prevCPU [3]float64
-	fmt.Printf("%6s  %-22s %9s %14s %12s %8s %8s %9s %10s\n", "N", "process", "CPU %", "CPU µs/s/peer", "replies/s", "RSS MB", "HWM MB", "Anon MB", "Anon KB/peer")
+	fmt.Printf("%6s  %-22s %9s %14s %12s %8s %10s %11s %9s %10s\n", "N", "process", "CPU %", "CPU µs/s/peer", "replies/s", "RSS MB", "start HWM", "scrape HWM", "Anon MB", "Anon KB/peer")
 	for _, f := range strings.Split(*nList, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 1 || n > 10000 {
@@ -88,6 +90,10 @@ func run() int {
 	}
 	return 0
 }
+
+// endScrapes is how many scrapes of each process end the window (the first
+// also reads the replies), so the scrape HWM includes a scrape's peak.
+const endScrapes = 3
 
 func round(bin, tmp string, n int, iv, window, warmup time.Duration) (cpuFrac [3]float64, err error) {
 	port := mustPort()
@@ -129,7 +135,11 @@ func round(bin, tmp string, n int, iv, window, warmup time.Duration) (cpuFrac [3
 	}
 	time.Sleep(warmup)
 	cpu0, rep0 := make([]int64, len(procs)), make([]float64, len(procs))
+	startHWM := make([]float64, len(procs))
 	for i, p := range procs {
+		startHWM[i] = memory(p.cmd.Process.Pid)["VmHWM"]
+		// From here VmHWM is the peak of the window and its scrapes alone.
+		os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", p.cmd.Process.Pid), []byte("5"), 0)
 		cpu0[i] = cpuNS(p.cmd.Process.Pid)
 		rep0[i] = replies(p.addr)
 	}
@@ -142,6 +152,9 @@ func round(bin, tmp string, n int, iv, window, warmup time.Duration) (cpuFrac [3
 		cpuFrac[i] = cpu
 		perPeer[i] = cpu * 1e6 / float64(n) // µs of CPU per second per peer
 		rate[i] = (replies(p.addr) - rep0[i]) / el.Seconds()
+		for range endScrapes - 1 {
+			replies(p.addr)
+		}
 	}
 	// The exporter returns a scrape's garbage to the kernel right after it:
 	// RSS is read once that is done, VmHWM keeps the scrapes' peak.
@@ -149,8 +162,13 @@ func round(bin, tmp string, n int, iv, window, warmup time.Duration) (cpuFrac [3
 	var mem [3]map[string]float64
 	for i, p := range procs {
 		mem[i] = memory(p.cmd.Process.Pid)
-		fmt.Printf("%6d  %-22s %8.3f%% %14.2f %12.0f %8.1f %8.1f %9.1f %10.1f\n", n, p.name, 100*cpuFrac[i], perPeer[i], rate[i],
-			mem[i]["VmRSS"]/1024, mem[i]["VmHWM"]/1024, mem[i]["RssAnon"]/1024, mem[i]["RssAnon"]/float64(n))
+		fmt.Printf("%6d  %-22s %8.3f%% %14.2f %12.0f %8.1f %10.1f %11.1f %9.1f %10.1f\n", n, p.name, 100*cpuFrac[i], perPeer[i], rate[i],
+			mem[i]["VmRSS"]/1024, startHWM[i]/1024, mem[i]["VmHWM"]/1024, mem[i]["RssAnon"]/1024, mem[i]["RssAnon"]/float64(n))
+	}
+	if n == 300 {
+		rss, hwm := mem[0]["VmRSS"]/1024, max(startHWM[0], mem[0]["VmHWM"])/1024
+		verdict := map[bool]string{true: "PASS", false: "FAIL"}[rss <= 25 && hwm <= 25]
+		fmt.Printf("%6d  %s  mesh prober, 300 peers ≤ 25 MB RSS (issue 18): %.1f MB at rest, %.1f MB peak (start-up and scrapes)\n", n, verdict, rss, hwm)
 	}
 	ratio := func(k string) float64 { return mem[0][k] / mem[2][k] }
 	fmt.Printf("%6d  mesh prober / ping per target: CPU %.2f× (prober + responder %.2f×), RSS %.2f×, VmHWM %.2f×, RssAnon %.2f×\n\n",

@@ -150,6 +150,7 @@ type histSnap struct {
 	sum      float64
 	nSeries  int
 	allNativ bool
+	sent     float64 // echo requests sent, summed over the tool's targets; -1: it has no such counter
 }
 
 func snapFromFamily(mf *dto.MetricFamily) *histSnap {
@@ -186,7 +187,10 @@ func (s *histSnap) sub(before *histSnap) *histSnap {
 		return s
 	}
 	d := &histSnap{classic: map[float64]float64{}, count: s.count - before.count, sum: s.sum - before.sum,
-		nSeries: s.nSeries, allNativ: s.allNativ && before.allNativ}
+		nSeries: s.nSeries, allNativ: s.allNativ && before.allNativ, sent: -1}
+	if s.sent >= 0 && before.sent >= 0 {
+		d.sent = s.sent - before.sent
+	}
 	for ub, c := range s.classic {
 		d.classic[ub] = c - before.classic[ub]
 	}
@@ -240,19 +244,37 @@ func scrapeHist(c *http.Client, url, family string) (*histSnap, error) {
 		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	dec := expfmt.NewDecoder(resp.Body, expfmt.ResponseFormat(resp.Header))
+	var snap *histSnap
+	sent := -1.0
 	for {
 		var mf dto.MetricFamily
-		if err := dec.Decode(&mf); err != nil {
-			if err == io.EOF {
-				return nil, fmt.Errorf("%s: no metric family %s", url, family)
-			}
+		if err := dec.Decode(&mf); err == io.EOF {
+			break
+		} else if err != nil {
 			return nil, fmt.Errorf("decoding %s (%s): %w", url, resp.Header.Get("Content-Type"), err)
 		}
-		if mf.GetName() == family {
+		switch mf.GetName() {
+		case family:
 			if !strings.Contains(resp.Header.Get("Content-Type"), "protobuf") {
 				return nil, fmt.Errorf("%s answered %q, not protobuf", url, resp.Header.Get("Content-Type"))
 			}
-			return snapFromFamily(&mf), nil
+			snap = snapFromFamily(&mf)
+		case sentFamily[family]:
+			sent = 0
+			for _, m := range mf.GetMetric() {
+				sent += m.GetCounter().GetValue()
+			}
 		}
 	}
+	if snap == nil {
+		return nil, fmt.Errorf("%s: no metric family %s", url, family)
+	}
+	snap.sent = sent
+	return snap, nil
+}
+
+// sentFamily is the counter of echo requests sent beside each RTT family.
+var sentFamily = map[string]string{
+	smokemonFamily:  "smokemon_ping_sent_total",
+	smokepingFamily: "smokeping_requests_total",
 }

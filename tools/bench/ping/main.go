@@ -1,7 +1,10 @@
 // Command ping is the `make bench-ping` figure script of issue 2: it runs
 // smokemon_exporter, smokeping_prober and fping side by side on loopback
 // targets at 1 Hz per target, and prints CPU, memory, scrape cost and the
-// median RTT each reports, with the issue's pass/fail targets.
+// median RTT each reports, with the pass/fail targets of issue 2 and of
+// issue 18 (10 000 targets beside fping; smokeping_prober runs up to 1000,
+// above which it cannot keep up; -histogram native runs smokemon with
+// native-only RTT histograms).
 //
 // It only ever probes 127.0.0.0/8: a bench must never send traffic off the
 // machine, whatever flags it is given.
@@ -12,7 +15,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"os"
@@ -25,7 +27,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/smokemon/smokemon/internal/testutil"
 	"github.com/smokemon/smokemon/tools/bench/artifact"
 )
 
@@ -67,6 +68,7 @@ type options struct {
 	smokepingBin   string
 	fpingBin       string
 	floorBin       string
+	histogram      string // smokemon's --ping.histogram
 	modRoot        string
 	tmp            string
 }
@@ -89,6 +91,7 @@ type result struct {
 	rttMean    float64
 	rttHow     string
 	replyRate  float64 // replies per second in the window
+	sendRate   float64 // echo requests sent per second in the window; NaN when unknown
 	machine    float64 // % of all CPUs busy during the window, every process
 }
 
@@ -108,10 +111,11 @@ func run() int {
 		bin      = flag.String("smokemon", "", "use this smokemon_exporter binary instead of building ./cmd/smokemon_exporter")
 		spBin    = flag.String("smokeping-prober", "/usr/bin/prometheus-smokeping-prober", "smokeping_prober binary")
 		fpBin    = flag.String("fping", "/usr/bin/fping", "fping binary")
+		hist     = flag.String("histogram", "both", "smokemon's --ping.histogram: both, classic or native")
 	)
 	flag.Parse()
 	o := &options{duration: *duration, warmup: *warmup, scrapeInterval: *scrapeIv, scrapes: *scrapes,
-		alone: *alone, smokemonBin: *bin, smokepingBin: *spBin, fpingBin: *fpBin}
+		alone: *alone, smokemonBin: *bin, smokepingBin: *spBin, fpingBin: *fpBin, histogram: *hist}
 	if *short {
 		o.duration, o.warmup = 15*time.Second, 5*time.Second
 	}
@@ -169,8 +173,8 @@ func run() int {
 	if o.alone {
 		mode = "each tool alone"
 	}
-	fmt.Printf("bench-ping: loopback targets at 1 Hz, %v rounds (%v warm-up excluded), %s, scrape every %v, %d CPUs\n",
-		o.duration, o.warmup, mode, o.scrapeInterval, numCPU())
+	fmt.Printf("bench-ping: loopback targets at 1 Hz, %v rounds (%v warm-up excluded), %s, scrape every %v, %d CPUs, smokemon --ping.histogram=%s\n",
+		o.duration, o.warmup, mode, o.scrapeInterval, numCPU(), o.histogram)
 
 	var all []*result
 	failed := false
@@ -305,7 +309,7 @@ func runRound(ctx context.Context, o *options, n, round int, kinds []kind, missi
 		res.err = err
 	}
 	for _, k := range kinds {
-		res := &result{kind: k, n: n, rttMedian: math.NaN(), rttMean: math.NaN()}
+		res := &result{kind: k, n: n, rttMedian: math.NaN(), rttMean: math.NaN(), sendRate: math.NaN()}
 		out = append(out, res)
 		if why, ok := missing[k]; ok {
 			res.missing = why
@@ -482,6 +486,10 @@ func (r *running) readRTT(client *http.Client, window float64) error {
 	}
 	d := h1.sub(r.hist0)
 	r.res.replyRate = d.count / window
+	r.res.sendRate = math.NaN()
+	if d.sent >= 0 {
+		r.res.sendRate = d.sent / window
+	}
 	if d.count > 0 {
 		r.res.rttMean = d.sum / d.count
 	}
@@ -506,110 +514,4 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
-}
-
-// launch starts one tool on addrs.
-func launch(o *options, k kind, addrs []string, round int) (*running, error) {
-	r := &running{kind: k}
-	switch k {
-	case kSmokemon, kSmokemonAll:
-		port, err := testutil.LoopbackPort()
-		if err != nil {
-			return nil, err
-		}
-		cfg := filepath.Join(o.tmp, fmt.Sprintf("smokemon-%d-%d.yml", round, k))
-		var b strings.Builder
-		b.WriteString("global:\n  interval: 1s\n  timeout: 1s\n  packet_size: 56\nping:\n  targets:\n")
-		for _, a := range addrs {
-			fmt.Fprintf(&b, "    - host: %s\n", a)
-		}
-		if err := os.WriteFile(cfg, []byte(b.String()), 0o644); err != nil {
-			return nil, err
-		}
-		argv := []string{o.smokemonBin, "--config.file", cfg, "--web.listen-address", fmt.Sprintf("127.0.0.1:%d", port)}
-		if k == kSmokemon {
-			argv = append(argv, "--collector.disable-defaults", "--collector.ping")
-		}
-		r.url = fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
-		r.family = smokemonFamily
-		r.p, err = start(kindName[k], io.Discard, argv...)
-		return r, err
-	case kFloor, kFloorCollect:
-		port, err := testutil.LoopbackPort()
-		if err != nil {
-			return nil, err
-		}
-		r.url = fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
-		argv := []string{o.floorBin, "--web.listen-address", fmt.Sprintf("127.0.0.1:%d", port)}
-		if k == kFloorCollect {
-			argv = append(argv, "--scrape.collect")
-		}
-		r.p, err = start(kindName[k], io.Discard, argv...)
-		return r, err
-	case kSmokeping:
-		port, err := testutil.LoopbackPort()
-		if err != nil {
-			return nil, err
-		}
-		// Its packaged config pings localhost; an empty one keeps the target
-		// set to exactly addrs.
-		cfg := filepath.Join(o.tmp, "smokeping_prober.yml")
-		if err := os.WriteFile(cfg, []byte("targets: []\n"), 0o644); err != nil {
-			return nil, err
-		}
-		argv := append([]string{o.smokepingBin, "--config.file", cfg, "--web.listen-address", fmt.Sprintf("127.0.0.1:%d", port),
-			"--ping.interval", "1s", "--ping.size", "56", "--privileged"}, addrs...)
-		r.url = fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
-		r.family = smokepingFamily
-		r.p, err = start(kindName[k], io.Discard, argv...)
-		return r, err
-	case kFping:
-		// -i is the gap between any two sends. smokemon spreads its targets
-		// evenly over the period, so fping gets nearly the same spacing: a
-		// burst (fping's default 10 ms apart, then idle) would send most
-		// probes from a CPU still warm from the last one and make fping's
-		// RTTs look shorter than the same loopback path measured evenly.
-		// 90 % of 1000/N keeps each target at 1 Hz: at exactly 1000/N a
-		// slow send would push a round past the 1000 ms period.
-		iv := 900 / float64(len(addrs))
-		argv := append([]string{o.fpingBin, "-l", "-D", "-p", "1000", "-i", strconv.FormatFloat(iv, 'f', -1, 64), "-b", "56"}, addrs...)
-		pr, pw, err := os.Pipe()
-		if err != nil {
-			return nil, err
-		}
-		r.fping = newFpingLog()
-		r.p, err = start(kindName[k], pw, argv...)
-		pw.Close()
-		if err != nil {
-			pr.Close()
-			return nil, err
-		}
-		go func() {
-			r.fping.consume(pr)
-			pr.Close()
-		}()
-		return r, nil
-	}
-	return nil, fmt.Errorf("unknown tool %d", k)
-}
-
-// scrapeText times one scrape to the last byte, uncompressed text format.
-func scrapeText(c *http.Client, url string) (time.Duration, int, error) {
-	req, _ := http.NewRequest(http.MethodGet, url, nil)
-	req.Header.Set("Accept", textAccept)
-	t := time.Now()
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer resp.Body.Close()
-	n, err := io.Copy(io.Discard, resp.Body)
-	dt := time.Since(t)
-	if err != nil {
-		return 0, 0, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return 0, 0, fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return dt, int(n), nil
 }
