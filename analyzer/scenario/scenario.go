@@ -200,15 +200,38 @@ func lbl(kv ...string) string {
 	return b.String()
 }
 
+// scrape is one node's generator state: what every sample of a scrape needs.
+type scrape struct {
+	g    *Gen
+	w    *writer
+	rng  *rand.Rand
+	c    counters
+	base string  // the node's instance, job and node labels
+	dt   float64 // seconds since the previous scrape
+}
+
+// inc adds d to the counter key and returns its new value.
+func (s *scrape) inc(key string, d float64) float64 { s.c[key] += d; return s.c[key] }
+
+// noise scatters v by a normal relative error of rel.
+func (s *scrape) noise(v, rel float64) float64 { return v * (1 + rel*s.rng.NormFloat64()) }
+
+func pos(v float64) float64 { return math.Max(0, v) }
+
+func b2f(v bool) float64 {
+	if v {
+		return 1
+	}
+	return 0
+}
+
 func (g *Gen) node(w *writer, n Node, idx uint64) {
-	rng := rand.New(rand.NewPCG(g.Seed, idx+1))
-	base := lbl("instance", n.Name+":9917", "job", "smokemon", "node", n.Name)
-	c := counters{}
 	iv := g.Interval
 	if n.Interval > 0 {
 		iv = n.Interval
 	}
-	dt := iv.Seconds()
+	s := &scrape{g: g, w: w, rng: rand.New(rand.NewPCG(g.Seed, idx+1)), c: counters{},
+		base: lbl("instance", n.Name+":9917", "job", "smokemon", "node", n.Name), dt: iv.Seconds()}
 	wasGap := false
 	start := n.Start.Truncate(iv)
 	for t := start; !t.After(g.End); t = t.Add(iv) {
@@ -217,7 +240,7 @@ func (g *Gen) node(w *writer, n Node, idx uint64) {
 			continue
 		}
 		if wasGap {
-			clear(c) // the exporter restarted: counters begin again
+			clear(s.c) // the exporter restarted: counters begin again
 			wasGap = false
 		}
 		if g.Format == "openmetrics" {
@@ -225,81 +248,13 @@ func (g *Gen) node(w *writer, n Node, idx uint64) {
 		} else {
 			w.ts = strconv.FormatInt(t.UnixMilli(), 10)
 		}
-		inc := func(key string, d float64) float64 { c[key] += d; return c[key] }
 		for _, tg := range n.Targets {
-			tl := base + "," + lbl("family", "ip4", "target", tg)
-			p, rtt := 0.0, 0.02
-			if n.Loss != nil {
-				p = n.Loss(tg, t)
-			}
-			if n.RTT != nil {
-				rtt = n.RTT(tg, t)
-			}
-			sent := int(math.Round(g.PingRate * dt))
-			lost := 0
-			hist := make([]float64, len(g.Buckets)+1)
-			sum := 0.0
-			for range sent {
-				if rng.Float64() < p {
-					lost++
-					continue
-				}
-				// Heavy-tailed: mostly within a few %, sometimes a lot slower.
-				r := rtt * (1 + 0.03*math.Abs(rng.NormFloat64()))
-				if rng.Float64() < 0.01 {
-					r *= 3
-				}
-				sum += r
-				for i, b := range g.Buckets {
-					if r <= b {
-						hist[i]++
-					}
-				}
-				hist[len(g.Buckets)]++
-			}
-			w.sample("smokemon_ping_sent_total", "counter", "", tl, inc("sent"+tg, float64(sent)))
-			w.sample("smokemon_ping_lost_total", "counter", "", tl, inc("lost"+tg, float64(lost)))
-			w.sample("smokemon_ping_received_total", "counter", "", tl, inc("recv"+tg, float64(sent-lost)))
-			for i, b := range g.Buckets {
-				w.sample("smokemon_ping_rtt_seconds", "histogram", "_bucket", tl+","+lbl("le", strconv.FormatFloat(b, 'g', -1, 64)), inc(fmt.Sprint("b", tg, i), hist[i]))
-			}
-			w.sample("smokemon_ping_rtt_seconds", "histogram", "_bucket", tl+`,le="+Inf"`, inc("binf"+tg, hist[len(g.Buckets)]))
-			w.sample("smokemon_ping_rtt_seconds", "histogram", "_count", tl, inc("cnt"+tg, hist[len(g.Buckets)]))
-			w.sample("smokemon_ping_rtt_seconds", "histogram", "_sum", tl, inc("sum"+tg, sum))
-			host := tg
-			if tg == "gateway" {
-				host = "gateway"
-			}
-			w.sample("smokemon_ping_target_info", "gauge", "", tl+","+lbl("host", host, "ip", "198.18.0.1"), 1)
+			s.ping(n, tg, t)
 			if n.MTR != nil {
-				hops := n.MTR(tg, t)
-				for i, h := range hops {
-					hl := base + "," + lbl("family", "ip4", "hop", strconv.Itoa(i+1), "target", tg)
-					s := 10.0
-					recv := 0.0
-					for range int(s) {
-						if rng.Float64() >= h.Loss {
-							recv++
-						}
-					}
-					w.sample("smokemon_mtr_hop_sent_total", "counter", "", hl, inc(fmt.Sprint("ms", tg, i), s))
-					w.sample("smokemon_mtr_hop_received_total", "counter", "", hl, inc(fmt.Sprint("mr", tg, i), recv))
-					w.sample("smokemon_mtr_hop_rtt_seconds_total", "counter", "", hl, inc(fmt.Sprint("mrtt", tg, i), recv*h.RTT*(1+0.02*rng.Float64())))
-				}
-				w.sample("smokemon_mtr_path_changes_total", "counter", "", base+","+lbl("family", "ip4", "target", tg), c["mpc"+tg])
+				s.mtr(tg, n.MTR(tg, t))
 			}
 		}
-		if n.DNS != nil {
-			d := n.DNS(t)
-			dl := base + "," + lbl("resolver", "10.0.0.53", "target", "example.org")
-			k := 2 * dt / 30 // lookups per scrape
-			w.sample("smokemon_dns_lookup_duration_seconds", "histogram", "_count", dl, inc("dnsc", k))
-			w.sample("smokemon_dns_lookup_duration_seconds", "histogram", "_sum", dl, inc("dnss", k*d*(1+0.05*rng.Float64())))
-			w.sample("smokemon_dns_lookup_duration_seconds", "histogram", "_bucket", dl+`,le="+Inf"`, inc("dnsb", k))
-		}
-		if n.Bloat != nil {
-			w.sample("smokemon_bandwidth_latency_increase_seconds", "gauge", "", base+","+lbl("direction", "upload", "percentile", "50", "target", "iperf"), n.Bloat(t))
-		}
+		s.services(n, t)
 		if n.NoHost {
 			continue
 		}
@@ -307,62 +262,156 @@ func (g *Gen) node(w *writer, n Node, idx uint64) {
 		if n.Host != nil {
 			n.Host(t, &h)
 		}
-		noise := func(v, rel float64) float64 { return v * (1 + rel*rng.NormFloat64()) }
-		pos := func(v float64) float64 { return math.Max(0, v) }
-		cpus := 4.0
-		busy := pos(noise(h.CPUBusy, 0.05)) * cpus * dt
-		w.sample("smokemon_cpu_seconds_total", "counter", "", base+`,mode="user"`, inc("cu", busy*0.7))
-		w.sample("smokemon_cpu_seconds_total", "counter", "", base+`,mode="system"`, inc("cs", busy*0.3))
-		w.sample("smokemon_cpu_seconds_total", "counter", "", base+`,mode="idle"`, inc("ci", cpus*dt-busy))
-		w.sample("smokemon_cpu_online", "gauge", "", base, cpus)
-		w.sample("smokemon_cpu_forks_total", "counter", "", base, inc("fork", pos(noise(h.Forks, 0.1))*dt))
-		for _, r := range []struct {
-			n string
-			v float64
-		}{{"cpu", h.PSICPU}, {"memory", h.PSIMemory}, {"io", h.PSIIO}} {
-			w.sample("smokemon_pressure_"+r.n+"_waiting_seconds_total", "counter", "", base, inc("psi"+r.n, pos(noise(r.v, 0.1))*dt))
+		s.cpu(h)
+		s.network(h)
+		s.board(h)
+	}
+}
+
+// ping writes one target's ping counters and RTT histogram.
+func (s *scrape) ping(n Node, tg string, t time.Time) {
+	g, w, rng := s.g, s.w, s.rng
+	tl := s.base + "," + lbl("family", "ip4", "target", tg)
+	p, rtt := 0.0, 0.02
+	if n.Loss != nil {
+		p = n.Loss(tg, t)
+	}
+	if n.RTT != nil {
+		rtt = n.RTT(tg, t)
+	}
+	sent := int(math.Round(g.PingRate * s.dt))
+	lost := 0
+	hist := make([]float64, len(g.Buckets)+1)
+	sum := 0.0
+	for range sent {
+		if rng.Float64() < p {
+			lost++
+			continue
 		}
-		total := 4e9
-		w.sample("smokemon_memory_total_bytes", "gauge", "", base, total)
-		w.sample("smokemon_memory_available_bytes", "gauge", "", base, total*(1-noise(h.MemUsed, 0.01)))
-		w.sample("smokemon_memory_oom_kills_total", "counter", "", base, inc("oom", math.Round(h.OOMRate*dt)))
-		if !math.IsNaN(h.WifiSignal) {
-			wl := base + `,interface="wlan0"`
-			w.sample("smokemon_wifi_signal_dbm", "gauge", "", wl, math.Round(h.WifiSignal+rng.NormFloat64()))
-			w.sample("smokemon_wifi_transmit_retries_total", "counter", "", wl, inc("wr", math.Round(pos(noise(h.WifiRetries, 0.1))*dt)))
-			w.sample("smokemon_wifi_roams_total", "counter", "", wl, inc("roam", h.WifiRoams*dt))
+		// Heavy-tailed: mostly within a few %, sometimes a lot slower.
+		r := rtt * (1 + 0.03*math.Abs(rng.NormFloat64()))
+		if rng.Float64() < 0.01 {
+			r *= 3
 		}
-		w.sample("smokemon_netstat_tcp_retransmitted_segments_total", "counter", "", base, inc("rt", math.Round(pos(noise(h.Retrans, 0.1))*dt)))
-		w.sample("smokemon_netstat_conntrack_entries_limit", "gauge", "", base, 65536)
-		w.sample("smokemon_netstat_conntrack_entries", "gauge", "", base, math.Round(65536*math.Min(1, noise(h.ConntrackFill, 0.02))))
-		el := base + `,device="eth0"`
-		w.sample("smokemon_network_receive_bytes_total", "counter", "", el, inc("rx", math.Round(pos(noise(h.RxBytes, 0.1))*dt)))
-		w.sample("smokemon_network_transmit_bytes_total", "counter", "", el, inc("tx", math.Round(pos(noise(h.TxBytes, 0.1))*dt)))
-		b := func(v bool) float64 {
-			if v {
-				return 1
+		sum += r
+		for i, b := range g.Buckets {
+			if r <= b {
+				hist[i]++
 			}
-			return 0
 		}
-		for cond, v := range map[string]bool{"under_voltage": h.UnderVoltage, "frequency_capped": h.Throttled, "throttled": h.Throttled, "soft_temp_limit": false} {
-			w.sample("smokemon_rpi_throttle_condition", "gauge", "", base+","+lbl("condition", cond, "when", "now"), b(v))
+		hist[len(g.Buckets)]++
+	}
+	w.sample("smokemon_ping_sent_total", "counter", "", tl, s.inc("sent"+tg, float64(sent)))
+	w.sample("smokemon_ping_lost_total", "counter", "", tl, s.inc("lost"+tg, float64(lost)))
+	w.sample("smokemon_ping_received_total", "counter", "", tl, s.inc("recv"+tg, float64(sent-lost)))
+	for i, b := range g.Buckets {
+		w.sample("smokemon_ping_rtt_seconds", "histogram", "_bucket", tl+","+lbl("le", strconv.FormatFloat(b, 'g', -1, 64)), s.inc(fmt.Sprint("b", tg, i), hist[i]))
+	}
+	w.sample("smokemon_ping_rtt_seconds", "histogram", "_bucket", tl+`,le="+Inf"`, s.inc("binf"+tg, hist[len(g.Buckets)]))
+	w.sample("smokemon_ping_rtt_seconds", "histogram", "_count", tl, s.inc("cnt"+tg, hist[len(g.Buckets)]))
+	w.sample("smokemon_ping_rtt_seconds", "histogram", "_sum", tl, s.inc("sum"+tg, sum))
+	host := tg
+	if tg == "gateway" {
+		host = "gateway"
+	}
+	w.sample("smokemon_ping_target_info", "gauge", "", tl+","+lbl("host", host, "ip", "198.18.0.1"), 1)
+}
+
+// mtr writes one target's mtr hops.
+func (s *scrape) mtr(tg string, hops []Hop) {
+	w := s.w
+	for i, h := range hops {
+		hl := s.base + "," + lbl("family", "ip4", "hop", strconv.Itoa(i+1), "target", tg)
+		sent := 10.0
+		recv := 0.0
+		for range int(sent) {
+			if s.rng.Float64() >= h.Loss {
+				recv++
+			}
 		}
-		zl := base + `,type="cpu-thermal",zone="0"`
-		w.sample("smokemon_thermal_zone_temperature_celsius", "gauge", "", zl, h.Temp+0.3*rng.NormFloat64())
-		w.sample("smokemon_thermal_zone_trip_point_celsius", "gauge", "", zl+`,trip="0",trip_type="passive"`, h.TripPassive)
-		fl := base + `,device="/dev/mmcblk0p2",fstype="ext4",mountpoint="/"`
-		w.sample("smokemon_disk_filesystem_available_bytes", "gauge", "", fl, h.FSAvail)
-		w.sample("smokemon_disk_filesystem_size_bytes", "gauge", "", fl, h.FSSize)
-		w.sample("smokemon_disk_written_bytes_total", "counter", "", base+`,device="mmcblk0"`, inc("wb", h.Written*dt))
-		if !math.IsNaN(h.EMMCUsed) {
-			w.sample("smokemon_emmc_life_time_used_ratio", "gauge", "", base+`,device="mmcblk0",type="A"`, h.EMMCUsed)
-		}
-		if !math.IsNaN(h.BattEnergy) {
-			sl := base + `,supply="BAT0"`
-			w.sample("smokemon_power_supply_energy_joules", "gauge", "", sl, h.BattEnergy)
-			w.sample("smokemon_power_supply_power_watts", "gauge", "", sl, h.BattPower)
-			w.sample("smokemon_power_supply_status", "gauge", "", sl+`,status="Discharging"`, b(h.Discharging))
-		}
+		w.sample("smokemon_mtr_hop_sent_total", "counter", "", hl, s.inc(fmt.Sprint("ms", tg, i), sent))
+		w.sample("smokemon_mtr_hop_received_total", "counter", "", hl, s.inc(fmt.Sprint("mr", tg, i), recv))
+		w.sample("smokemon_mtr_hop_rtt_seconds_total", "counter", "", hl, s.inc(fmt.Sprint("mrtt", tg, i), recv*h.RTT*(1+0.02*s.rng.Float64())))
+	}
+	w.sample("smokemon_mtr_path_changes_total", "counter", "", s.base+","+lbl("family", "ip4", "target", tg), s.c["mpc"+tg])
+}
+
+// services writes the DNS probe and the bandwidth test, where the node has them.
+func (s *scrape) services(n Node, t time.Time) {
+	w := s.w
+	if n.DNS != nil {
+		d := n.DNS(t)
+		dl := s.base + "," + lbl("resolver", "10.0.0.53", "target", "example.org")
+		k := 2 * s.dt / 30 // lookups per scrape
+		w.sample("smokemon_dns_lookup_duration_seconds", "histogram", "_count", dl, s.inc("dnsc", k))
+		w.sample("smokemon_dns_lookup_duration_seconds", "histogram", "_sum", dl, s.inc("dnss", k*d*(1+0.05*s.rng.Float64())))
+		w.sample("smokemon_dns_lookup_duration_seconds", "histogram", "_bucket", dl+`,le="+Inf"`, s.inc("dnsb", k))
+	}
+	if n.Bloat != nil {
+		w.sample("smokemon_bandwidth_latency_increase_seconds", "gauge", "", s.base+","+lbl("direction", "upload", "percentile", "50", "target", "iperf"), n.Bloat(t))
+	}
+}
+
+// cpu writes CPU time, pressure and memory.
+func (s *scrape) cpu(h Host) {
+	w, base, dt := s.w, s.base, s.dt
+	cpus := 4.0
+	busy := pos(s.noise(h.CPUBusy, 0.05)) * cpus * dt
+	w.sample("smokemon_cpu_seconds_total", "counter", "", base+`,mode="user"`, s.inc("cu", busy*0.7))
+	w.sample("smokemon_cpu_seconds_total", "counter", "", base+`,mode="system"`, s.inc("cs", busy*0.3))
+	w.sample("smokemon_cpu_seconds_total", "counter", "", base+`,mode="idle"`, s.inc("ci", cpus*dt-busy))
+	w.sample("smokemon_cpu_online", "gauge", "", base, cpus)
+	w.sample("smokemon_cpu_forks_total", "counter", "", base, s.inc("fork", pos(s.noise(h.Forks, 0.1))*dt))
+	for _, r := range []struct {
+		n string
+		v float64
+	}{{"cpu", h.PSICPU}, {"memory", h.PSIMemory}, {"io", h.PSIIO}} {
+		w.sample("smokemon_pressure_"+r.n+"_waiting_seconds_total", "counter", "", base, s.inc("psi"+r.n, pos(s.noise(r.v, 0.1))*dt))
+	}
+	total := 4e9
+	w.sample("smokemon_memory_total_bytes", "gauge", "", base, total)
+	w.sample("smokemon_memory_available_bytes", "gauge", "", base, total*(1-s.noise(h.MemUsed, 0.01)))
+	w.sample("smokemon_memory_oom_kills_total", "counter", "", base, s.inc("oom", math.Round(h.OOMRate*dt)))
+}
+
+// network writes wifi, TCP, conntrack and interface traffic.
+func (s *scrape) network(h Host) {
+	w, base, dt := s.w, s.base, s.dt
+	if !math.IsNaN(h.WifiSignal) {
+		wl := base + `,interface="wlan0"`
+		w.sample("smokemon_wifi_signal_dbm", "gauge", "", wl, math.Round(h.WifiSignal+s.rng.NormFloat64()))
+		w.sample("smokemon_wifi_transmit_retries_total", "counter", "", wl, s.inc("wr", math.Round(pos(s.noise(h.WifiRetries, 0.1))*dt)))
+		w.sample("smokemon_wifi_roams_total", "counter", "", wl, s.inc("roam", h.WifiRoams*dt))
+	}
+	w.sample("smokemon_netstat_tcp_retransmitted_segments_total", "counter", "", base, s.inc("rt", math.Round(pos(s.noise(h.Retrans, 0.1))*dt)))
+	w.sample("smokemon_netstat_conntrack_entries_limit", "gauge", "", base, 65536)
+	w.sample("smokemon_netstat_conntrack_entries", "gauge", "", base, math.Round(65536*math.Min(1, s.noise(h.ConntrackFill, 0.02))))
+	el := base + `,device="eth0"`
+	w.sample("smokemon_network_receive_bytes_total", "counter", "", el, s.inc("rx", math.Round(pos(s.noise(h.RxBytes, 0.1))*dt)))
+	w.sample("smokemon_network_transmit_bytes_total", "counter", "", el, s.inc("tx", math.Round(pos(s.noise(h.TxBytes, 0.1))*dt)))
+}
+
+// board writes throttling, temperature, storage and battery.
+func (s *scrape) board(h Host) {
+	w, base := s.w, s.base
+	for cond, v := range map[string]bool{"under_voltage": h.UnderVoltage, "frequency_capped": h.Throttled, "throttled": h.Throttled, "soft_temp_limit": false} {
+		w.sample("smokemon_rpi_throttle_condition", "gauge", "", base+","+lbl("condition", cond, "when", "now"), b2f(v))
+	}
+	zl := base + `,type="cpu-thermal",zone="0"`
+	w.sample("smokemon_thermal_zone_temperature_celsius", "gauge", "", zl, h.Temp+0.3*s.rng.NormFloat64())
+	w.sample("smokemon_thermal_zone_trip_point_celsius", "gauge", "", zl+`,trip="0",trip_type="passive"`, h.TripPassive)
+	fl := base + `,device="/dev/mmcblk0p2",fstype="ext4",mountpoint="/"`
+	w.sample("smokemon_disk_filesystem_available_bytes", "gauge", "", fl, h.FSAvail)
+	w.sample("smokemon_disk_filesystem_size_bytes", "gauge", "", fl, h.FSSize)
+	w.sample("smokemon_disk_written_bytes_total", "counter", "", base+`,device="mmcblk0"`, s.inc("wb", h.Written*s.dt))
+	if !math.IsNaN(h.EMMCUsed) {
+		w.sample("smokemon_emmc_life_time_used_ratio", "gauge", "", base+`,device="mmcblk0",type="A"`, h.EMMCUsed)
+	}
+	if !math.IsNaN(h.BattEnergy) {
+		sl := base + `,supply="BAT0"`
+		w.sample("smokemon_power_supply_energy_joules", "gauge", "", sl, h.BattEnergy)
+		w.sample("smokemon_power_supply_power_watts", "gauge", "", sl, h.BattPower)
+		w.sample("smokemon_power_supply_status", "gauge", "", sl+`,status="Discharging"`, b2f(h.Discharging))
 	}
 }
 
