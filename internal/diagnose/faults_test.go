@@ -88,31 +88,11 @@ func (r *rig) run(t *testing.T, set string, f fault) {
 	if f.target == "$resolver" {
 		f.target = r.dst + ":53"
 	}
-	want := f.kinds[0]
-	if f.target != "" {
-		want += "/" + f.target
-	}
-	if f.origin > 0 {
-		want += fmt.Sprintf(" hop %d", f.origin)
-	}
-	if f.blame != "" {
-		want += " ← " + f.blame
-	} else {
-		want += " ← no local cause"
-	}
+	want := f.want()
 	rw := row{set: set, fault: f.name, want: want}
 	at := time.Now()
 	undo := f.inject(r)
-	var hit *seen
-	for time.Since(at) < f.detect+30*time.Second && hit == nil {
-		time.Sleep(time.Second)
-		for _, s := range r.obs.since(at.Add(-2 * time.Second)) {
-			if s.Node == node && s.Active && s.Target == f.target && contains(f.kinds, s.Kind) {
-				hit = &s
-				break
-			}
-		}
-	}
+	hit := r.awaitIncident(f, node, at)
 	if hit == nil {
 		undo()
 		rw.got = describe(r.obs.since(at))
@@ -127,6 +107,71 @@ func (r *rig) run(t *testing.T, set string, f fault) {
 	}
 	time.Sleep(f.hold)
 	in := r.obs.get(hit.ID) // the verdict after it had time to settle
+	got := f.judge(in, &rw)
+	if f.fleet != "" {
+		r.obs.mu.Lock()
+		_, ok := r.obs.fleet[f.fleet]
+		members := r.obs.members[f.fleet]
+		r.obs.mu.Unlock()
+		rw.notes = fmt.Sprintf("fleet %s %v", f.fleet, members)
+		if !ok {
+			rw.notes = "no fleet incident " + f.fleet
+			t.Errorf("%s: no fleet incident %s", f.name, f.fleet)
+		}
+	}
+	healed := time.Now()
+	undo()
+	r.awaitResolved(hit.ID, healed, &rw)
+	if f.fleet != "" {
+		rw.notes += r.fleetEnded(t, f.fleet, at, healed)
+	}
+	for _, s := range r.obs.since(at.Add(-2 * time.Second)) {
+		// Other nodes with the same kind are the fault's reach (fleet), not noise.
+		if s.ID != hit.ID && s.SupersededBy == "" && !contains(f.kinds, s.Kind) {
+			rw.extra++
+		}
+	}
+	record(rw)
+	f.report(t, rw, in, got)
+	r.settle(t, healed)
+}
+
+// want is the verdict the fault should get, as the table prints it.
+func (f fault) want() string {
+	want := f.kinds[0]
+	if f.target != "" {
+		want += "/" + f.target
+	}
+	if f.origin > 0 {
+		want += fmt.Sprintf(" hop %d", f.origin)
+	}
+	if f.blame != "" {
+		want += " ← " + f.blame
+	} else {
+		want += " ← no local cause"
+	}
+	return want
+}
+
+// awaitIncident polls for the fault's incident on node, begun since at; nil
+// if none came within the fault's detection time and 30 s of slack.
+func (r *rig) awaitIncident(f fault, node string, at time.Time) *seen {
+	var hit *seen
+	for time.Since(at) < f.detect+30*time.Second && hit == nil {
+		time.Sleep(time.Second)
+		for _, s := range r.obs.since(at.Add(-2 * time.Second)) {
+			if s.Node == node && s.Active && s.Target == f.target && contains(f.kinds, s.Kind) {
+				hit = &s
+				break
+			}
+		}
+	}
+	return hit
+}
+
+// judge records in rw whether the settled incident in has the fault's origin
+// hop and blame, and returns its top blame signal.
+func (f fault) judge(in seen, rw *row) string {
 	rw.originOK = in.OriginHop == f.origin
 	got := "none"
 	if len(in.Blame) > 0 {
@@ -141,36 +186,22 @@ func (r *rig) run(t *testing.T, set string, f fault) {
 		rw.blameOK = "WRONG"
 	}
 	rw.got = fmt.Sprintf("%s origin=%d blame=%s nolocal=%v", in.Kind, in.OriginHop, got, in.NoLocalCause)
-	if f.fleet != "" {
-		r.obs.mu.Lock()
-		_, ok := r.obs.fleet[f.fleet]
-		members := r.obs.members[f.fleet]
-		r.obs.mu.Unlock()
-		rw.notes = fmt.Sprintf("fleet %s %v", f.fleet, members)
-		if !ok {
-			rw.notes = "no fleet incident " + f.fleet
-			t.Errorf("%s: no fleet incident %s", f.name, f.fleet)
-		}
-	}
-	healed := time.Now()
-	undo()
+	return got
+}
+
+// awaitResolved waits up to 120 s after healed for incident id to end.
+func (r *rig) awaitResolved(id string, healed time.Time, rw *row) {
 	for time.Since(healed) < 120*time.Second {
 		time.Sleep(time.Second)
-		if s := r.obs.get(hit.ID); !s.Active && !s.End.IsZero() {
+		if s := r.obs.get(id); !s.Active && !s.End.IsZero() {
 			rw.resolved, rw.endErr = true, s.End.Sub(healed)
-			break
+			return
 		}
 	}
-	if f.fleet != "" {
-		rw.notes += r.fleetEnded(t, f.fleet, at, healed)
-	}
-	for _, s := range r.obs.since(at.Add(-2 * time.Second)) {
-		// Other nodes with the same kind are the fault's reach (fleet), not noise.
-		if s.ID != hit.ID && s.SupersededBy == "" && !contains(f.kinds, s.Kind) {
-			rw.extra++
-		}
-	}
-	record(rw)
+}
+
+// report fails t for each part of the verdict in rw the fault did not get.
+func (f fault) report(t *testing.T, rw row, in seen, got string) {
 	if !rw.originOK {
 		t.Errorf("%s: origin hop %d, want %d", f.name, in.OriginHop, f.origin)
 	}
@@ -185,7 +216,6 @@ func (r *rig) run(t *testing.T, set string, f fault) {
 	} else if rw.endErr < -step || rw.endErr > step {
 		t.Errorf("%s: end dated %v off the heal, want within one step (%v)", f.name, rw.endErr, step)
 	}
-	r.settle(t, healed)
 }
 
 // fleetEnded waits for every fleet incident of scope/key since at to end
