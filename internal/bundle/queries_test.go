@@ -396,6 +396,46 @@ func (s *stack) resolveVars(t *testing.T, file string, d dashboard) map[string]s
 // checkDashboards runs every panel query on s and returns the panels with
 // data ("file: title"), event-only panels left out.
 func checkDashboards(t *testing.T, s *stack) map[string]bool {
+	s.waitFor(t, 60*time.Second, readySeries()...)
+	time.Sleep(5 * time.Second) // a few more scrapes: every rate window holds several samples
+
+	names, err := s.labelValues("__name__", `{__name__=~".+"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, n := range names {
+		have[n] = true
+	}
+
+	filled := map[string]bool{}
+	var c coverage
+	for _, file := range sortedKeys(loadDashboards(t)) {
+		d := loadDashboards(t)[file]
+		values := s.resolveVars(t, file, d)
+		for _, a := range d.Annotations.List {
+			if a.Expr != "" {
+				if _, err := s.query(subst(a.Expr, values, "2s"), false); err != nil {
+					t.Errorf("%s: annotation %s: %v", file, a.Name, err)
+				}
+			}
+		}
+		for _, p := range flatten(d.Panels) {
+			if p.Type != "row" && s.checkPanel(t, file, p, values, have, &c) {
+				filled[file+": "+p.Title] = true
+			}
+		}
+	}
+	msg := fmt.Sprintf("dashboard coverage on %s: %d panels checked / %d panels with data (hardware-only: %d, %d with fixture data; event-only: %d, %d with data now); %d query errors",
+		strings.TrimPrefix(t.Name(), "TestDashboardQueries/on/"), c.checked, c.withData, c.hwPanels, c.hwData, c.evPanels, c.evData, c.queryErrors)
+	t.Log(msg)
+	fmt.Println(msg)
+	return filled
+}
+
+// readySeries are the series whose presence means every probe and rule the
+// dashboards draw on has produced data.
+func readySeries() []string {
 	ready := []string{
 		`smokemon_ping_rtt_seconds_bucket{node="bundle-test"}`,
 		`smokemon_mtr_hop_info{node="bundle-test"}`,
@@ -411,98 +451,73 @@ func checkDashboards(t *testing.T, s *stack) map[string]bool {
 	if _, err := os.Stat(filepath.Join(root, "cmd/smokemon_analyzer")); err == nil {
 		ready = append(ready, `smokemon_analyzer_node_health_info{node="bundle-test"}`, `smokemon_analyzer_mos{node="bundle-test"}`)
 	}
-	s.waitFor(t, 60*time.Second, ready...)
-	time.Sleep(5 * time.Second) // a few more scrapes: every rate window holds several samples
+	return ready
+}
 
-	names, err := s.labelValues("__name__", `{__name__=~".+"}`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	have := map[string]bool{}
-	for _, n := range names {
-		have[n] = true
-	}
+// coverage counts the panels checkDashboards looked at and those with data.
+type coverage struct {
+	checked, withData, hwPanels, hwData, evPanels, evData, queryErrors int
+}
 
-	filled, queryErrors := map[string]bool{}, 0
-	checked, withData, hwPanels, hwData, evPanels, evData := 0, 0, 0, 0, 0, 0
-	for _, file := range sortedKeys(loadDashboards(t)) {
-		d := loadDashboards(t)[file]
-		values := s.resolveVars(t, file, d)
-		for _, a := range d.Annotations.List {
-			if a.Expr != "" {
-				if _, err := s.query(subst(a.Expr, values, "2s"), false); err != nil {
-					t.Errorf("%s: annotation %s: %v", file, a.Name, err)
-				}
+// checkPanel runs panel p's queries of dashboard file, counts it in c and
+// reports whether it has data and is not event-only (then every backend
+// must fill it). have holds every metric name the stack has.
+func (s *stack) checkPanel(t *testing.T, file string, p panel, values map[string]string, have map[string]bool, c *coverage) bool {
+	c.checked++
+	hardware, event := Markers(p.Description)
+	vals := values
+	if hardware != "" {
+		// The fixtures are nodes of their own: look at every node.
+		vals = map[string]string{}
+		for k, v := range values {
+			vals[k] = v
+		}
+		vals["node"] = ".+"
+		c.hwPanels++
+	}
+	if event != "" {
+		c.evPanels++
+	}
+	interval := "2s"
+	if p.Interval != "" {
+		interval = p.Interval
+	}
+	panelData := true
+	for _, q := range p.Targets {
+		expr := subst(q.Expr, vals, interval)
+		n, err := s.query(expr, q.Instant)
+		if err != nil {
+			c.queryErrors++
+			t.Errorf("%s: %q %s: %v\n\t%s", file, p.Title, q.RefID, err, expr)
+			panelData = false
+			continue
+		}
+		if n > 0 {
+			continue
+		}
+		panelData = false
+		missing := []string{}
+		for _, m := range metricRe.FindAllString(q.Expr, -1) {
+			if !have[m] {
+				missing = append(missing, m)
 			}
 		}
-		for _, p := range flatten(d.Panels) {
-			if p.Type == "row" {
-				continue
-			}
-			checked++
-			hardware, event := Markers(p.Description)
-			vals := values
-			if hardware != "" {
-				// The fixtures are nodes of their own: look at every node.
-				vals = map[string]string{}
-				for k, v := range values {
-					vals[k] = v
-				}
-				vals["node"] = ".+"
-				hwPanels++
-			}
-			if event != "" {
-				evPanels++
-			}
-			interval := "2s"
-			if p.Interval != "" {
-				interval = p.Interval
-			}
-			panelData := true
-			for _, q := range p.Targets {
-				expr := subst(q.Expr, vals, interval)
-				n, err := s.query(expr, q.Instant)
-				if err != nil {
-					queryErrors++
-					t.Errorf("%s: %q %s: %v\n\t%s", file, p.Title, q.RefID, err, expr)
-					panelData = false
-					continue
-				}
-				if n > 0 {
-					continue
-				}
-				panelData = false
-				missing := []string{}
-				for _, m := range metricRe.FindAllString(q.Expr, -1) {
-					if !have[m] {
-						missing = append(missing, m)
-					}
-				}
-				switch {
-				case event != "":
-				case hardware != "" && len(missing) > 0:
-					t.Logf("%s: %q %s: no data (hardware %s; no fixture has %v)", file, p.Title, q.RefID, hardware, missing)
-				default:
-					t.Errorf("%s: %q %s: no data (missing series: %v; %s)\n\t%s", file, p.Title, q.RefID, missing, s.lastSamples(q.Expr), expr)
-				}
-			}
-			if panelData && event == "" {
-				filled[file+": "+p.Title] = true
-			}
-			if panelData {
-				withData++
-				if hardware != "" {
-					hwData++
-				}
-				if event != "" {
-					evData++
-				}
-			}
+		switch {
+		case event != "":
+		case hardware != "" && len(missing) > 0:
+			t.Logf("%s: %q %s: no data (hardware %s; no fixture has %v)", file, p.Title, q.RefID, hardware, missing)
+		default:
+			t.Errorf("%s: %q %s: no data (missing series: %v; %s)\n\t%s", file, p.Title, q.RefID, missing, s.lastSamples(q.Expr), expr)
 		}
 	}
-	msg := fmt.Sprintf("dashboard coverage on %s: %d panels checked / %d panels with data (hardware-only: %d, %d with fixture data; event-only: %d, %d with data now); %d query errors",
-		strings.TrimPrefix(t.Name(), "TestDashboardQueries/on/"), checked, withData, hwPanels, hwData, evPanels, evData, queryErrors)
-	t.Log(msg)
-	fmt.Println(msg)
-	return filled
+	if panelData {
+		c.withData++
+		if hardware != "" {
+			c.hwData++
+		}
+		if event != "" {
+			c.evData++
+		}
+	}
+	return panelData && event == ""
 }
