@@ -56,58 +56,7 @@ func (e *Engine) run(ctx context.Context, g Grid, qs []Query, incremental bool) 
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			timeout := e.cfg.QueryTimeout
-			r := &result{}
-			if q.Ahead && incremental {
-				r.series, r.err = e.ahead(ctx, q, g)
-				mu.Lock()
-				res[q.Name] = r
-				mu.Unlock()
-				return
-			}
-			from := g.Start
-			var old *rangeBuf
-			if q.Range && incremental {
-				old = e.buf(q.Name)
-				if f, ok := old.refetchFrom(g, e.cfg.Refetch); ok {
-					from = f
-				} else {
-					old = nil
-				}
-			}
-			if q.Range && old == nil {
-				// A whole window (start-up, or after a long outage) is many
-				// times a normal cycle's data: give it time once, and read
-				// only its end now when warming up (see backfill).
-				timeout = max(timeout, 5*time.Minute)
-				from = e.warmFrom(g, incremental)
-			}
-			qctx, cancel := context.WithTimeout(ctx, timeout)
-			defer cancel()
-			if q.Range {
-				mat, err := e.src.QueryRange(qctx, q.Expr, v1.Range{Start: from, End: g.End(), Step: g.Step})
-				if err == nil {
-					b := merge(old, g, from, e.keepOwn(q.Name, mat))
-					if old == nil {
-						b.born = e.cycle
-					}
-					r.series = b.list()
-					if incremental {
-						e.setBuf(q.Name, b)
-					}
-				}
-				r.err = err
-			} else {
-				vec, err := e.src.Query(qctx, q.Expr, g.End())
-				if err == nil {
-					r.series = vecSeries(e.keepOwnVector(q.Name, vec))
-				}
-				r.err = err
-			}
-			if r.err != nil {
-				// One WARN per cycle, with the count, is the caller's (Snapshot.QueryErrors).
-				e.logger.Debug("query failed", "query", q.Name, "err", r.err)
-			}
+			r := e.fetch(ctx, q, g, incremental)
 			mu.Lock()
 			res[q.Name] = r
 			mu.Unlock()
@@ -121,6 +70,62 @@ func (e *Engine) run(ctx context.Context, g Grid, qs []Query, incremental bool) 
 		e.keepSlow(res, qs, g)
 	}
 	return res, issued
+}
+
+// fetch runs one query of a cycle: a range query from where its kept
+// results end (or the whole window), an instant one at the grid's end, or
+// one read ahead.
+func (e *Engine) fetch(ctx context.Context, q Query, g Grid, incremental bool) *result {
+	r := &result{}
+	if q.Ahead && incremental {
+		r.series, r.err = e.ahead(ctx, q, g)
+		return r
+	}
+	timeout := e.cfg.QueryTimeout
+	from := g.Start
+	var old *rangeBuf
+	if q.Range && incremental {
+		old = e.buf(q.Name)
+		if f, ok := old.refetchFrom(g, e.cfg.Refetch); ok {
+			from = f
+		} else {
+			old = nil
+		}
+	}
+	if q.Range && old == nil {
+		// A whole window (start-up, or after a long outage) is many
+		// times a normal cycle's data: give it time once, and read
+		// only its end now when warming up (see backfill).
+		timeout = max(timeout, 5*time.Minute)
+		from = e.warmFrom(g, incremental)
+	}
+	qctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if q.Range {
+		mat, err := e.src.QueryRange(qctx, q.Expr, v1.Range{Start: from, End: g.End(), Step: g.Step})
+		if err == nil {
+			b := merge(old, g, from, e.keepOwn(q.Name, mat))
+			if old == nil {
+				b.born = e.cycle
+			}
+			r.series = b.list()
+			if incremental {
+				e.setBuf(q.Name, b)
+			}
+		}
+		r.err = err
+	} else {
+		vec, err := e.src.Query(qctx, q.Expr, g.End())
+		if err == nil {
+			r.series = vecSeries(e.keepOwnVector(q.Name, vec))
+		}
+		r.err = err
+	}
+	if r.err != nil {
+		// One WARN per cycle, with the count, is the caller's (Snapshot.QueryErrors).
+		e.logger.Debug("query failed", "query", q.Name, "err", r.err)
+	}
+	return r
 }
 
 // keepSlow remembers the slow queries' results until Config.SlowInterval

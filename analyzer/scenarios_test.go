@@ -289,14 +289,18 @@ func scenarios() []scen {
 	rn.Targets = []string{"9.9.9.9"}
 	ss = append(ss, scen{node: rn, want: []want{{kind: KindLatencySpike, target: "9.9.9.9"}}})
 
-	// Death clocks on an otherwise healthy node.
-	clk := n("clocks")
+	ss = append(ss, clockScenario(n("clocks")))
+	return ss
+}
+
+// clockScenario: death clocks on an otherwise healthy node.
+func clockScenario(clk scenario.Node) scen {
 	clk.Host = func(t time.Time, h *scenario.Host) {
 		h.FSAvail = 10e9 - 1e9*t.Sub(evalAt.Add(-3*time.Hour)).Hours() // 1 GB/h
 		h.EMMCUsed, h.Written, h.FSSize = 0.3, 1e6, 32e9
 		h.BattEnergy, h.BattPower, h.Discharging = 36000, 10, true
 	}
-	ss = append(ss, scen{node: clk, check: func(t *testing.T, s *Snapshot) {
+	return scen{node: clk, check: func(t *testing.T, s *Snapshot) {
 		near := func(limit string, want, tol float64) {
 			c := findClock(s, "clocks", limit)
 			if c == nil || math.Abs(c.Seconds-want) > tol*want {
@@ -311,8 +315,7 @@ func scenarios() []scen {
 				t.Errorf("clean path %s: R %.1f MOS %.2f, want a toll-quality path", q.Target, q.RFactor, q.MOS)
 			}
 		}
-	}})
-	return ss
+	}}
 }
 
 func absDur(d time.Duration) time.Duration {
