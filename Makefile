@@ -11,7 +11,7 @@ LDFLAGS := -s -w \
 	-X $(PKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
 ARGS    ?=
 
-.PHONY: help build run build-analyzer run-analyzer test hostile fuzz diagnose bench-mesh bench-ping bench-host lint clean release packages
+.PHONY: help build run build-analyzer run-analyzer test hostile fuzz diagnose bench-mesh bench-ping bench-host soak lint clean release packages
 
 help:
 	@echo "make run         build and run smokemon_exporter on its embedded default config (:9917)"
@@ -23,6 +23,7 @@ help:
 	@echo "make bench-ping  smokemon vs smokeping_prober vs fping, 10/100/1000 loopback targets"
 	@echo "make bench-mesh  mesh prober/responder CPU per peer beside ping per target (loopback)"
 	@echo "make bench-host  host collectors vs node_exporter: scrape time, size, RSS"
+	@echo "make soak        an hour's soak: every collector, 300 loopback targets, RSS/goroutine slopes (ARGS=-duration=...)"
 	@echo "make lint        gofmt, go vet and staticcheck (the first step of make test)"
 	@echo "make release     static binaries for linux amd64/arm64/armv7/armv6 and tarballs in DIST (dist/)"
 	@echo "make packages    .deb and .rpm packages in DIST (dist/), built with nfpm"
@@ -64,6 +65,10 @@ bench-ping:
 
 bench-host:
 	$(GO) run ./tools/bench/host $(ARGS)
+
+# Not part of CI: it takes over an hour (flags: go run ./tools/soak -h).
+soak:
+	GO=$(GO) $(GO) run ./tools/soak $(ARGS)
 
 lint:
 	.ci/lint

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+var nan = math.NaN()
+
+// sample is one minute's look at the exporter.
+type sample struct {
+	at                       time.Duration // since the soak began
+	rss, rssAnon             float64       // MB (2^20 bytes)
+	heap                     float64       // MB, go_memstats_heap_inuse_bytes
+	goroutines, threads, fds float64
+	ok, failed, hangups      int64 // cumulative
+	lastErr                  string
+}
+
+const (
+	tableHeader = "   min   rss_MB  anon_MB  heap_MB  goroutines  threads  fds  scrapes_ok  failed  hangups"
+	csvHeader   = "seconds,rss_bytes,rss_anon_bytes,heap_inuse_bytes,goroutines,threads,fds,scrapes_ok,scrapes_failed,hangups"
+)
+
+func take(pid int, l *load, at time.Duration) (sample, error) {
+	s := sample{at: at, ok: l.ok.Load(), failed: l.failed.Load(), hangups: l.hangups.Load()}
+	l.mu.Lock()
+	s.goroutines, s.heap, s.lastErr = l.goroutines, l.heapUsed/(1<<20), l.lastErr
+	l.mu.Unlock()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return s, err
+	}
+	defer f.Close()
+	st := status(f)
+	s.rss, s.rssAnon, s.threads = st["VmRSS"]/1024, st["RssAnon"]/1024, st["Threads"]
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return s, err
+	}
+	s.fds = float64(len(fds))
+	return s, nil
+}
+
+// status reads /proc/PID/status's numeric fields (kB for the Vm and Rss
+// ones). procfs' ProcStatus has no RssAnon, hence the hand parser.
+func status(r io.Reader) map[string]float64 {
+	m := map[string]float64{}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) == 0 {
+			continue
+		}
+		if n, err := strconv.ParseFloat(f[0], 64); err == nil {
+			m[k] = n
+		}
+	}
+	return m
+}
+
+func (s sample) row() string {
+	return fmt.Sprintf("%6.1f %8.2f %8.2f %8.2f %11.0f %8.0f %4.0f %11d %7d %8d",
+		s.at.Minutes(), s.rss, s.rssAnon, s.heap, s.goroutines, s.threads, s.fds, s.ok, s.failed, s.hangups)
+}
+
+func (s sample) csv() string {
+	return fmt.Sprintf("%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%d,%d,%d",
+		s.at.Seconds(), s.rss*(1<<20), s.rssAnon*(1<<20), s.heap*(1<<20), s.goroutines, s.threads, s.fds, s.ok, s.failed, s.hangups)
+}
+
+// slope is the least-squares slope of y over x.
+func slope(x, y []float64) float64 {
+	n := float64(len(x))
+	var sx, sy, sxx, sxy float64
+	for i := range x {
+		sx += x[i]
+		sy += y[i]
+		sxx += x[i] * x[i]
+		sxy += x[i] * y[i]
+	}
+	d := n*sxx - sx*sx
+	if n < 2 || d == 0 {
+		return nan
+	}
+	return (n*sxy - sx*sy) / d
+}
+
+type series struct {
+	name, unit string
+	get        func(sample) float64
+}
+
+var fitted = []series{
+	{"rss", "MB", func(s sample) float64 { return s.rss }},
+	{"rss_anon", "MB", func(s sample) float64 { return s.rssAnon }},
+	{"heap_inuse", "MB", func(s sample) float64 { return s.heap }},
+	{"goroutines", "", func(s sample) float64 { return s.goroutines }},
+	{"threads", "", func(s sample) float64 { return s.threads }},
+	{"fds", "", func(s sample) float64 { return s.fds }},
+}
+
+// report prints the fitted slopes over the samples after warmup and the
+// PASS/FAIL lines; it returns an error when a figure is missed.
+func report(w io.Writer, samples []sample, warmup time.Duration, logLines int) error {
+	var x []float64
+	var kept []sample
+	for _, s := range samples {
+		if s.at >= warmup {
+			x = append(x, s.at.Hours())
+			kept = append(kept, s)
+		}
+	}
+	if len(kept) < 3 {
+		return fmt.Errorf("only %d samples after the %s warm-up: soak longer (at least 3 are needed for a slope)", len(kept), warmup)
+	}
+	first, last := kept[0], kept[len(kept)-1]
+	fmt.Fprintf(w, "\nslopes per hour over %d samples, minutes %.0f-%.0f (least squares):\n", len(kept), first.at.Minutes(), last.at.Minutes())
+	slopes := map[string]float64{}
+	for _, f := range fitted {
+		y := make([]float64, len(kept))
+		lo, hi := math.Inf(1), math.Inf(-1)
+		for i, s := range kept {
+			y[i] = f.get(s)
+			lo, hi = math.Min(lo, y[i]), math.Max(hi, y[i])
+		}
+		slopes[f.name] = slope(x, y)
+		fmt.Fprintf(w, "  %-11s %+9.3f %s/h   (min %.2f, max %.2f, last %.2f)\n", f.name, slopes[f.name], f.unit, lo, hi, y[len(y)-1])
+	}
+	all := last.ok + last.failed
+	fmt.Fprintf(w, "scrapes: %d ok, %d failed (%.3f%%), %d hang-ups; exporter log: %d lines (%.4f/s)\n",
+		last.ok, last.failed, 100*float64(last.failed)/math.Max(1, float64(all)), last.hangups, logLines, float64(logLines)/last.at.Seconds())
+	if last.lastErr != "" {
+		fmt.Fprintf(w, "last scrape error: %s\n", last.lastErr)
+	}
+
+	var failed []string
+	check := func(ok bool, what string) {
+		verdict := "PASS"
+		if !ok {
+			verdict = "FAIL"
+			failed = append(failed, what)
+		}
+		fmt.Fprintf(w, "%s  %s\n", verdict, what)
+	}
+	check(slopes["rss"] <= 0.1, fmt.Sprintf("RSS slope %+.3f MB/h ≤ 0.1 MB/h", slopes["rss"]))
+	// Goroutines: the count includes the scrapes in flight and probe rounds
+	// that happen to be running, so "constant" is no growth: under one
+	// goroutine gained over the fitted window.
+	growth := slopes["goroutines"] * (last.at - first.at).Hours()
+	check(growth < 1, fmt.Sprintf("goroutines constant: fitted growth %+.2f over the window < 1", growth))
+	check(last.failed == 0, fmt.Sprintf("%d failed scrapes", last.failed))
+	if len(failed) > 0 {
+		return fmt.Errorf("%d figure(s) missed: %s", len(failed), strings.Join(failed, "; "))
+	}
+	return nil
+}
