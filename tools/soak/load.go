@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -104,25 +105,47 @@ func (x *exporter) tail() string {
 	return strings.TrimSpace(string(b))
 }
 
-// load is the soak's clients: the main scraper, whose last body gives the
-// goroutine count, extra scrapers, and clients that hang up mid-body.
+// load is the soak's clients: the main scraper, whose bodies give the
+// goroutine count and heap, extra scrapers, and clients that hang up
+// mid-body.
 type load struct {
-	url                  string
-	ok, failed, hangups  atomic.Int64
-	mu                   sync.Mutex
-	goroutines, heapUsed float64 // from the main scraper's last good body
-	lastErr              string
+	url                 string
+	ok, failed, hangups atomic.Int64
+
+	mu sync.Mutex
+	// The goroutine count's range over the main scraper's bodies since
+	// the last sample: the minimum is the count between bursts of work
+	// (scrapes in flight, probe rounds), which a leak raises.
+	gMin, gMax      float64
+	heapUsed, bytes float64 // from the last good body
+	lastErr         string
 }
 
-func newLoad(base string) *load { return &load{url: base + "/metrics"} }
+func newLoad(base string) *load {
+	return &load{url: base + "/metrics", gMin: math.Inf(1), gMax: math.Inf(-1)}
+}
+
+// window returns the goroutine range since the last call and starts a new one.
+func (l *load) window() (lo, hi float64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lo, hi = l.gMin, l.gMax
+	l.gMin, l.gMax = math.Inf(1), math.Inf(-1)
+	if math.IsInf(lo, 0) {
+		return nan, nan
+	}
+	return lo, hi
+}
 
 func (l *load) run(ctx context.Context, scrapers int) {
 	client := &http.Client{Timeout: 10 * time.Second}
 	go l.every(ctx, time.Second, func() {
 		body, err := l.count(client)
 		if err == nil {
+			g := metricValue(body, "go_goroutines")
 			l.mu.Lock()
-			l.goroutines, l.heapUsed = metricValue(body, "go_goroutines"), metricValue(body, "go_memstats_heap_inuse_bytes")
+			l.gMin, l.gMax = math.Min(l.gMin, g), math.Max(l.gMax, g)
+			l.heapUsed, l.bytes = metricValue(body, "go_memstats_heap_inuse_bytes"), float64(len(body))
 			l.mu.Unlock()
 		}
 	})

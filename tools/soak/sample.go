@@ -1,82 +1,70 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
 var nan = math.NaN()
 
 // sample is one minute's look at the exporter.
 type sample struct {
-	at                       time.Duration // since the soak began
-	rss, rssAnon             float64       // MB (2^20 bytes)
-	heap                     float64       // MB, go_memstats_heap_inuse_bytes
-	goroutines, threads, fds float64
-	ok, failed, hangups      int64 // cumulative
-	lastErr                  string
+	at                  time.Duration // since the soak began
+	rss, rssAnon        float64       // MB (2^20 bytes)
+	heap                float64       // MB, go_memstats_heap_inuse_bytes
+	scrapeKB            float64       // the main scraper's last body
+	goroutines, gMax    float64       // fewest and most over the minute's scrapes
+	threads, fds        float64
+	ok, failed, hangups int64 // cumulative
+	lastErr             string
 }
 
 const (
-	tableHeader = "   min   rss_MB  anon_MB  heap_MB  goroutines  threads  fds  scrapes_ok  failed  hangups"
-	csvHeader   = "seconds,rss_bytes,rss_anon_bytes,heap_inuse_bytes,goroutines,threads,fds,scrapes_ok,scrapes_failed,hangups"
+	tableHeader = "   min   rss_MB  anon_MB  heap_MB  scrape_kB  goroutines(max)  threads  fds  scrapes_ok  failed  hangups"
+	csvHeader   = "seconds,rss_bytes,rss_anon_bytes,heap_inuse_bytes,scrape_bytes,goroutines_min,goroutines_max,threads,fds,scrapes_ok,scrapes_failed,hangups"
 )
 
 func take(pid int, l *load, at time.Duration) (sample, error) {
 	s := sample{at: at, ok: l.ok.Load(), failed: l.failed.Load(), hangups: l.hangups.Load()}
+	s.goroutines, s.gMax = l.window()
 	l.mu.Lock()
-	s.goroutines, s.heap, s.lastErr = l.goroutines, l.heapUsed/(1<<20), l.lastErr
+	s.heap, s.scrapeKB, s.lastErr = l.heapUsed/(1<<20), l.bytes/1024, l.lastErr
 	l.mu.Unlock()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		return s, err
 	}
-	defer f.Close()
-	st := status(f)
-	s.rss, s.rssAnon, s.threads = st["VmRSS"]/1024, st["RssAnon"]/1024, st["Threads"]
-	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	st, err := p.NewStatus()
 	if err != nil {
 		return s, err
 	}
-	s.fds = float64(len(fds))
+	stat, err := p.Stat()
+	if err != nil {
+		return s, err
+	}
+	fds, err := p.FileDescriptorsLen()
+	if err != nil {
+		return s, err
+	}
+	s.rss, s.rssAnon = float64(st.VmRSS)/(1<<20), float64(st.RssAnon)/(1<<20)
+	s.threads, s.fds = float64(stat.NumThreads), float64(fds)
 	return s, nil
 }
 
-// status reads /proc/PID/status's numeric fields (kB for the Vm and Rss
-// ones). procfs' ProcStatus has no RssAnon, hence the hand parser.
-func status(r io.Reader) map[string]float64 {
-	m := map[string]float64{}
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		f := strings.Fields(v)
-		if len(f) == 0 {
-			continue
-		}
-		if n, err := strconv.ParseFloat(f[0], 64); err == nil {
-			m[k] = n
-		}
-	}
-	return m
-}
-
 func (s sample) row() string {
-	return fmt.Sprintf("%6.1f %8.2f %8.2f %8.2f %11.0f %8.0f %4.0f %11d %7d %8d",
-		s.at.Minutes(), s.rss, s.rssAnon, s.heap, s.goroutines, s.threads, s.fds, s.ok, s.failed, s.hangups)
+	return fmt.Sprintf("%6.1f %8.2f %8.2f %8.2f %10.1f %11.0f(%3.0f) %8.0f %4.0f %11d %7d %8d",
+		s.at.Minutes(), s.rss, s.rssAnon, s.heap, s.scrapeKB, s.goroutines, s.gMax, s.threads, s.fds, s.ok, s.failed, s.hangups)
 }
 
 func (s sample) csv() string {
-	return fmt.Sprintf("%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%d,%d,%d",
-		s.at.Seconds(), s.rss*(1<<20), s.rssAnon*(1<<20), s.heap*(1<<20), s.goroutines, s.threads, s.fds, s.ok, s.failed, s.hangups)
+	return fmt.Sprintf("%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%d,%d,%d",
+		s.at.Seconds(), s.rss*(1<<20), s.rssAnon*(1<<20), s.heap*(1<<20), s.scrapeKB*1024,
+		s.goroutines, s.gMax, s.threads, s.fds, s.ok, s.failed, s.hangups)
 }
 
 // slope is the least-squares slope of y over x.
@@ -105,7 +93,9 @@ var fitted = []series{
 	{"rss", "MB", func(s sample) float64 { return s.rss }},
 	{"rss_anon", "MB", func(s sample) float64 { return s.rssAnon }},
 	{"heap_inuse", "MB", func(s sample) float64 { return s.heap }},
+	{"scrape", "kB", func(s sample) float64 { return s.scrapeKB }},
 	{"goroutines", "", func(s sample) float64 { return s.goroutines }},
+	{"goroutines_max", "", func(s sample) float64 { return s.gMax }},
 	{"threads", "", func(s sample) float64 { return s.threads }},
 	{"fds", "", func(s sample) float64 { return s.fds }},
 }
@@ -135,7 +125,7 @@ func report(w io.Writer, samples []sample, warmup time.Duration, logLines int) e
 			lo, hi = math.Min(lo, y[i]), math.Max(hi, y[i])
 		}
 		slopes[f.name] = slope(x, y)
-		fmt.Fprintf(w, "  %-11s %+9.3f %s/h   (min %.2f, max %.2f, last %.2f)\n", f.name, slopes[f.name], f.unit, lo, hi, y[len(y)-1])
+		fmt.Fprintf(w, "  %-14s %+9.3f %s/h   (min %.2f, max %.2f, last %.2f)\n", f.name, slopes[f.name], f.unit, lo, hi, y[len(y)-1])
 	}
 	all := last.ok + last.failed
 	fmt.Fprintf(w, "scrapes: %d ok, %d failed (%.3f%%), %d hang-ups; exporter log: %d lines (%.4f/s)\n",
@@ -154,9 +144,8 @@ func report(w io.Writer, samples []sample, warmup time.Duration, logLines int) e
 		fmt.Fprintf(w, "%s  %s\n", verdict, what)
 	}
 	check(slopes["rss"] <= 0.1, fmt.Sprintf("RSS slope %+.3f MB/h ≤ 0.1 MB/h", slopes["rss"]))
-	// Goroutines: the count includes the scrapes in flight and probe rounds
-	// that happen to be running, so "constant" is no growth: under one
-	// goroutine gained over the fitted window.
+	// Goroutines: each minute's fewest, between bursts of work; "constant"
+	// is no growth, under one goroutine gained over the fitted window.
 	growth := slopes["goroutines"] * (last.at - first.at).Hours()
 	check(growth < 1, fmt.Sprintf("goroutines constant: fitted growth %+.2f over the window < 1", growth))
 	check(last.failed == 0, fmt.Sprintf("%d failed scrapes", last.failed))
