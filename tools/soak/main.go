@@ -118,6 +118,8 @@ func record(ctx context.Context, o options, x *exporter, l *load) ([]sample, err
 		x.url, o.targets, o.duration, o.warmup, x.pid(), x.logPath)
 	fmt.Println(tableHeader)
 	start := time.Now()
+	var mem memWatch
+	go mem.run(ctx, x.pid())
 	var samples []sample
 	tick := time.NewTicker(o.every)
 	defer tick.Stop()
@@ -130,7 +132,7 @@ func record(ctx context.Context, o options, x *exporter, l *load) ([]sample, err
 		if x.exited() {
 			return samples, fmt.Errorf("the exporter exited: %s", x.tail())
 		}
-		s, err := take(x.pid(), l, time.Since(start))
+		s, err := take(x.pid(), l, &mem, time.Since(start))
 		if err != nil {
 			return samples, err
 		}

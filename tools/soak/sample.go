@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"math"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/procfs"
@@ -15,7 +17,7 @@ var nan = math.NaN()
 // sample is one minute's look at the exporter.
 type sample struct {
 	at                  time.Duration // since the soak began
-	rss, rssAnon        float64       // MB (2^20 bytes)
+	rss, rssAnon        float64       // MB (2^20 bytes), the minute's lowest
 	heap                float64       // MB, go_memstats_heap_inuse_bytes
 	scrapeKB            float64       // the main scraper's last body
 	goroutines, gMax    float64       // fewest and most over the minute's scrapes
@@ -29,17 +31,14 @@ const (
 	csvHeader   = "seconds,rss_bytes,rss_anon_bytes,heap_inuse_bytes,scrape_bytes,goroutines_min,goroutines_max,threads,fds,scrapes_ok,scrapes_failed,hangups"
 )
 
-func take(pid int, l *load, at time.Duration) (sample, error) {
+func take(pid int, l *load, m *memWatch, at time.Duration) (sample, error) {
 	s := sample{at: at, ok: l.ok.Load(), failed: l.failed.Load(), hangups: l.hangups.Load()}
 	s.goroutines, s.gMax = l.window()
+	s.rss, s.rssAnon = m.window()
 	l.mu.Lock()
 	s.heap, s.scrapeKB, s.lastErr = l.heapUsed/(1<<20), l.bytes/1024, l.lastErr
 	l.mu.Unlock()
 	p, err := procfs.NewProc(pid)
-	if err != nil {
-		return s, err
-	}
-	st, err := p.NewStatus()
 	if err != nil {
 		return s, err
 	}
@@ -51,9 +50,46 @@ func take(pid int, l *load, at time.Duration) (sample, error) {
 	if err != nil {
 		return s, err
 	}
-	s.rss, s.rssAnon = float64(st.VmRSS)/(1<<20), float64(st.RssAnon)/(1<<20)
 	s.threads, s.fds = float64(stat.NumThreads), float64(fds)
 	return s, nil
+}
+
+// memWatch reads the exporter's RSS and RssAnon every second and keeps
+// each minute's lowest: a scrape in flight holds up to 2 MB more (freed
+// after it by scrapeGC), so single readings scatter by that much, while a
+// leak raises the floor.
+type memWatch struct {
+	mu              sync.Mutex
+	rssMin, anonMin float64 // MB
+}
+
+func (m *memWatch) run(ctx context.Context, pid int) {
+	m.window()
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for ; ctx.Err() == nil; <-t.C {
+		if st, err := p.NewStatus(); err == nil {
+			m.mu.Lock()
+			m.rssMin = math.Min(m.rssMin, float64(st.VmRSS)/(1<<20))
+			m.anonMin = math.Min(m.anonMin, float64(st.RssAnon)/(1<<20))
+			m.mu.Unlock()
+		}
+	}
+}
+
+func (m *memWatch) window() (rss, anon float64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rss, anon = m.rssMin, m.anonMin
+	m.rssMin, m.anonMin = math.Inf(1), math.Inf(1)
+	if math.IsInf(rss, 0) {
+		return nan, nan
+	}
+	return rss, anon
 }
 
 func (s sample) row() string {
