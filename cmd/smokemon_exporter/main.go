@@ -61,6 +61,13 @@ func run() int {
 	kingpin.Parse()
 	logger := promslog.New(logConfig)
 	runtime.GOMAXPROCS(*maxProcs)
+	if !*enablePprof {
+		// Nothing reads the heap profile without pprof, yet the runtime
+		// keeps a record, never freed, for every stack and size it samples
+		// (one allocation in 512 KB): at one scrape a second these grew
+		// RssAnon by about 1 MB an hour, for a profile nobody can fetch.
+		runtime.MemProfileRate = 0
+	}
 
 	if *printDefault {
 		os.Stdout.Write(config.DefaultYAML())

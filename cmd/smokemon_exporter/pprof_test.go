@@ -5,6 +5,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/smokemon/smokemon/internal/testutil"
 )
 
 // fetch is GET path's status code and body.
@@ -61,5 +64,27 @@ func TestPprofEnabled(t *testing.T) {
 	code, body := fetch(t, e, "/debug/pprof/profile?seconds=1")
 	if code != http.StatusOK || len(body) == 0 {
 		t.Errorf("CPU profile: %d, %d bytes", code, len(body))
+	}
+}
+
+// The runtime's heap-profile records (go_memstats_buck_hash_sys_bytes) are
+// never freed and only pprof reads them: without --web.enable-pprof
+// scrapes add none, with it they do (which shows the check can fail).
+func TestHeapProfileRecordsOnlyWithPprof(t *testing.T) {
+	records := func(e *exporter) float64 { return sample(e.scrape(t), "go_memstats_buck_hash_sys_bytes") }
+	off := start(t)
+	before := records(off)
+	for range 100 {
+		off.scrape(t)
+	}
+	if after := records(off); after != before {
+		t.Errorf("without --web.enable-pprof, 100 scrapes grew the heap-profile records from %.0f to %.0f bytes", before, after)
+	}
+
+	on := start(t, "--web.enable-pprof")
+	before = records(on)
+	grew := testutil.Eventually(20*time.Second, 0, func() bool { return records(on) > before })
+	if !grew {
+		t.Errorf("with --web.enable-pprof, scrapes for 20s added no heap-profile records (%.0f bytes)", before)
 	}
 }
