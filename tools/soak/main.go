@@ -25,7 +25,7 @@ import (
 type options struct {
 	duration, warmup, every time.Duration
 	targets, scrapers       int
-	out, bin, extra         string
+	out, bin, extra, from   string
 }
 
 func main() {
@@ -38,14 +38,25 @@ func main() {
 	flag.StringVar(&o.out, "out", "", "CSV file for the samples (none when empty)")
 	flag.StringVar(&o.bin, "exporter", "", "smokemon_exporter binary to soak (default: build ./cmd/smokemon_exporter)")
 	flag.StringVar(&o.extra, "args", "", "extra exporter flags, space-separated (e.g. --web.enable-pprof)")
+	flag.StringVar(&o.from, "report", "", "no soak: print the report of a CSV that -out wrote, over -warmup onwards")
 	flag.Parse()
-	if err := run(o); err != nil {
+	err := run(o)
+	if o.from != "" {
+		var samples []sample
+		if samples, err = readCSV(o.from); err == nil {
+			err = report(os.Stdout, samples, o.warmup, -1)
+		}
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "soak:", err)
 		os.Exit(1)
 	}
 }
 
 func run(o options) error {
+	if o.from != "" {
+		return nil
+	}
 	if o.targets < 1 || o.targets > 250*250 {
 		return fmt.Errorf("-targets %d: want 1..%d", o.targets, 250*250)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -103,21 +104,28 @@ func (s sample) csv() string {
 		s.goroutines, s.gMax, s.threads, s.fds, s.ok, s.failed, s.hangups)
 }
 
-// slope is the least-squares slope of y over x.
-func slope(x, y []float64) float64 {
+// fit is the least-squares slope of y over x and its standard error.
+func fit(x, y []float64) (slope, se float64) {
 	n := float64(len(x))
-	var sx, sy, sxx, sxy float64
+	var mx, my float64
 	for i := range x {
-		sx += x[i]
-		sy += y[i]
-		sxx += x[i] * x[i]
-		sxy += x[i] * y[i]
+		mx, my = mx+x[i]/n, my+y[i]/n
 	}
-	d := n*sxx - sx*sx
-	if n < 2 || d == 0 {
-		return nan
+	var sxx, sxy float64
+	for i := range x {
+		sxx += (x[i] - mx) * (x[i] - mx)
+		sxy += (x[i] - mx) * (y[i] - my)
 	}
-	return (n*sxy - sx*sy) / d
+	if n < 3 || sxx == 0 {
+		return nan, nan
+	}
+	slope = sxy / sxx
+	var ssr float64
+	for i := range x {
+		r := y[i] - my - slope*(x[i]-mx)
+		ssr += r * r
+	}
+	return slope, math.Sqrt(ssr / (n - 2) / sxx)
 }
 
 type series struct {
@@ -136,8 +144,9 @@ var fitted = []series{
 	{"fds", "", func(s sample) float64 { return s.fds }},
 }
 
-// report prints the fitted slopes over the samples after warmup and the
-// PASS/FAIL lines; it returns an error when a figure is missed.
+// report prints the fitted slopes (± their standard error) over the
+// samples after warmup and the PASS/FAIL lines; it returns an error when a
+// figure is missed. logLines < 0 leaves the log out.
 func report(w io.Writer, samples []sample, warmup time.Duration, logLines int) error {
 	var x []float64
 	var kept []sample
@@ -160,12 +169,16 @@ func report(w io.Writer, samples []sample, warmup time.Duration, logLines int) e
 			y[i] = f.get(s)
 			lo, hi = math.Min(lo, y[i]), math.Max(hi, y[i])
 		}
-		slopes[f.name] = slope(x, y)
-		fmt.Fprintf(w, "  %-14s %+9.3f %s/h   (min %.2f, max %.2f, last %.2f)\n", f.name, slopes[f.name], f.unit, lo, hi, y[len(y)-1])
+		b, se := fit(x, y)
+		slopes[f.name] = b
+		fmt.Fprintf(w, "  %-14s %+9.3f ± %.3f %s/h   (min %.2f, max %.2f, last %.2f)\n", f.name, b, se, f.unit, lo, hi, y[len(y)-1])
 	}
 	all := last.ok + last.failed
-	fmt.Fprintf(w, "scrapes: %d ok, %d failed (%.3f%%), %d hang-ups; exporter log: %d lines (%.4f/s)\n",
-		last.ok, last.failed, 100*float64(last.failed)/math.Max(1, float64(all)), last.hangups, logLines, float64(logLines)/last.at.Seconds())
+	fmt.Fprintf(w, "scrapes: %d ok, %d failed (%.3f%%), %d hang-ups\n",
+		last.ok, last.failed, 100*float64(last.failed)/math.Max(1, float64(all)), last.hangups)
+	if logLines >= 0 {
+		fmt.Fprintf(w, "exporter log: %d lines (%.4f/s)\n", logLines, float64(logLines)/last.at.Seconds())
+	}
 	if last.lastErr != "" {
 		fmt.Fprintf(w, "last scrape error: %s\n", last.lastErr)
 	}
@@ -189,4 +202,26 @@ func report(w io.Writer, samples []sample, warmup time.Duration, logLines int) e
 		return fmt.Errorf("%d figure(s) missed: %s", len(failed), strings.Join(failed, "; "))
 	}
 	return nil
+}
+
+// readCSV reads back what -out wrote, for a report over another window.
+func readCSV(path string) ([]sample, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []sample
+	for i, line := range strings.Split(strings.TrimSpace(string(b)), "\n")[1:] {
+		var s sample
+		var sec, rss, anon, heap, scrape float64
+		_, err := fmt.Sscanf(strings.ReplaceAll(line, ",", " "), "%f %f %f %f %f %f %f %f %f %d %d %d",
+			&sec, &rss, &anon, &heap, &scrape, &s.goroutines, &s.gMax, &s.threads, &s.fds, &s.ok, &s.failed, &s.hangups)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %v (want the columns %s)", path, i+2, err, csvHeader)
+		}
+		s.at = time.Duration(sec * float64(time.Second))
+		s.rss, s.rssAnon, s.heap, s.scrapeKB = rss/(1<<20), anon/(1<<20), heap/(1<<20), scrape/1024
+		out = append(out, s)
+	}
+	return out, nil
 }
