@@ -24,6 +24,7 @@ import (
 
 type options struct {
 	duration, warmup, every time.Duration
+	floor                   time.Duration
 	targets, scrapers       int
 	out, bin, extra, from   string
 }
@@ -33,6 +34,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 65*time.Minute, "how long to soak")
 	flag.DurationVar(&o.warmup, "warmup", 10*time.Minute, "samples before this are shown but left out of the slopes")
 	flag.DurationVar(&o.every, "sample", time.Minute, "time between samples")
+	flag.DurationVar(&o.floor, "floor", 5*time.Minute, "the slopes are fitted on each series' lowest value per this much time")
 	flag.IntVar(&o.targets, "targets", 300, "loopback ping targets (127.0.x.y)")
 	flag.IntVar(&o.scrapers, "scrapers", 3, "extra concurrent scrapers, each every 2s, beside the 1s main scraper")
 	flag.StringVar(&o.out, "out", "", "CSV file for the samples (none when empty)")
@@ -44,7 +46,7 @@ func main() {
 	if o.from != "" {
 		var samples []sample
 		if samples, err = readCSV(o.from); err == nil {
-			err = report(os.Stdout, samples, o.warmup, -1)
+			err = report(os.Stdout, samples, o.warmup, int(o.floor/o.every), -1)
 		}
 	}
 	if err != nil {
@@ -93,7 +95,7 @@ func run(o options) error {
 		return err
 	}
 	cancelRun()
-	return report(os.Stdout, samples, o.warmup, x.logLines())
+	return report(os.Stdout, samples, o.warmup, int(o.floor/o.every), x.logLines())
 }
 
 // build compiles the exporter as `make build` would, minus the version stamp.

@@ -139,7 +139,6 @@ var fitted = []series{
 	{"heap_inuse", "MB", func(s sample) float64 { return s.heap }},
 	{"scrape", "kB", func(s sample) float64 { return s.scrapeKB }},
 	{"goroutines", "", func(s sample) float64 { return s.goroutines }},
-	{"goroutines_max", "", func(s sample) float64 { return s.gMax }},
 	{"threads", "", func(s sample) float64 { return s.threads }},
 	{"fds", "", func(s sample) float64 { return s.fds }},
 }
@@ -147,31 +146,41 @@ var fitted = []series{
 // report prints the fitted slopes (± their standard error) over the
 // samples after warmup and the PASS/FAIL lines; it returns an error when a
 // figure is missed. logLines < 0 leaves the log out.
-func report(w io.Writer, samples []sample, warmup time.Duration, logLines int) error {
-	var x []float64
+//
+// Each series is fitted on its floors over blocks of block samples: even a
+// minute's lowest RssAnon flips between two levels 0.7 MB apart (buffers
+// that the scrapes' pools keep or drop across a collection), which a
+// one-hour fit turns into ±0.4 MB/h; a leak raises the floor all the same.
+func report(w io.Writer, samples []sample, warmup time.Duration, block, logLines int) error {
 	var kept []sample
 	for _, s := range samples {
 		if s.at >= warmup {
-			x = append(x, s.at.Hours())
 			kept = append(kept, s)
 		}
 	}
-	if len(kept) < 3 {
-		return fmt.Errorf("only %d samples after the %s warm-up: soak longer (at least 3 are needed for a slope)", len(kept), warmup)
+	block = max(block, 1)
+	if len(kept) < 3*block {
+		return fmt.Errorf("only %d samples after the %s warm-up: soak longer (3 blocks of %d are needed for a slope)", len(kept), warmup, block)
 	}
 	first, last := kept[0], kept[len(kept)-1]
-	fmt.Fprintf(w, "\nslopes per hour over %d samples, minutes %.0f-%.0f (least squares):\n", len(kept), first.at.Minutes(), last.at.Minutes())
+	fmt.Fprintf(w, "\nslopes per hour over %d samples, minutes %.0f-%.0f, fitted on the floors of %d blocks of %d (least squares):\n",
+		len(kept), first.at.Minutes(), last.at.Minutes(), len(kept)/block, block)
 	slopes := map[string]float64{}
 	for _, f := range fitted {
-		y := make([]float64, len(kept))
+		var x, y []float64
 		lo, hi := math.Inf(1), math.Inf(-1)
-		for i, s := range kept {
-			y[i] = f.get(s)
-			lo, hi = math.Min(lo, y[i]), math.Max(hi, y[i])
+		for i := 0; i+block <= len(kept); i += block {
+			floor, at := math.Inf(1), 0.0
+			for _, s := range kept[i : i+block] {
+				v := f.get(s)
+				floor, at = math.Min(floor, v), at+s.at.Hours()/float64(block)
+				lo, hi = math.Min(lo, v), math.Max(hi, v)
+			}
+			x, y = append(x, at), append(y, floor)
 		}
 		b, se := fit(x, y)
 		slopes[f.name] = b
-		fmt.Fprintf(w, "  %-14s %+9.3f ± %.3f %s/h   (min %.2f, max %.2f, last %.2f)\n", f.name, b, se, f.unit, lo, hi, y[len(y)-1])
+		fmt.Fprintf(w, "  %-11s %+9.3f ± %.3f %s/h   (min %.2f, max %.2f, last %.2f)\n", f.name, b, se, f.unit, lo, hi, f.get(last))
 	}
 	all := last.ok + last.failed
 	fmt.Fprintf(w, "scrapes: %d ok, %d failed (%.3f%%), %d hang-ups\n",
