@@ -64,8 +64,9 @@ func run() int {
 	if !*enablePprof {
 		// Nothing reads the heap profile without pprof, yet the runtime
 		// keeps a record, never freed, for every stack and size it samples
-		// (one allocation in 512 KB): at one scrape a second these grew
-		// RssAnon by about 1 MB an hour, for a profile nobody can fetch.
+		// (one allocation in 512 KB). In an hour's soak (make soak) they
+		// grew 456 KB, still 3 KB a minute at the end, and the RssAnon
+		// floor rose 0.19 ± 0.08 MB/h, against -0.03 ± 0.08 without them.
 		runtime.MemProfileRate = 0
 	}
 
