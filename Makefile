@@ -11,7 +11,7 @@ LDFLAGS := -s -w \
 	-X $(PKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
 ARGS    ?=
 
-.PHONY: help build run build-analyzer run-analyzer test hostile fuzz diagnose bench-mesh bench-ping bench-host bench-analyzer lint clean release packages
+.PHONY: help build run build-analyzer run-analyzer test hostile fuzz diagnose bench-mesh bench-ping bench-host bench-analyzer soak lint clean release packages
 
 help:
 	@echo "make run         build and run smokemon_exporter on its embedded default config (:9917)"
@@ -24,6 +24,7 @@ help:
 	@echo "make bench-mesh  mesh prober/responder CPU per peer beside ping per target (loopback)"
 	@echo "make bench-host  host collectors vs node_exporter: scrape time, size, RSS"
 	@echo "make bench-analyzer  analyzer cycles over 10 and 10 000 nodes in VictoriaMetrics, unsharded and two shards (~30 min)"
+	@echo "make soak        an hour's soak: every collector, 300 loopback targets, RSS/goroutine slopes (ARGS=-duration=...)"
 	@echo "make lint        gofmt, go vet and staticcheck (the first step of make test)"
 	@echo "make release     static binaries for linux amd64/arm64/armv7/armv6 and tarballs in DIST (dist/)"
 	@echo "make packages    .deb and .rpm packages in DIST (dist/), built with nfpm"
@@ -68,6 +69,10 @@ bench-host:
 
 bench-analyzer:
 	$(GO) run ./tools/bench/analyzer -backend=victoriametrics $(ARGS)
+
+# Not part of CI: it takes over an hour (flags: go run ./tools/soak -h).
+soak:
+	GO=$(GO) $(GO) run ./tools/soak $(ARGS)
 
 lint:
 	.ci/lint

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -49,6 +50,7 @@ func run() int {
 		metricsPath  = kingpin.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String()
 		maxRequests  = kingpin.Flag("web.max-requests", "Maximum number of parallel scrape requests (0 = no limit).").Default("40").Int()
 		noExporterMx = kingpin.Flag("web.disable-exporter-metrics", "Exclude the exporter's own process_* and go_* metrics.").Bool()
+		enablePprof  = kingpin.Flag("web.enable-pprof", "Serve Go's runtime profiles (heap, CPU, goroutines) under /debug/pprof/ and link them from the landing page. Off by default: they show internals, and a CPU profile costs CPU while it runs.").Bool()
 		maxProcs     = kingpin.Flag("runtime.gomaxprocs", "The target number of CPUs Go will run on (GOMAXPROCS). One is plenty for an exporter and saves the cross-thread wake-ups that dominate its CPU.").
 				Envar("GOMAXPROCS").Default("1").Int()
 		hosts        = kingpin.Arg("host", "Hosts to ping, for a quick start; added to the configured targets.").Strings()
@@ -61,6 +63,7 @@ func run() int {
 	kingpin.Parse()
 	logger, suppressed := newLogger(logConfig)
 	runtime.GOMAXPROCS(*maxProcs)
+	sampleHeapProfile(*enablePprof)
 
 	if *printDefault {
 		os.Stdout.Write(config.DefaultYAML())
@@ -116,7 +119,7 @@ func run() int {
 	go feed.run(stopFeed)
 
 	x := &reloader{logger: logger, set: set, feed: feed, reloads: reloads, load: load, current: cfg}
-	mux, err := x.mux(reg, *metricsPath, *maxRequests)
+	mux, err := x.mux(reg, *metricsPath, *maxRequests, *enablePprof)
 	if err != nil {
 		logger.Error("landing page", "err", err)
 		return 1
@@ -169,7 +172,7 @@ func (x *reloader) reload() error {
 	return nil
 }
 
-func (x *reloader) mux(reg *prometheus.Registry, metricsPath string, maxRequests int) (*http.ServeMux, error) {
+func (x *reloader) mux(reg *prometheus.Registry, metricsPath string, maxRequests int, profiling bool) (*http.ServeMux, error) {
 	mux := http.NewServeMux()
 	mux.Handle(metricsPath, lograte.LogDisconnects(x.logger, &scrapeGC{next: withScrapeTimeout(x.set, promhttp.HandlerFor(x.feed.tee(reg), promhttp.HandlerOpts{
 		ErrorLog:            lograte.ScrapeErrorLog{Logger: x.logger},
@@ -192,6 +195,9 @@ func (x *reloader) mux(reg *prometheus.Registry, metricsPath string, maxRequests
 		}
 		fmt.Fprintln(w, "Reloaded.")
 	})
+	if profiling {
+		handlePprof(mux)
+	}
 	mux.HandleFunc("/config", func(w http.ResponseWriter, _ *http.Request) {
 		x.mu.Lock()
 		defer x.mu.Unlock()
@@ -204,6 +210,7 @@ func (x *reloader) mux(reg *prometheus.Registry, metricsPath string, maxRequests
 			Name:        "smokemon exporter",
 			Description: "Continuous ping, path and host metrics for edge nodes",
 			Version:     version.Info(),
+			Profiling:   strconv.FormatBool(profiling),
 			Links: []web.LandingLinks{
 				{Address: metricsPath, Text: "Metrics"},
 				{Address: "/status", Text: "Status: targets, host and events at a glance"},
