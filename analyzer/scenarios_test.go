@@ -43,35 +43,59 @@ type scen struct {
 func after(t time.Time) bool { return !t.Before(fault) }
 
 func scenarios() []scen {
-	targets := []string{"gateway", "1.1.1.1", "9.9.9.9"}
-	hist3h := evalAt.Add(-3 * time.Hour)
-	n := func(name string) scenario.Node { return scenario.Node{Name: name, Targets: targets, Start: hist3h} }
-	lossTo := func(target string, p float64) func(string, time.Time) float64 {
-		return func(tg string, t time.Time) float64 {
-			if tg == target && after(t) {
-				return p
-			}
-			return 0
-		}
-	}
-	path := func(lossAt int, p float64, rateLimited int) func(string, time.Time) []scenario.Hop {
-		return func(tg string, t time.Time) []scenario.Hop {
-			hops := []scenario.Hop{{RTT: 0.001}, {RTT: 0.008}, {RTT: 0.012}, {RTT: 0.02}}
-			if rateLimited > 0 {
-				hops[rateLimited-1].Loss = 0.6
-			}
-			if tg == "1.1.1.1" && lossAt > 0 && after(t) {
-				for i := lossAt - 1; i < len(hops); i++ {
-					hops[i].Loss = math.Max(hops[i].Loss, p)
-				}
-			}
-			return hops
-		}
-	}
+	f := synthFleet{targets: []string{"gateway", "1.1.1.1", "9.9.9.9"}, start: evalAt.Add(-3 * time.Hour)}
 	var ss []scen
+	ss = append(ss, f.lossScenarios()...)
+	ss = append(ss, f.latencyScenarios()...)
+	ss = append(ss, f.hostScenarios()...)
+	ss = append(ss, f.healedScenarios()...)
+	ss = append(ss, f.trapScenarios()...)
+	ss = append(ss, clockScenario(f.n("clocks")))
+	return ss
+}
 
-	clean := n("clean")
-	clean.MTR = path(0, 0, 0)
+// synthFleet builds the scenario nodes: three targets, three hours of history.
+type synthFleet struct {
+	targets []string
+	start   time.Time
+}
+
+func (f synthFleet) n(name string) scenario.Node {
+	return scenario.Node{Name: name, Targets: f.targets, Start: f.start}
+}
+
+// lossTo loses p of the packets to target from the fault on.
+func (f synthFleet) lossTo(target string, p float64) func(string, time.Time) float64 {
+	return func(tg string, t time.Time) float64 {
+		if tg == target && after(t) {
+			return p
+		}
+		return 0
+	}
+}
+
+// path is a four-hop path to every target; from the fault on, 1.1.1.1 loses
+// p from hop lossAt on (0: never), and hop rateLimited (0: none) rate-limits ICMP.
+func (f synthFleet) path(lossAt int, p float64, rateLimited int) func(string, time.Time) []scenario.Hop {
+	return func(tg string, t time.Time) []scenario.Hop {
+		hops := []scenario.Hop{{RTT: 0.001}, {RTT: 0.008}, {RTT: 0.012}, {RTT: 0.02}}
+		if rateLimited > 0 {
+			hops[rateLimited-1].Loss = 0.6
+		}
+		if tg == "1.1.1.1" && lossAt > 0 && after(t) {
+			for i := lossAt - 1; i < len(hops); i++ {
+				hops[i].Loss = math.Max(hops[i].Loss, p)
+			}
+		}
+		return hops
+	}
+}
+
+// lossScenarios: a clean node, then link down, ISP outage and loss beyond a hop.
+func (f synthFleet) lossScenarios() []scen {
+	var ss []scen
+	clean := f.n("clean")
+	clean.MTR = f.path(0, 0, 0)
 	clean.DNS = func(time.Time) float64 { return 0.02 }
 	clean.Bloat = func(time.Time) float64 { return 0.012 }
 	ss = append(ss, scen{node: clean, check: func(t *testing.T, s *Snapshot) {
@@ -88,7 +112,7 @@ func scenarios() []scen {
 		assertGrade(t, s, "clean", "A")
 	}})
 
-	ld := n("linkdown")
+	ld := f.n("linkdown")
 	ld.Loss = func(string, time.Time) float64 { return 0 }
 	ld.Loss = func(tg string, t time.Time) float64 {
 		if after(t) {
@@ -98,7 +122,7 @@ func scenarios() []scen {
 	}
 	ss = append(ss, scen{node: ld, want: []want{{kind: KindLinkDown}}})
 
-	isp := n("ispoutage")
+	isp := f.n("ispoutage")
 	isp.Loss = func(tg string, t time.Time) float64 {
 		if tg != "gateway" && after(t) {
 			return 1
@@ -111,9 +135,9 @@ func scenarios() []scen {
 	// uplink; wifi retries up 6× at the same moment, and hop 1 rate-limits
 	// ICMP throughout (the traps: the gateway is fine, so neither the wifi
 	// nor hop 1 can be what loses packets beyond it).
-	loss := n("loss")
-	loss.Loss = lossTo("1.1.1.1", 0.3)
-	loss.MTR = path(2, 0.3, 1)
+	loss := f.n("loss")
+	loss.Loss = f.lossTo("1.1.1.1", 0.3)
+	loss.MTR = f.path(2, 0.3, 1)
 	loss.Host = func(t time.Time, h *scenario.Host) {
 		if after(t) {
 			h.WifiRetries, h.WifiSignal = 30, -68
@@ -132,9 +156,14 @@ func scenarios() []scen {
 				}
 			}
 		}})
+	return ss
+}
 
+// latencyScenarios: slow answers, slow DNS, weak wifi and bufferbloat.
+func (f synthFleet) latencyScenarios() []scen {
+	var ss []scen
 	// A saturated CPU slows the answers from every target, the gateway's too.
-	lat := n("latency")
+	lat := f.n("latency")
 	lat.RTT = func(tg string, t time.Time) float64 {
 		if after(t) {
 			return 0.12
@@ -165,7 +194,7 @@ func scenarios() []scen {
 			}
 		}})
 
-	dns := n("dns")
+	dns := f.n("dns")
 	dns.DNS = func(t time.Time) float64 {
 		if after(t) {
 			return 0.8
@@ -179,7 +208,7 @@ func scenarios() []scen {
 	}
 	ss = append(ss, scen{node: dns, want: []want{{kind: KindDNSSlow, target: "10.0.0.53", blame: "psi_memory"}}})
 
-	wifi := n("wifi")
+	wifi := f.n("wifi")
 	wifi.Host = func(t time.Time, h *scenario.Host) {
 		if after(t) {
 			h.WifiSignal = -82
@@ -187,7 +216,7 @@ func scenarios() []scen {
 	}
 	ss = append(ss, scen{node: wifi, want: []want{{kind: KindWifiDegraded, blame: "wifi_signal"}}})
 
-	bloat := n("bloat")
+	bloat := f.n("bloat")
 	bloat.Bloat = func(t time.Time) float64 {
 		if after(t) {
 			return 0.35
@@ -201,8 +230,13 @@ func scenarios() []scen {
 	}
 	ss = append(ss, scen{node: bloat, want: []want{{kind: KindBufferbloat, blame: "network_transmit:eth0"}},
 		check: func(t *testing.T, s *Snapshot) { assertGrade(t, s, "bloat", "D") }})
+	return ss
+}
 
-	therm := n("thermal")
+// hostScenarios: faults of the host itself.
+func (f synthFleet) hostScenarios() []scen {
+	var ss []scen
+	therm := f.n("thermal")
 	therm.Host = func(t time.Time, h *scenario.Host) {
 		if after(t) {
 			h.Throttled, h.Temp = true, 84
@@ -215,7 +249,7 @@ func scenarios() []scen {
 			}
 		}})
 
-	uv := n("undervoltage")
+	uv := f.n("undervoltage")
 	uv.Host = func(t time.Time, h *scenario.Host) {
 		if after(t) {
 			h.UnderVoltage = true
@@ -223,17 +257,22 @@ func scenarios() []scen {
 	}
 	ss = append(ss, scen{node: uv, want: []want{{kind: KindUnderVoltage, blame: "under_voltage"}}})
 
-	ct := n("conntrack")
+	ct := f.n("conntrack")
 	ct.Host = func(t time.Time, h *scenario.Host) {
 		if after(t) {
 			h.ConntrackFill, h.Forks = 0.97, 5
 		}
 	}
 	ss = append(ss, scen{node: ct, want: []want{{kind: KindConntrackFull, blame: "conntrack_fill"}}})
+	return ss
+}
 
+// healedScenarios: faults that end before the evaluation.
+func (f synthFleet) healedScenarios() []scen {
+	var ss []scen
 	// Healed: 25% loss for ten minutes, then clean. Resolved, not lingering.
 	healAt := fault.Add(10 * time.Minute)
-	hl := n("healed")
+	hl := f.n("healed")
 	hl.Loss = func(tg string, t time.Time) float64 {
 		if tg == "9.9.9.9" && after(t) && t.Before(healAt) {
 			return 0.25
@@ -241,10 +280,15 @@ func scenarios() []scen {
 		return 0
 	}
 	ss = append(ss, scen{node: hl, want: []want{{kind: KindPacketLoss, target: "9.9.9.9", healed: healAt}}})
-	ss = append(ss, healedKinds(n, healAt)...)
+	ss = append(ss, healedKinds(f.n, healAt)...)
+	return ss
+}
 
+// trapScenarios: data that looks like a fault and is not, or hides one.
+func (f synthFleet) trapScenarios() []scen {
+	var ss []scen
 	// Trap: an exporter restart leaves a gap and resets every counter.
-	gap := n("gap")
+	gap := f.n("gap")
 	gap.Gaps = [][2]time.Time{{evalAt.Add(-30 * time.Minute), evalAt.Add(-22 * time.Minute)}}
 	ss = append(ss, scen{node: gap, check: func(t *testing.T, s *Snapshot) {
 		if ns := findNode(s, "gap"); ns == nil || ns.Blind || ns.Health != "ok" {
@@ -253,8 +297,8 @@ func scenarios() []scen {
 	}})
 
 	// Trap: a gap in the middle of a loss incident neither ends it nor starts a second one.
-	gl := n("gaploss")
-	gl.Loss = lossTo("1.1.1.1", 0.3)
+	gl := f.n("gaploss")
+	gl.Loss = f.lossTo("1.1.1.1", 0.3)
 	gl.Gaps = [][2]time.Time{{evalAt.Add(-12 * time.Minute), evalAt.Add(-7 * time.Minute)}}
 	ss = append(ss, scen{node: gl, want: []want{{kind: KindPacketLoss, target: "1.1.1.1"}}})
 
@@ -270,7 +314,7 @@ func scenarios() []scen {
 		}
 		return 0.02
 	}
-	rh := n("rhythm")
+	rh := f.n("rhythm")
 	rh.Start = evalAt.Add(-8*24*time.Hour - 2*time.Hour)
 	rh.RTT = rhythm
 	rh.NoHost = true
@@ -283,13 +327,11 @@ func scenarios() []scen {
 			}
 		}
 	}})
-	rn := n("rhythm-new")
+	rn := f.n("rhythm-new")
 	rn.RTT = rhythm
 	rn.NoHost = true
 	rn.Targets = []string{"9.9.9.9"}
 	ss = append(ss, scen{node: rn, want: []want{{kind: KindLatencySpike, target: "9.9.9.9"}}})
-
-	ss = append(ss, clockScenario(n("clocks")))
 	return ss
 }
 

@@ -305,16 +305,38 @@ func addedError(ds []time.Duration, programmed time.Duration) errStats {
 // milliseconds, with or without the element.
 func TestDelayElement(t *testing.T) {
 	tp := Topology(t)
-	d := tp.Delay(t)
-	c, dst := tp.Client, tp.Dst[0]
-	dst4, c4 := tp.Addr(dst, false).String(), tp.Addr(c, false).String()
-	const n = 500
+	r := delayRig{tp: tp, d: tp.Delay(t), c: tp.Client, dst: tp.Dst[0]}
+	r.dst4, r.c4 = tp.Addr(r.dst, false).String(), tp.Addr(r.c, false).String()
 
 	// The path without programmed delay still crosses the element: its cost is part of
 	// the element's own error.
-	base := addedError(oneWay(t, c, dst, dst4, n, 0), 0)
+	base := addedError(oneWay(t, r.c, r.dst, r.dst4, delayN, 0), 0)
 	t.Logf("path through the element at 0 ms: median %v p99 %v max %v", base.median, base.p99, base.max)
 
+	r.checkDelays(t, base)
+	t.Run("jitter", r.jitter)
+	t.Run("loss and reorder", r.lossAndReorder)
+	t.Run("ping and hops", r.pingAndHops)
+}
+
+// delayN is how many datagrams each TestDelayElement measurement sends.
+const delayN = 500
+
+// delayRig is TestDelayElement's lab: the element and the client and
+// destination on either side of it.
+type delayRig struct {
+	tp       *Topo
+	d        *Delay
+	c, dst   *Host
+	dst4, c4 string
+}
+
+// checkDelays programs fixed delays in each direction and checks the
+// element's own release error and the one-way median against base, the
+// path at 0 ms.
+func (r delayRig) checkDelays(t *testing.T, base errStats) {
+	d, c, dst, dst4, c4 := r.d, r.c, r.dst, r.dst4, r.c4
+	const n = delayN
 	for _, tc := range []struct {
 		dir      *Direction
 		from, to *Host
@@ -349,75 +371,80 @@ func TestDelayElement(t *testing.T) {
 			return nil
 		})
 	}
+}
 
-	t.Run("jitter", func(t *testing.T) {
-		const delay, jitter = 20 * time.Millisecond, 5 * time.Millisecond
-		Tries(t, "jitter", func() error {
-			d.Up.Set(DelayParams{Delay: delay, Jitter: jitter})
-			ds := oneWay(t, c, dst, dst4, n, delay+jitter)
-			d.Up.Set(DelayParams{})
-			slices.Sort(ds)
-			lo, p1, p99, hi := ds[0], ds[len(ds)/100], ds[len(ds)*99/100], ds[len(ds)-1]
-			t.Logf("20 ms ± 5 ms jitter: one-way min %v p1 %v p99 %v max %v", lo, p1, p99, hi)
-			// Uniform over 10 ms: the 1st and 99th percentiles of 500 samples lie near
-			// 15.1 and 24.9 ms; 0.5 ms of slack leaves room for the path's own latency.
-			if lo < delay-jitter || p1 > delay-jitter+500*time.Microsecond || p99 < delay+jitter-500*time.Microsecond || p99 > delay+jitter+500*time.Microsecond {
-				return fmt.Errorf("one-way min %v p1 %v p99 %v, want ≥ %v, ≈ 15.1ms, ≈ 24.9ms", lo, p1, p99, delay-jitter)
-			}
-			return nil
-		})
-	})
-
-	t.Run("loss and reorder", func(t *testing.T) {
-		const loss, reorder = 0.2, 0.3
-		before := d.Up.Stats()
-		d.Up.Set(DelayParams{Delay: 10 * time.Millisecond, Loss: loss, Reorder: reorder})
-		ds := oneWay(t, c, dst, dst4, n, 10*time.Millisecond)
+func (r delayRig) jitter(t *testing.T) {
+	d, c, dst, dst4 := r.d, r.c, r.dst, r.dst4
+	const n = delayN
+	const delay, jitter = 20 * time.Millisecond, 5 * time.Millisecond
+	Tries(t, "jitter", func() error {
+		d.Up.Set(DelayParams{Delay: delay, Jitter: jitter})
+		ds := oneWay(t, c, dst, dst4, n, delay+jitter)
 		d.Up.Set(DelayParams{})
-		st := d.Up.Stats().Sub(before)
-		fast := 0 // skipped the queue
-		for _, x := range ds {
-			if x < 5*time.Millisecond {
-				fast++
-			}
+		slices.Sort(ds)
+		lo, p1, p99, hi := ds[0], ds[len(ds)/100], ds[len(ds)*99/100], ds[len(ds)-1]
+		t.Logf("20 ms ± 5 ms jitter: one-way min %v p1 %v p99 %v max %v", lo, p1, p99, hi)
+		// Uniform over 10 ms: the 1st and 99th percentiles of 500 samples lie near
+		// 15.1 and 24.9 ms; 0.5 ms of slack leaves room for the path's own latency.
+		if lo < delay-jitter || p1 > delay-jitter+500*time.Microsecond || p99 < delay+jitter-500*time.Microsecond || p99 > delay+jitter+500*time.Microsecond {
+			return fmt.Errorf("one-way min %v p1 %v p99 %v, want ≥ %v, ≈ 15.1ms, ≈ 24.9ms", lo, p1, p99, delay-jitter)
 		}
-		t.Logf("loss %.2f reorder %.2f: %d/%d arrived, %d dropped, %d sent at once (%d seen fast)", loss, reorder, len(ds), n, st.Dropped, st.Reordered, fast)
-		if got := float64(n-len(ds)) / n; math.Abs(got-loss) > binomialTolerance(n, loss) || int(st.Dropped) != n-len(ds) {
-			t.Errorf("lost %.3f (%d counted), want %.2f ± %.3f", got, st.Dropped, loss, binomialTolerance(n, loss))
-		}
-		// Reorder applies to the packets that survived loss; those sent at once arrive
-		// well before the 10 ms the others wait, bar a rare stall of the machine.
-		if got := float64(st.Reordered) / float64(len(ds)); math.Abs(got-reorder) > binomialTolerance(len(ds), reorder) || math.Abs(float64(fast)-float64(st.Reordered)) > 3 {
-			t.Errorf("sent at once %.3f (%d counted, %d seen fast), want %.2f ± %.3f", got, st.Reordered, fast, reorder, binomialTolerance(len(ds), reorder))
-		}
+		return nil
 	})
+}
 
-	t.Run("ping and hops", func(t *testing.T) {
-		defer d.Up.Set(DelayParams{})
-		defer d.Down.Set(DelayParams{})
-		Tries(t, "ping", func() error {
-			d.Up.Set(DelayParams{})
-			d.Down.Set(DelayParams{})
-			idle := medianRTT(t, c, dst4, 10)
-			d.Up.Set(DelayParams{Delay: 15 * time.Millisecond})
-			d.Down.Set(DelayParams{Delay: 5 * time.Millisecond})
-			rtt := medianRTT(t, c, dst4, 10)
-			t.Logf("ping with 15 ms up + 5 ms down: median RTT %.2f ms (%.2f ms without delay)", rtt, idle)
-			// fping reports 0.1 ms steps above 10 ms.
-			if d := rtt - idle; d < 19.9 || d > 20.2 {
-				return fmt.Errorf("median RTT %.2f ms over %.2f ms without delay, want 20 ms", rtt, idle)
-			}
-			return nil
-		})
-		// The element must not cost a hop: TTL 3 still reaches the destination, and
-		// TTL 2 expires at the ISP.
-		if sent, recv := fpingLoss(t, c, dst4, "-c", "3", "-p", "25", "-t", "1000", "-H", "3"); recv != sent {
-			t.Errorf("TTL 3 through the element: %d/%d replies", recv, sent)
+func (r delayRig) lossAndReorder(t *testing.T) {
+	d, c, dst, dst4 := r.d, r.c, r.dst, r.dst4
+	const n = delayN
+	const loss, reorder = 0.2, 0.3
+	before := d.Up.Stats()
+	d.Up.Set(DelayParams{Delay: 10 * time.Millisecond, Loss: loss, Reorder: reorder})
+	ds := oneWay(t, c, dst, dst4, n, 10*time.Millisecond)
+	d.Up.Set(DelayParams{})
+	st := d.Up.Stats().Sub(before)
+	fast := 0 // skipped the queue
+	for _, x := range ds {
+		if x < 5*time.Millisecond {
+			fast++
 		}
-		if got := timeExceeded(t, c, tp.Addr(dst, true).String(), 2, 3); got != 3 {
-			t.Errorf("IPv6 hop limit 2: %d/3 time exceeded from the ISP", got)
+	}
+	t.Logf("loss %.2f reorder %.2f: %d/%d arrived, %d dropped, %d sent at once (%d seen fast)", loss, reorder, len(ds), n, st.Dropped, st.Reordered, fast)
+	if got := float64(n-len(ds)) / n; math.Abs(got-loss) > binomialTolerance(n, loss) || int(st.Dropped) != n-len(ds) {
+		t.Errorf("lost %.3f (%d counted), want %.2f ± %.3f", got, st.Dropped, loss, binomialTolerance(n, loss))
+	}
+	// Reorder applies to the packets that survived loss; those sent at once arrive
+	// well before the 10 ms the others wait, bar a rare stall of the machine.
+	if got := float64(st.Reordered) / float64(len(ds)); math.Abs(got-reorder) > binomialTolerance(len(ds), reorder) || math.Abs(float64(fast)-float64(st.Reordered)) > 3 {
+		t.Errorf("sent at once %.3f (%d counted, %d seen fast), want %.2f ± %.3f", got, st.Reordered, fast, reorder, binomialTolerance(len(ds), reorder))
+	}
+}
+
+func (r delayRig) pingAndHops(t *testing.T) {
+	tp, d, c, dst, dst4 := r.tp, r.d, r.c, r.dst, r.dst4
+	defer d.Up.Set(DelayParams{})
+	defer d.Down.Set(DelayParams{})
+	Tries(t, "ping", func() error {
+		d.Up.Set(DelayParams{})
+		d.Down.Set(DelayParams{})
+		idle := medianRTT(t, c, dst4, 10)
+		d.Up.Set(DelayParams{Delay: 15 * time.Millisecond})
+		d.Down.Set(DelayParams{Delay: 5 * time.Millisecond})
+		rtt := medianRTT(t, c, dst4, 10)
+		t.Logf("ping with 15 ms up + 5 ms down: median RTT %.2f ms (%.2f ms without delay)", rtt, idle)
+		// fping reports 0.1 ms steps above 10 ms.
+		if d := rtt - idle; d < 19.9 || d > 20.2 {
+			return fmt.Errorf("median RTT %.2f ms over %.2f ms without delay, want 20 ms", rtt, idle)
 		}
+		return nil
 	})
+	// The element must not cost a hop: TTL 3 still reaches the destination, and
+	// TTL 2 expires at the ISP.
+	if sent, recv := fpingLoss(t, c, dst4, "-c", "3", "-p", "25", "-t", "1000", "-H", "3"); recv != sent {
+		t.Errorf("TTL 3 through the element: %d/%d replies", recv, sent)
+	}
+	if got := timeExceeded(t, c, tp.Addr(dst, true).String(), 2, 3); got != 3 {
+		t.Errorf("IPv6 hop limit 2: %d/3 time exceeded from the ISP", got)
+	}
 }
 
 func TestDNSServer(t *testing.T) {

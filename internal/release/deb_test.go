@@ -116,6 +116,26 @@ func TestDebInstallUpgradeRemovePurge(t *testing.T) {
 	})
 
 	run(t, "dpkg", "-i", deb)
+	checkInstalled(t)
+	checkSystemUser(t)
+	checkUnits(t)
+	checkUpgradeKeepsEdit(t, d, arch)
+	checkRemoveKeepsConffiles(t)
+
+	// Purge: the machine is as it was, user included.
+	run(t, "dpkg", "-P", "smokemon-exporter")
+	if out, err := exec.Command("getent", "passwd", "smokemon").Output(); err == nil {
+		t.Errorf("user still there after purge: %s", out)
+	}
+	if diff := diffSnapshots(before, snapshot(t, false, skip, watched...)); len(diff) > 0 {
+		t.Errorf("purge left the machine changed:\n%s", strings.Join(diff, "\n"))
+	}
+}
+
+// checkInstalled: the status, the files and their modes, the conffiles, and a
+// program that runs.
+func checkInstalled(t *testing.T) {
+	t.Helper()
 	if s := run(t, "dpkg-query", "-W", "-f=${db:Status-Abbrev}${Version}", "smokemon-exporter"); s != "ii 0.9.0+test-1" {
 		t.Errorf("status after install: %q", s)
 	}
@@ -143,8 +163,11 @@ func TestDebInstallUpgradeRemovePurge(t *testing.T) {
 		t.Errorf("--version: %s", v)
 	}
 	run(t, "/usr/bin/smokemon_exporter", "--config.file=/etc/smokemon/smokemon.yml", "--config.check")
+}
 
-	// The system user: no login, no home, in the system uid range.
+// checkSystemUser: no login, no home, a uid in the system range.
+func checkSystemUser(t *testing.T) {
+	t.Helper()
 	pw := strings.Split(strings.TrimSpace(run(t, "getent", "passwd", "smokemon")), ":")
 	if len(pw) != 7 || pw[6] != "/usr/sbin/nologin" || pw[5] != "/nonexistent" {
 		t.Errorf("smokemon user: %v", pw)
@@ -152,8 +175,11 @@ func TestDebInstallUpgradeRemovePurge(t *testing.T) {
 		t.Errorf("smokemon uid %s: not a system user", uid)
 	}
 	run(t, "getent", "group", "smokemon")
+}
 
-	// The units: hardening present, enabled at boot, and valid to systemd.
+// checkUnits: hardening present, enabled at boot, and valid to systemd.
+func checkUnits(t *testing.T) {
+	t.Helper()
 	unit, _ := os.ReadFile("/usr/lib/systemd/system/smokemon_exporter.service")
 	for _, want := range []string{"User=smokemon", "AmbientCapabilities=CAP_NET_RAW", "CapabilityBoundingSet=CAP_NET_RAW",
 		"NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes"} {
@@ -178,8 +204,11 @@ func TestDebInstallUpgradeRemovePurge(t *testing.T) {
 			}
 		}
 	}
+}
 
-	// An upgrade keeps the administrator's edit of a conffile.
+// checkUpgradeKeepsEdit: an upgrade keeps the administrator's edit of a conffile.
+func checkUpgradeKeepsEdit(t *testing.T, d, arch string) {
+	t.Helper()
 	edited := "# edited by the administrator\n"
 	f, _ := os.OpenFile("/etc/smokemon/smokemon.yml", os.O_APPEND|os.O_WRONLY, 0)
 	f.WriteString(edited)
@@ -198,8 +227,12 @@ func TestDebInstallUpgradeRemovePurge(t *testing.T) {
 	if b, _ := os.ReadFile("/etc/smokemon/smokemon.yml"); !strings.HasSuffix(string(b), edited) {
 		t.Errorf("the upgrade lost the edit of /etc/smokemon/smokemon.yml:\n%s", b)
 	}
+}
 
-	// Remove: program and units go; conffiles and the user stay (until purge).
+// checkRemoveKeepsConffiles: dpkg -r takes the program and units; the
+// conffiles and the user stay (until purge).
+func checkRemoveKeepsConffiles(t *testing.T) {
+	t.Helper()
 	run(t, "dpkg", "-r", "smokemon-exporter")
 	for _, p := range []string{"/usr/bin/smokemon_exporter", "/usr/lib/systemd/system/smokemon_exporter.service"} {
 		if _, err := os.Stat(p); err == nil {
@@ -210,15 +243,6 @@ func TestDebInstallUpgradeRemovePurge(t *testing.T) {
 		t.Errorf("dpkg -r removed the conffile: %v", err)
 	}
 	run(t, "getent", "passwd", "smokemon")
-
-	// Purge: the machine is as it was, user included.
-	run(t, "dpkg", "-P", "smokemon-exporter")
-	if out, err := exec.Command("getent", "passwd", "smokemon").Output(); err == nil {
-		t.Errorf("user still there after purge: %s", out)
-	}
-	if diff := diffSnapshots(before, snapshot(t, false, skip, watched...)); len(diff) > 0 {
-		t.Errorf("purge left the machine changed:\n%s", strings.Join(diff, "\n"))
-	}
 }
 
 func debGoArch(debArch string) string {

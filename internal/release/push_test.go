@@ -176,9 +176,25 @@ func TestPushModeThroughNATSurvivesLinkCut(t *testing.T) {
 	}
 
 	tp := lab.Topology(t, "hub")
-	node, router, hub := tp.Client, tp.Gateway, tp.Dst[0]
-	hubAddr := tp.Addr(hub, false).String()
-	// Home router NAT: everything leaving through the uplink takes its address.
+	hub := tp.Dst[0]
+	natHomeRouter(t, tp)
+	agentStart := startPushNode(t, tp, prom, d, exporter, agentFlag, interval)
+	checkBehindNAT(t, tp)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: basicAuth{"pi-nat", pushPassword, &http.Transport{DialContext: hub.DialContext}}}
+	waitFirstSeries(t, c, agentStart)
+	checkHubWantsCredentials(t, hub)
+	cutStart, cutEnd := cutUplink(t, tp, c, cut, silentRule, interval)
+	window, at := checkBacklog(t, c, cutStart, cutEnd, cut, interval)
+	checkPingsDuringCut(t, c, window, at, cutStart, cutEnd, interval)
+}
+
+// pushPassword is the hub's basic-auth password for pi-nat.
+const pushPassword = "s3cret-pi-nat"
+
+// natHomeRouter is the home router's NAT: everything leaving through the
+// uplink takes its address, and the ISP has no route back to the home network.
+func natHomeRouter(t *testing.T, tp *lab.Topo) {
+	router := tp.Gateway
 	nat := filepath.Join(t.TempDir(), "nat.nft")
 	os.WriteFile(nat, []byte(fmt.Sprintf(`table ip smokemon_nat {
 	chain post { type nat hook postrouting priority 100; oifname "%s" masquerade; }
@@ -187,13 +203,18 @@ func TestPushModeThroughNATSurvivesLinkCut(t *testing.T) {
 	router.MustRun(t, "nft", "-f", nat)
 	tp.ISP.DelRoute("198.18.1.0/24", false)
 	tp.ISP.DelRoute("2001:2:0:1::/64", true)
+}
 
+// startPushNode starts the hub and, on the node, the exporter and the agent,
+// returning when the agent started.
+func startPushNode(t *testing.T, tp *lab.Topo, prom upstream.Binary, d, exporter, agentFlag string, interval time.Duration) time.Time {
+	node, hub := tp.Client, tp.Dst[0]
+	hubAddr := tp.Addr(hub, false).String()
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)
 	write := func(name, content string) string { return writeFile(t, dir, name, content) }
 
-	const password = "s3cret-pi-nat"
-	startPushHub(t, hub, prom, dir, "pi-nat", password)
+	startPushHub(t, hub, prom, dir, "pi-nat", pushPassword)
 
 	// The node: the exporter pings the hub every second; the agent runs the
 	// shipped agent.yml with the node name, hub URL and a 5 s interval filled in.
@@ -203,20 +224,28 @@ ping:
   targets: [{host: %s, name: hub}]
 `, hubAddr)))
 	hubURL := "http://" + hubAddr + ":9090/api/v1/write"
-	agentCfg := installedAgent(t, d, dir, "pi-nat", hubURL, password, interval)
+	agentCfg := installedAgent(t, d, dir, "pi-nat", hubURL, pushPassword, interval)
 	agentStart := time.Now()
 	node.Start(t, prom.Path, agentFlag, "--config.file="+write("agent.yml", agentCfg),
 		"--storage.agent.path="+filepath.Join(dir, "agent-wal"), "--web.listen-address=127.0.0.1:9918", "--log.level=warn")
 
-	// NAT is real: the hub cannot open a connection to the node's exporter.
+	return agentStart
+}
+
+// checkBehindNAT: NAT is real, the hub cannot open a connection to the
+// node's exporter.
+func checkBehindNAT(t *testing.T, tp *lab.Topo) {
+	node, hub := tp.Client, tp.Dst[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	if c, err := hub.DialContext(ctx, "tcp", tp.Addr(node, false).String()+":9917"); err == nil {
 		c.Close()
 		t.Errorf("the hub reached the node's exporter: the node is not behind NAT")
 	}
 	cancel()
+}
 
-	c := &http.Client{Timeout: 10 * time.Second, Transport: basicAuth{"pi-nat", password, &http.Transport{DialContext: hub.DialContext}}}
+// waitFirstSeries waits up to 30s for the hub to have the node's series.
+func waitFirstSeries(t *testing.T, c *http.Client, agentStart time.Time) {
 	var first time.Duration
 	for {
 		r, err := promQuery(c, `smokemon_exporter_build_info{node="pi-nat",job="smokemon"}`, time.Now())
@@ -230,16 +259,23 @@ ping:
 		time.Sleep(500 * time.Millisecond)
 	}
 	t.Logf("hub has the node's series %v after the agent started", first.Round(100*time.Millisecond))
-	// Without the node's credentials the hub takes nothing.
+}
+
+// checkHubWantsCredentials: without the node's credentials the hub takes nothing.
+func checkHubWantsCredentials(t *testing.T, hub *lab.Host) {
 	anon := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: hub.DialContext}}
 	if resp, err := anon.Post("http://127.0.0.1:9090/api/v1/write", "application/x-protobuf", strings.NewReader("")); err != nil {
 		t.Errorf("remote write without credentials: %v", err)
 	} else if resp.Body.Close(); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("remote write without credentials: %s; want 401 Unauthorized", resp.Status)
 	}
+}
 
+// cutUplink cuts the uplink for cut, watching the hub fire SmokemonNodeSilent
+// when silentRule, and returns when the cut began and ended.
+func cutUplink(t *testing.T, tp *lab.Topo, c *http.Client, cut time.Duration, silentRule bool, interval time.Duration) (cutStart, cutEnd time.Time) {
 	time.Sleep(2 * interval)
-	cutStart := time.Now()
+	cutStart = time.Now()
 	tp.Uplink.SetDown(lab.SideA)
 	silent := time.Duration(0)
 	for time.Since(cutStart) < cut {
@@ -251,7 +287,7 @@ ping:
 		time.Sleep(time.Second)
 	}
 	tp.Uplink.SetUp(lab.SideA)
-	cutEnd := time.Now()
+	cutEnd = time.Now()
 	t.Logf("uplink cut for %v", cutEnd.Sub(cutStart).Round(time.Second))
 	if silentRule {
 		if silent == 0 {
@@ -261,9 +297,15 @@ ping:
 		}
 	}
 
+	return cutStart, cutEnd
+}
+
+// checkBacklog waits for the backlog to arrive and returns the range window and
+// evaluation time of the queries over the cut.
+func checkBacklog(t *testing.T, c *http.Client, cutStart, cutEnd time.Time, cut, interval time.Duration) (window string, at time.Time) {
 	// The backlog arrives: every scrape of the cut window is on the hub.
-	window := fmt.Sprintf("%ds", int(cutEnd.Sub(cutStart).Seconds())+2*int(interval.Seconds()))
-	at := cutEnd.Add(interval)
+	window = fmt.Sprintf("%ds", int(cutEnd.Sub(cutStart).Seconds())+2*int(interval.Seconds()))
+	at = cutEnd.Add(interval)
 	want := int(cutEnd.Sub(cutStart)/interval) - 1
 	var count int
 	var maxGap float64
@@ -299,7 +341,12 @@ ping:
 	t.Logf("hub holds %d scrapes (up=1) from inside the cut, largest gap %.1fs, backlog complete %v after the link returned",
 		count, maxGap, time.Since(cutEnd).Round(time.Second))
 
-	// And what those scrapes say: the pings sent during the cut went unanswered.
+	return window, at
+}
+
+// checkPingsDuringCut: what the backlog's scrapes say, the pings sent during
+// the cut went unanswered.
+func checkPingsDuringCut(t *testing.T, c *http.Client, window string, at, cutStart, cutEnd time.Time, interval time.Duration) {
 	r, err := promQuery(c, `smokemon_ping_received_total{node="pi-nat",target="hub"}[`+window+`]`, at)
 	if err != nil || len(r) != 1 {
 		t.Fatalf("ping series on the hub: %v %v", r, err)

@@ -139,15 +139,27 @@ func TestAlertingEndToEnd(t *testing.T) {
 	alertmanager := upstream.Current(t, "alertmanager", "prometheus-alertmanager")
 	t.Logf("on %s and %s", prometheus.Name, alertmanager.Name)
 	tp := lab.Topology(t)
-	c := tp.Client
-	dir := t.TempDir()
-	exporter := testutil.BuildBinary(t, "github.com/smokemon/smokemon/cmd/smokemon_exporter")
-	analyzerBin := ""
+	s := &stack{t: t, tp: tp, dir: t.TempDir(), prometheus: prometheus, alertmanager: alertmanager}
+	s.exporter = testutil.BuildBinary(t, "github.com/smokemon/smokemon/cmd/smokemon_exporter")
 	if _, err := os.Stat(filepath.Join(root, "cmd/smokemon_analyzer")); err == nil {
-		analyzerBin = testutil.BuildBinary(t, "github.com/smokemon/smokemon/cmd/smokemon_analyzer")
+		s.analyzer = testutil.BuildBinary(t, "github.com/smokemon/smokemon/cmd/smokemon_analyzer")
 	}
+	rec, recURL := startRecorder(t, tp.Client)
+	s.start(recURL)
 
-	// The recorder listens in the client namespace, where Alertmanager runs.
+	p := &promAPI{client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: tp.Client.DialContext}}}
+	waitBaseline(t, p, rec, s.analyzer != "")
+	// Bound: the 1m/5m ratios cross their thresholds within seconds, `for: 1m`,
+	// 1s evaluation, group_wait 1s: 60s + a few seconds; 100s leaves margin.
+	const bound = 100 * time.Second
+	t0, t1 := checkPacketLoss(t, tp, rec, s.analyzer != "", bound)
+	t2 := checkISPOutage(t, tp, rec, p, bound)
+	countNotes(t, rec, alertmanager.Name, t0, t1, t2)
+}
+
+// startRecorder serves the recorder in the client namespace, where
+// Alertmanager runs, and returns its URL.
+func startRecorder(t *testing.T, c *lab.Host) (*recorder, string) {
 	ln, err := c.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -156,18 +168,31 @@ func TestAlertingEndToEnd(t *testing.T) {
 	srv := &http.Server{Handler: rec}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	recURL := "http://" + ln.Addr().String()
+	return rec, "http://" + ln.Addr().String()
+}
 
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
+// stack is the exporter, Alertmanager, Prometheus and (when built) the
+// analyzer, all in the client namespace.
+type stack struct {
+	t                        *testing.T
+	tp                       *lab.Topo
+	dir                      string
+	exporter, analyzer       string // binaries; analyzer "" when cmd/smokemon_analyzer does not exist
+	prometheus, alertmanager upstream.Binary
+}
+
+func (s *stack) write(name, content string) string {
+	p := filepath.Join(s.dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		s.t.Fatal(err)
 	}
+	return p
+}
 
+func (s *stack) start(recURL string) {
+	t, tp, c := s.t, s.tp, s.tp.Client
 	// The exporter: the gateway (by the keyword) and the destination behind the ISP.
-	cfg := write("smokemon.yml", fmt.Sprintf(`
+	cfg := s.write("smokemon.yml", fmt.Sprintf(`
 global: {node_name: lab-client, interval: 100ms, timeout: 100ms}
 ping:
   targets:
@@ -178,7 +203,7 @@ mtr:
   targets:
     - {host: %[1]s, name: dst}
 `, tp.Addr(tp.Dst[0], false)))
-	c.Start(t, exporter, "--config.file="+cfg, "--web.listen-address=127.0.0.1:9917")
+	c.Start(t, s.exporter, "--config.file="+cfg, "--web.listen-address=127.0.0.1:9917")
 
 	// Alertmanager: the shipped config, with the receivers pointed at the
 	// recorder, secrets in files, and short timers (group_wait and
@@ -189,18 +214,18 @@ mtr:
 	}
 	amCfg := strings.NewReplacer(
 		"https://ntfy.example.net/smokemon-alerts", recURL+"/ntfy/smokemon-alerts",
-		"/etc/alertmanager/secrets/slack-webhook-url", write("slack-url", recURL+"/slack/hook"),
-		"/etc/alertmanager/secrets/ntfy-token", write("ntfy-token", "ntfy-test-token"),
+		"/etc/alertmanager/secrets/slack-webhook-url", s.write("slack-url", recURL+"/slack/hook"),
+		"/etc/alertmanager/secrets/ntfy-token", s.write("ntfy-token", "ntfy-test-token"),
 		"templates/*.tmpl", filepath.Join(root, "alertmanager/templates/*.tmpl"),
 		"group_wait: 30s", "group_wait: 1s",
 		"group_interval: 5m", "group_interval: 2s",
 	).Replace(string(am))
-	c.Start(t, alertmanager.Path, "--config.file="+write("alertmanager.yml", amCfg),
-		"--storage.path="+filepath.Join(dir, "am"), "--web.listen-address=127.0.0.1:9093", "--cluster.listen-address=")
+	c.Start(t, s.alertmanager.Path, "--config.file="+s.write("alertmanager.yml", amCfg),
+		"--storage.path="+filepath.Join(s.dir, "am"), "--web.listen-address=127.0.0.1:9093", "--cluster.listen-address=")
 
 	// Prometheus: the shipped rules, 1s scrapes and evaluations.
 	rules, _ := filepath.Glob(filepath.Join(root, "prometheus/rules/*.yml"))
-	promCfg := write("prometheus.yml", fmt.Sprintf(`
+	promCfg := s.write("prometheus.yml", fmt.Sprintf(`
 global: {scrape_interval: 1s, evaluation_interval: 1s}
 rule_files: ["%s"]
 alerting:
@@ -211,66 +236,77 @@ scrape_configs:
   - job_name: smokemon_analyzer
     static_configs: [{targets: ["127.0.0.1:9918"]}]
 `, strings.Join(rules, `", "`)))
-	c.Start(t, prometheus.Path, "--config.file="+promCfg, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
+	c.Start(t, s.prometheus.Path, "--config.file="+promCfg, "--storage.tsdb.path="+filepath.Join(s.dir, "tsdb"),
 		"--web.listen-address=127.0.0.1:9090")
-	if analyzerBin != "" {
-		c.Start(t, analyzerBin, "serve", "--prometheus.url=http://127.0.0.1:9090", "--evaluation-interval=2s",
+	if s.analyzer != "" {
+		c.Start(t, s.analyzer, "serve", "--prometheus.url=http://127.0.0.1:9090", "--evaluation-interval=2s",
 			"--rate-window=6s", "--long-window=10s", "--refetch=10s", "--lookback=5m", "--web.listen-address=127.0.0.1:9918")
 	} else {
 		t.Log("ANALYZER PART SKIPPED: cmd/smokemon_analyzer does not exist; no origin hop is asserted")
 	}
+}
 
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: c.DialContext}}
-	query := func(expr string) (float64, bool) {
-		resp, err := client.Get("http://127.0.0.1:9090/api/v1/query?" + url.Values{"query": {expr}}.Encode())
-		if err != nil {
-			return 0, false
-		}
-		defer resp.Body.Close()
-		var r struct {
-			Data struct {
-				Result []struct {
-					Value [2]any `json:"value"`
-				} `json:"result"`
-			} `json:"data"`
-		}
-		if json.NewDecoder(resp.Body).Decode(&r) != nil || len(r.Data.Result) == 0 {
-			return 0, false
-		}
-		var v float64
-		fmt.Sscan(r.Data.Result[0].Value[1].(string), &v)
-		return v, true
+// promAPI queries the lab's Prometheus from inside the client namespace.
+type promAPI struct{ client *http.Client }
+
+// query returns the first sample of expr, false when there is none.
+func (p *promAPI) query(expr string) (float64, bool) {
+	resp, err := p.client.Get("http://127.0.0.1:9090/api/v1/query?" + url.Values{"query": {expr}}.Encode())
+	if err != nil {
+		return 0, false
 	}
-	waitExpr := func(expr string, bound time.Duration) {
-		t.Helper()
-		deadline := time.Now().Add(bound)
-		for {
-			if _, ok := query(expr); ok {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: no result within %v", expr, bound)
-			}
-			time.Sleep(500 * time.Millisecond)
-		}
+	defer resp.Body.Close()
+	var r struct {
+		Data struct {
+			Result []struct {
+				Value [2]any `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
 	}
-	// A clean baseline first: both targets measured, no loss.
-	waitExpr(`node_target:smokemon_ping_loss:ratio_1m{node="lab-client",target="dst"} == 0`, 60*time.Second)
-	waitExpr(`node_target:smokemon_ping_loss:ratio_1m{node="lab-client",target="gateway"} == 0`, 10*time.Second)
-	waitExpr(`smokemon_ping_target_info{node="lab-client",host="gateway"}`, 10*time.Second)
-	if analyzerBin != "" {
-		waitExpr(`smokemon_analyzer_up == 1`, 30*time.Second)
+	if json.NewDecoder(resp.Body).Decode(&r) != nil || len(r.Data.Result) == 0 {
+		return 0, false
+	}
+	var v float64
+	fmt.Sscan(r.Data.Result[0].Value[1].(string), &v)
+	return v, true
+}
+
+func (p *promAPI) waitExpr(t *testing.T, expr string, bound time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	for {
+		if _, ok := p.query(expr); ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no result within %v", expr, bound)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// waitBaseline waits for a clean baseline: both targets measured, no loss,
+// and no notification yet.
+func waitBaseline(t *testing.T, p *promAPI, rec *recorder, withAnalyzer bool) {
+	t.Helper()
+	p.waitExpr(t, `node_target:smokemon_ping_loss:ratio_1m{node="lab-client",target="dst"} == 0`, 60*time.Second)
+	p.waitExpr(t, `node_target:smokemon_ping_loss:ratio_1m{node="lab-client",target="gateway"} == 0`, 10*time.Second)
+	p.waitExpr(t, `smokemon_ping_target_info{node="lab-client",host="gateway"}`, 10*time.Second)
+	if withAnalyzer {
+		p.waitExpr(t, `smokemon_analyzer_up == 1`, 30*time.Second)
 	}
 	time.Sleep(10 * time.Second)
 	if n := rec.since(time.Time{}); len(n) > 0 {
 		t.Fatalf("notifications before any fault: %+v", n)
 	}
+}
 
-	// 1. 30% of echo requests dropped at the ISP router.
-	// Bound: the 1m/5m ratios cross their thresholds within seconds, `for: 1m`,
-	// 1s evaluation, group_wait 1s: 60s + a few seconds; 100s leaves margin.
-	const bound = 100 * time.Second
-	t0 := time.Now()
+// checkPacketLoss drops 30% of echo requests at the ISP router, checks both
+// receivers' notifications, then heals and waits for the resolved one. It
+// returns when the fault and the heal began.
+func checkPacketLoss(t *testing.T, tp *lab.Topo, rec *recorder, withAnalyzer bool, bound time.Duration) (t0, t1 time.Time) {
+	t.Helper()
+	t0 = time.Now()
 	heal := tp.ISP.DropRandom(t, 0.30, "icmp type echo-request")
 	firing := func(kind string) func(n note) bool {
 		return func(n note) bool {
@@ -288,7 +324,7 @@ scrape_configs:
 				t.Errorf("%s notification lacks %q:\n%s", n.kind, want, text)
 			}
 		}
-		if analyzerBin != "" && !strings.Contains(text, "Loss starts at hop ") {
+		if withAnalyzer && !strings.Contains(text, "Loss starts at hop ") {
 			t.Errorf("%s notification lacks the analyzer's origin hop:\n%s", n.kind, text)
 		}
 	}
@@ -296,16 +332,21 @@ scrape_configs:
 		t.Errorf("ntfy priority %q for a warning, want 4", nt.priority)
 	}
 
-	// 2. Heal: the resolved notification arrives once the last minute is clean.
-	t1 := time.Now()
+	// Heal: the resolved notification arrives once the last minute is clean.
+	t1 = time.Now()
 	heal()
 	res := rec.wait(t, t1, bound, "resolved packet-loss notification", func(n note) bool {
 		return n.kind == "ntfy" && n.status == "resolved" && strings.Contains(n.title, "SmokemonPacketLoss")
 	})
 	t.Logf("heal → resolved: %v", res.at.Sub(t1).Round(time.Millisecond))
+	return t0, t1
+}
 
-	// 3. ISP outage: the ISP router drops everything; the gateway still answers.
-	// One outage notification per receiver, no per-target loss alert.
+// checkISPOutage has the ISP router drop everything while the gateway still
+// answers: one outage notification per receiver, no per-target loss alert.
+// It returns when the outage began.
+func checkISPOutage(t *testing.T, tp *lab.Topo, rec *recorder, p *promAPI, bound time.Duration) time.Time {
+	t.Helper()
 	time.Sleep(5 * time.Second)
 	t2 := time.Now()
 	tp.ISP.DropRandom(t, 1, "")
@@ -320,7 +361,7 @@ scrape_configs:
 	// fires in Prometheus, so the inhibition is what keeps it quiet.
 	deadline := time.Now().Add(150 * time.Second)
 	for {
-		if v, ok := query(`ALERTS{alertname="SmokemonTargetDown",alertstate="firing",node="lab-client"}`); ok && v == 1 {
+		if v, ok := p.query(`ALERTS{alertname="SmokemonTargetDown",alertstate="firing",node="lab-client"}`); ok && v == 1 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -344,8 +385,7 @@ scrape_configs:
 	if outage != 2 {
 		t.Errorf("%d outage notifications, want one per receiver (ntfy, slack)", outage)
 	}
-
-	countNotes(t, rec, alertmanager.Name, t0, t1, t2)
+	return t2
 }
 
 // countNotes: exactly one notification per receiver per alert and state,
