@@ -89,22 +89,30 @@ func (e *Engine) reconcile(s *Snapshot, prev *Snapshot) {
 			ended[p.ID] = true
 		}
 	}
-	// Keep what ended while it is in the window; list it once.
+	e.ended, s.Incidents = keepEnded(e.ended, s.Incidents, s.Grid.Start, func(in Incident) (string, time.Time) { return in.ID, in.End })
+}
+
+// keepEnded keeps what ended while it is in the window (ended at or after
+// from) and lists it once: it returns the kept ended ones and listed with
+// those of them it lacked. key gives an item's ID and end.
+func keepEnded[T any](ended, listed []T, from time.Time, key func(T) (string, time.Time)) (kept, all []T) {
 	have := map[string]bool{}
-	for _, in := range s.Incidents {
-		have[in.ID] = true
+	for _, x := range listed {
+		id, _ := key(x)
+		have[id] = true
 	}
-	kept := e.ended[:0]
-	for _, in := range e.ended {
-		if in.End.Before(s.Grid.Start) {
+	kept = ended[:0]
+	for _, x := range ended {
+		id, end := key(x)
+		if end.Before(from) {
 			continue
 		}
-		kept = append(kept, in)
-		if !have[in.ID] {
-			s.Incidents = append(s.Incidents, in)
+		kept = append(kept, x)
+		if !have[id] {
+			listed = append(listed, x)
 		}
 	}
-	e.ended = kept
+	return kept, listed
 }
 
 // reconcileFleet does for fleet incidents what reconcile does for a node's:
@@ -149,21 +157,7 @@ func (e *Engine) reconcileFleet(s *Snapshot, prev *Snapshot) {
 			ended[p.ID] = true
 		}
 	}
-	have := map[string]bool{}
-	for _, f := range s.Fleet {
-		have[f.ID] = true
-	}
-	kept := e.fleetEnded[:0]
-	for _, f := range e.fleetEnded {
-		if f.End.Before(s.Grid.Start) {
-			continue
-		}
-		kept = append(kept, f)
-		if !have[f.ID] {
-			s.Fleet = append(s.Fleet, f)
-		}
-	}
-	e.fleetEnded = kept
+	e.fleetEnded, s.Fleet = keepEnded(e.fleetEnded, s.Fleet, s.Grid.Start, func(f FleetIncident) (string, time.Time) { return f.ID, f.End })
 }
 
 // sameFleet finds p in fs: the same scope and key, and a member incident in common.
