@@ -142,29 +142,23 @@ func (e *Engine) shardQueries(ctx context.Context, qs []Query, at time.Time) ([]
 
 // keepOwn drops the series of other shards' nodes (client-side filtering).
 func (e *Engine) keepOwn(name string, m model.Matrix) model.Matrix {
-	sh := e.cfg.Shard
-	if !sh.sharded() || sh.serverSide() || sh.unsharded(name) {
-		return m
-	}
-	nl := model.LabelName(e.cfg.NodeLabel)
-	out := m[:0]
-	for _, s := range m {
-		if sh.Owns(string(s.Metric[nl])) {
-			out = append(out, s)
-		}
-	}
-	return out
+	return ownSeries(e, name, m, func(s *model.SampleStream) model.Metric { return s.Metric })
 }
 
 func (e *Engine) keepOwnVector(name string, v model.Vector) model.Vector {
+	return ownSeries(e, name, v, func(s *model.Sample) model.Metric { return s.Metric })
+}
+
+// ownSeries is keepOwn for a matrix or a vector; metric gives a series' labels.
+func ownSeries[S any](e *Engine, name string, ss []S, metric func(S) model.Metric) []S {
 	sh := e.cfg.Shard
 	if !sh.sharded() || sh.serverSide() || sh.unsharded(name) {
-		return v
+		return ss
 	}
 	nl := model.LabelName(e.cfg.NodeLabel)
-	out := v[:0]
-	for _, s := range v {
-		if sh.Owns(string(s.Metric[nl])) {
+	out := ss[:0]
+	for _, s := range ss {
+		if sh.Owns(string(metric(s)[nl])) {
 			out = append(out, s)
 		}
 	}
