@@ -44,6 +44,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/smokemon/smokemon/internal/testutil"
 )
 
 // elementEnv, when set, makes this binary a delay element process instead of whatever
@@ -228,7 +230,7 @@ func (h *Host) DelayElement(t testing.TB, up, down []string) *Delay {
 	cmd := exec.Command(self)
 	cmd.Env = append(os.Environ(), elementEnv+"=1")
 	cmd.ExtraFiles = append(files, shm) // fds 3, 4, 5
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

@@ -37,6 +37,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/smokemon/smokemon/internal/testutil"
 )
 
 // markerDir holds one file per live lab; /run is a tmpfs, so a reboot clears it along
@@ -357,7 +359,7 @@ func (h *Host) Sysctl(key, value string) {
 func (h *Host) Start(t testing.TB, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", h.name}, args...)...)
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -377,23 +379,6 @@ func (h *Host) Start(t testing.TB, args ...string) *exec.Cmd {
 		}
 	})
 	return cmd
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // Route adds (or replaces) a route; dst may be "default", and the family follows via.
