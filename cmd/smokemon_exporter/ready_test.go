@@ -3,10 +3,7 @@ package main
 import (
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,20 +25,8 @@ func httpCode(t *testing.T, c *http.Client, u string) int {
 // /proc/stat that blocks (a FIFO) until the 1.5 s deadline of a scrape
 // without header; then 200, with the stuck collector reported failed.
 func TestReadyAfterFirstGather(t *testing.T) {
-	root := t.TempDir()
-	if out, err := exec.Command("cp", "-a", "../../collector/testdata/fixtures/rpi4/.", root).CombinedOutput(); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
-	stat := filepath.Join(root, "proc", "stat")
-	os.Remove(stat)
-	if err := syscall.Mkfifo(stat, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if fd, err := syscall.Open(stat, syscall.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
-			syscall.Close(fd)
-		}
-	})
+	root, release := stuckStatTree(t)
+	t.Cleanup(release)
 	began := time.Now()
 	e := start(t, "--path.procfs="+filepath.Join(root, "proc"), "--path.sysfs="+filepath.Join(root, "sys"),
 		"--path.rootfs="+filepath.Join(root, "rootfs"), "--collector.wifi=false", "--scrape.timeout=2s")

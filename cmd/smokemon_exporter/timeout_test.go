@@ -16,6 +16,27 @@ import (
 	"github.com/smokemon/smokemon/internal/lab"
 )
 
+// stuckStatTree copies the rpi4 fixture tree with a FIFO in place of
+// /proc/stat, so that reading it blocks; release opens the FIFO for
+// writing, which lets a stuck reader go.
+func stuckStatTree(t *testing.T) (root string, release func()) {
+	t.Helper()
+	root = t.TempDir()
+	if out, err := exec.Command("cp", "-a", "../../collector/testdata/fixtures/rpi4/.", root).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	stat := filepath.Join(root, "proc", "stat")
+	os.Remove(stat)
+	if err := syscall.Mkfifo(stat, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return root, func() {
+		if fd, err := syscall.Open(stat, syscall.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			syscall.Close(fd)
+		}
+	}
+}
+
 func TestScrapeDeadline(t *testing.T) {
 	for _, c := range []struct {
 		header string
@@ -42,22 +63,11 @@ func TestScrapeDeadline(t *testing.T) {
 // collector's read forever: every scrape must still answer, on time, with
 // ping's series, and say which collector is stuck.
 func TestStuckProcFileDoesNotHangScrapes(t *testing.T) {
-	root := t.TempDir()
-	if out, err := exec.Command("cp", "-a", "../../collector/testdata/fixtures/rpi4/.", root).CombinedOutput(); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
-	stat := filepath.Join(root, "proc", "stat")
-	os.Remove(stat)
-	if err := syscall.Mkfifo(stat, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	root, release := stuckStatTree(t)
 	e := start(t, "--path.procfs="+filepath.Join(root, "proc"), "--path.sysfs="+filepath.Join(root, "sys"),
 		"--path.rootfs="+filepath.Join(root, "rootfs"), "--collector.wifi=false")
-	t.Cleanup(func() { // let the stuck thread go before the process is killed
-		if fd, err := syscall.Open(stat, syscall.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
-			syscall.Close(fd)
-		}
-	})
+	t.Cleanup(release) // let the stuck thread go before the process is killed
+
 	const timeout = 1.0 // header seconds; the deadline is 0.5 s with the default offset
 	deadline := 500 * time.Millisecond
 	var took []time.Duration
