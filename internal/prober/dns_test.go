@@ -28,18 +28,32 @@ type dnsServer struct {
 	queries  atomic.Int32
 }
 
+// listenUDPAndTCP listens on one loopback port for both: the kernel picks
+// a free UDP port, and another process may hold the same TCP port (CI saw
+// "bind: address already in use"), so it tries again with another.
+func listenUDPAndTCP(t *testing.T) (net.PacketConn, net.Listener) {
+	t.Helper()
+	var err error
+	for range 20 {
+		var pc net.PacketConn
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		var l net.Listener
+		if l, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			return pc, l
+		}
+		pc.Close()
+	}
+	t.Fatalf("no loopback port free for both UDP and TCP after 20 tries: %v", err)
+	return nil, nil
+}
+
 func startDNS(t *testing.T, names map[string]string) *dnsServer {
 	t.Helper()
 	s := &dnsServer{names: names}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pc, l := listenUDPAndTCP(t)
 	s.addr = pc.LocalAddr().String()
-	l, err := net.Listen("tcp", s.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
 		s.queries.Add(1)
 		m := new(dns.Msg)
