@@ -158,6 +158,9 @@ type Set struct {
 	logger     *slog.Logger
 	collectors map[string]Collector
 	dl         deadlines
+
+	streamMu sync.Mutex
+	streamed map[string]streamed // by streamer name, its last Stream
 }
 
 // NewSet builds the named collectors. A collector whose factory fails is left
@@ -240,10 +243,18 @@ func (s *Set) Describe(chan<- *prometheus.Desc) {}
 // returns by the set's deadline: a collector that has not finished by then
 // is reported failed and stuck (see deadline.go).
 func (s *Set) Collect(ch chan<- prometheus.Metric) {
+	s.collect(ch, func(Collector) bool { return true })
+}
+
+// collect runs the collectors that run says to.
+func (s *Set) collect(ch chan<- prometheus.Metric, run func(Collector) bool) {
 	deadline := time.Now().Add(s.Timeout())
 	var wg sync.WaitGroup
-	wg.Add(len(s.collectors))
 	for name, c := range s.collectors {
+		if !run(c) {
+			continue
+		}
+		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			s.run(name, c, ch, deadline)
@@ -259,6 +270,11 @@ func (s *Set) run(name string, c Collector, ch chan<- prometheus.Metric, deadlin
 	for _, m := range metrics {
 		ch <- m
 	}
+	s.report(ch, name, time.Since(begin), err)
+}
+
+// report sends a collector's scrape duration and success.
+func (s *Set) report(ch chan<- prometheus.Metric, name string, took time.Duration, err error) {
 	success := 1.0
 	switch {
 	case err == nil:
@@ -266,9 +282,9 @@ func (s *Set) run(name string, c Collector, ch chan<- prometheus.Metric, deadlin
 		s.logger.Debug("collector returned no data", "collector", name, "err", err)
 	default:
 		success = 0
-		s.logger.Error("collector failed", "collector", name, "duration_seconds", time.Since(begin).Seconds(), "err", err)
+		s.logger.Error("collector failed", "collector", name, "duration_seconds", took.Seconds(), "err", err)
 	}
-	ch <- prometheus.MustNewConstMetric(scrapeDurationDesc, prometheus.GaugeValue, time.Since(begin).Seconds(), name)
+	ch <- prometheus.MustNewConstMetric(scrapeDurationDesc, prometheus.GaugeValue, took.Seconds(), name)
 	ch <- prometheus.MustNewConstMetric(scrapeSuccessDesc, prometheus.GaugeValue, success, name)
 }
 
