@@ -2,6 +2,7 @@ package probes
 
 import (
 	"math"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -31,9 +32,8 @@ type rttHistogram struct {
 	mode   histogramMode
 
 	mu        sync.Mutex
-	created   *timestamppb.Timestamp // replaced, never modified: Writes share it
-	lastReset time.Time
-	classic   []uint64 // observations per classic bucket (not cumulative), +Inf last
+	created   time.Time // and last reset
+	classic   []uint64  // observations per classic bucket (not cumulative), +Inf last
 	count     uint64
 	sum       float64
 	schema    int32
@@ -81,8 +81,8 @@ func newRTTHistogram(desc *prometheus.Desc, pairs []*dto.LabelPair, bounds []flo
 	t := now()
 	h := &rttHistogram{
 		desc: desc, pairs: pairs, bounds: bounds, now: now, mode: mode,
-		created: timestamppb.New(t), lastReset: t,
-		schema: rttNativeSchema,
+		created: t,
+		schema:  rttNativeSchema,
 	}
 	if mode != histogramNative {
 		h.classic = make([]uint64, len(bounds)+1)
@@ -110,7 +110,7 @@ func (h *rttHistogram) Observe(v float64) {
 	defer h.mu.Unlock()
 	h.observe(v)
 	for h.populated > rttNativeMaxBuckets && h.schema > -4 {
-		if now := h.now(); now.Sub(h.lastReset) >= rttNativeMinReset {
+		if now := h.now(); now.Sub(h.created) >= rttNativeMinReset {
 			h.reset(now)
 			h.observe(v) // the observation that overflowed opens the new histogram
 			return
@@ -145,7 +145,11 @@ func (h *rttHistogram) addNative(key int, n uint64) {
 		copy(grown[h.base-key:], h.counts)
 		h.counts, h.base = grown, key
 	case key >= h.base+len(h.counts):
-		h.counts = append(h.counts, make([]uint64, key-h.base-len(h.counts)+1)...)
+		// Grown to fit, not doubled: new extremes are rare, and at 10 000
+		// targets append's spare room was a fifth of the histograms' memory.
+		grown := make([]uint64, key-h.base+1)
+		copy(grown, h.counts)
+		h.counts = grown
 	}
 	if h.counts[key-h.base] == 0 {
 		h.populated++
@@ -178,76 +182,85 @@ func (h *rttHistogram) reset(now time.Time) {
 	h.count, h.sum, h.zero = 0, 0, 0
 	h.counts, h.base, h.populated = nil, 0, 0
 	h.schema = rttNativeSchema
-	h.lastReset = now
-	h.created = timestamppb.New(now)
+	h.created = now
 }
 
 func (h *rttHistogram) Desc() *prometheus.Desc { return h.desc }
 
-// Write builds the DTO in as few allocations as the encoding allows: one
-// for the histogram and its scalars, one for the classic buckets with their
-// counts, one for their pointers, and the same again for the native spans.
-// At 10 000 targets the histograms were the largest part of a gather's
-// garbage (26 of 69 MB); the classic buckets (19 dto.Buckets of 72 bytes
-// and their pointers and counts, 1.7 KB a target) are most of that, which
-// is what the native-only mode is for.
+// Write builds the DTO in fresh objects, for the collectors that send their
+// histograms on a channel (mesh); ping streams them with fill.
 func (h *rttHistogram) Write(out *dto.Metric) error {
-	d := &rttDTO{zeroThreshold: nativeZeroThreshold}
-	var classic []classicBucket
-	if h.mode != histogramNative {
-		classic = make([]classicBucket, len(h.bounds))
-	}
-
-	h.mu.Lock()
-	d.count, d.sum, d.zero, d.schema = h.count, h.sum, h.zero, h.schema
-	d.hist.CreatedTimestamp = h.created
-	var c uint64
-	for i := range classic {
-		c += h.classic[i]
-		classic[i].count = c
-	}
-	var spans []nativeSpan
-	var deltas []int64
-	if h.mode != histogramClassic {
-		spans, deltas = h.nativeSpans()
-	}
-	h.mu.Unlock()
-
-	d.hist.SampleCount, d.hist.SampleSum = &d.count, &d.sum
-	if len(classic) > 0 {
-		ptrs := make([]*dto.Bucket, len(classic))
-		for i := range classic {
-			b := &classic[i]
-			b.b.CumulativeCount, b.b.UpperBound = &b.count, &h.bounds[i]
-			ptrs[i] = &b.b
-		}
-		d.hist.Bucket = ptrs
-	}
-	if h.mode == histogramClassic {
-		out.Label, out.Histogram = h.pairs, &d.hist
-		return nil
-	}
-	// A non-zero zero threshold marks it as native even before any bucket.
-	d.hist.Schema, d.hist.ZeroThreshold, d.hist.ZeroCount = &d.schema, &d.zeroThreshold, &d.zero
-	if len(spans) > 0 {
-		ptrs := make([]*dto.BucketSpan, len(spans))
-		for i := range spans {
-			sp := &spans[i]
-			sp.s.Offset, sp.s.Length = &sp.offset, &sp.length
-			ptrs[i] = &sp.s
-		}
-		d.hist.PositiveSpan, d.hist.PositiveDelta = ptrs, deltas
-	}
-	out.Label, out.Histogram = h.pairs, &d.hist
+	h.fill(out, new(histScratch))
+	out.Label = h.pairs
 	return nil
 }
 
-// rttDTO is one Write's histogram and scalars in one allocation.
-type rttDTO struct {
+// histScratch is what a histogram DTO points to: a streamed chunk keeps one
+// per metric and reuses it, so a scrape allocates none. At 10 000 targets
+// fresh ones were the largest part of a gather's garbage (26 of 69 MB).
+type histScratch struct {
 	hist               dto.Histogram
 	count, zero        uint64
 	sum, zeroThreshold float64
 	schema             int32
+	created            timestamppb.Timestamp
+	classic            []classicBucket
+	classicPtrs        []*dto.Bucket
+	spans              []nativeSpan
+	spanPtrs           []*dto.BucketSpan
+	deltas             []int64
+}
+
+// fill points out's histogram (not its labels) at h's state, copied into sc.
+func (h *rttHistogram) fill(out *dto.Metric, sc *histScratch) {
+	sc.hist = dto.Histogram{}
+	sc.zeroThreshold = nativeZeroThreshold
+	sc.classic = sc.classic[:0]
+	if h.mode != histogramNative {
+		sc.classic = slices.Grow(sc.classic, len(h.bounds))[:len(h.bounds)]
+	}
+	sc.spans, sc.deltas = sc.spans[:0], sc.deltas[:0]
+
+	h.mu.Lock()
+	sc.count, sc.sum, sc.zero, sc.schema = h.count, h.sum, h.zero, h.schema
+	sc.created.Seconds, sc.created.Nanos = h.created.Unix(), int32(h.created.Nanosecond())
+	var c uint64
+	for i := range sc.classic {
+		c += h.classic[i]
+		sc.classic[i].count = c
+	}
+	if h.mode != histogramClassic {
+		sc.spans, sc.deltas = h.nativeSpans(sc.spans, sc.deltas)
+	}
+	h.mu.Unlock()
+
+	d := &sc.hist
+	d.CreatedTimestamp = &sc.created
+	d.SampleCount, d.SampleSum = &sc.count, &sc.sum
+	if len(sc.classic) > 0 {
+		sc.classicPtrs = sc.classicPtrs[:0]
+		for i := range sc.classic {
+			b := &sc.classic[i]
+			b.b.CumulativeCount, b.b.UpperBound = &b.count, &h.bounds[i]
+			sc.classicPtrs = append(sc.classicPtrs, &b.b)
+		}
+		d.Bucket = sc.classicPtrs
+	}
+	out.Histogram = d
+	if h.mode == histogramClassic {
+		return
+	}
+	// A non-zero zero threshold marks it as native even before any bucket.
+	d.Schema, d.ZeroThreshold, d.ZeroCount = &sc.schema, &sc.zeroThreshold, &sc.zero
+	if len(sc.spans) > 0 {
+		sc.spanPtrs = sc.spanPtrs[:0]
+		for i := range sc.spans {
+			sp := &sc.spans[i]
+			sp.s.Offset, sp.s.Length = &sp.offset, &sp.length
+			sc.spanPtrs = append(sc.spanPtrs, &sp.s)
+		}
+		d.PositiveSpan, d.PositiveDelta = sc.spanPtrs, sc.deltas
+	}
 }
 
 // classicBucket is a classic bucket with the count it points to.
@@ -263,37 +276,20 @@ type nativeSpan struct {
 	length uint32
 }
 
-// nativeSpans encodes the populated native buckets as spans and deltas;
-// gaps of up to two empty buckets are carried inside a span (as zero
-// counts), as client_golang encodes them. Each delta is against the bucket
-// before it, across spans. A first pass sizes the slices, so each is
-// allocated once. h.mu must be held.
-func (h *rttHistogram) nativeSpans() ([]nativeSpan, []int64) {
-	nSpans, nDeltas, last := 0, 0, 0
-	for i, v := range h.counts {
-		if v == 0 {
-			continue
-		}
-		if gap := i - last - 1; nSpans == 0 || gap > 2 {
-			nSpans++
-		} else {
-			nDeltas += gap
-		}
-		nDeltas++
-		last = i
-	}
-	if nSpans == 0 {
-		return nil, nil
-	}
-	spans, deltas := make([]nativeSpan, 0, nSpans), make([]int64, 0, nDeltas)
+// nativeSpans appends the populated native buckets to spans and deltas, as
+// spans and deltas; gaps of up to two empty buckets are carried inside a
+// span (as zero counts), as client_golang encodes them. Each delta is
+// against the bucket before it, across spans. h.mu must be held.
+func (h *rttHistogram) nativeSpans(spans []nativeSpan, deltas []int64) ([]nativeSpan, []int64) {
 	var prev int64
-	last = 0
+	last, first := 0, true
 	for i, v := range h.counts {
 		if v == 0 {
 			continue
 		}
-		if gap := i - last - 1; len(spans) == 0 {
+		if gap := i - last - 1; first {
 			spans = append(spans, nativeSpan{offset: int32(h.base + i), length: 1})
+			first = false
 		} else if gap <= 2 {
 			for range gap {
 				deltas = append(deltas, -prev)
