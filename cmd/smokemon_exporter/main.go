@@ -20,7 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/promslog"
 	"github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
@@ -104,7 +103,8 @@ func run() int {
 	defer set.Close()
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(set, versioncollector.NewCollector(name), suppressed)
+	// The streamers' series reach /metrics through set.Stream (metrics.go).
+	reg.MustRegister(set.Streaming(), versioncollector.NewCollector(name), suppressed)
 	if !*noExporterMx {
 		reg.MustRegister(
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -174,12 +174,8 @@ func (x *reloader) reload() error {
 
 func (x *reloader) mux(reg *prometheus.Registry, metricsPath string, maxRequests int, profiling bool) (*http.ServeMux, error) {
 	mux := http.NewServeMux()
-	mux.Handle(metricsPath, lograte.LogDisconnects(x.logger, &scrapeGC{next: withScrapeTimeout(x.set, promhttp.HandlerFor(x.feed.tee(reg), promhttp.HandlerOpts{
-		ErrorLog:            lograte.ScrapeErrorLog{Logger: x.logger},
-		ErrorHandling:       promhttp.ContinueOnError,
-		MaxRequestsInFlight: maxRequests,
-		EnableOpenMetrics:   true,
-	}))}))
+	metrics := newMetricsHandler(x.set, x.feed.tee(reg), lograte.ScrapeErrorLog{Logger: x.logger}, maxRequests)
+	mux.Handle(metricsPath, lograte.LogDisconnects(x.logger, &scrapeGC{next: withScrapeTimeout(x.set, metrics)}))
 	mux.Handle("/status", &scrapeGC{next: x.feed.handler()}) // its garbage is a scrape's too
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Healthy.") })
 	mux.Handle("/-/ready", &x.ready)

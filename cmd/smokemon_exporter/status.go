@@ -20,10 +20,11 @@ import (
 )
 
 // /status is fed from what the collectors already export, never from the
-// probe path: every statusEvery the ping and mtr collectors are gathered on
-// their own (their counters and histograms, as a scrape reads them), and the
-// host figures come with every /metrics scrape, every /status request, and a
-// gather of their own when neither happened for hostEvery.
+// probe path: every statusEvery the ping collector's stream is read and the
+// mtr collector gathered on their own (their counters and histograms, as a
+// scrape reads them), and the host figures come with every /metrics scrape,
+// every /status request, and a gather of their own when neither happened
+// for hostEvery.
 const (
 	statusEvery = 10 * time.Second
 	hostEvery   = 30 * time.Second
@@ -32,12 +33,14 @@ const (
 type statusFeed struct {
 	logger *slog.Logger
 	st     *status.Status
-	probes prometheus.Gatherer // the ping and mtr collectors only
+	ping   collector.Streamer  // nil without the ping collector
+	mtr    prometheus.Gatherer // the mtr collector only
 	all    prometheus.Gatherer
 
-	mu       sync.Mutex
-	order    map[string]int // ping target name → position in the config
-	lastHost time.Time
+	mu          sync.Mutex
+	order       map[string]int // ping target name → position in the config
+	lastTargets int            // in the last sample: the next one's size
+	lastHost    time.Time
 }
 
 // updater runs one collector of the set as a prometheus.Collector.
@@ -53,13 +56,12 @@ func (u updater) Collect(ch chan<- prometheus.Metric) {
 }
 
 func newStatusFeed(logger *slog.Logger, set *collector.Set, all prometheus.Gatherer, cfg *config.Config) *statusFeed {
-	probes := prometheus.NewRegistry()
-	for _, n := range []string{"ping", "mtr"} {
-		if c := set.Collector(n); c != nil {
-			probes.MustRegister(updater{c})
-		}
+	mtr := prometheus.NewRegistry()
+	if c := set.Collector("mtr"); c != nil {
+		mtr.MustRegister(updater{c})
 	}
-	f := &statusFeed{logger: logger, st: status.New(""), probes: probes, all: all}
+	ping, _ := set.Collector("ping").(collector.Streamer)
+	f := &statusFeed{logger: logger, st: status.New(""), ping: ping, mtr: mtr, all: all}
 	f.configure(cfg)
 	return f
 }
@@ -118,16 +120,24 @@ func (f *statusFeed) run(stop <-chan struct{}) {
 }
 
 func (f *statusFeed) sampleProbes() {
-	mfs, err := f.probes.Gather()
+	// The ping figures are read from its stream, a chunk at a time: a
+	// gather of 10 000 targets would cost the memory the stream saves.
+	ps := newPingSamples(f.lastTargets)
+	if f.ping != nil {
+		if err := f.ping.Stream(ps.add); err != nil {
+			f.logger.Debug("status: reading ping", "err", err)
+		}
+	}
+	mfs, err := f.mtr.Gather()
 	if err != nil {
-		f.logger.Debug("status: gathering ping and mtr", "err", err)
+		f.logger.Debug("status: gathering mtr", "err", err)
 	}
 	now := time.Now()
-	fams := byName(mfs)
 	f.mu.Lock()
 	order := f.order
 	f.mu.Unlock()
-	targets := pingSamples(fams)
+	targets := ps.out
+	f.lastTargets = len(targets)
 	slices.SortStableFunc(targets, func(a, b status.TargetSample) int {
 		if d := order[a.Name] - order[b.Name]; d != 0 {
 			return d
@@ -135,7 +145,7 @@ func (f *statusFeed) sampleProbes() {
 		return strings.Compare(a.Family, b.Family)
 	})
 	f.st.ObservePing(now, targets)
-	f.st.ObservePaths(now, pathSamples(fams))
+	f.st.ObservePaths(now, pathSamples(byName(mfs)))
 }
 
 func (f *statusFeed) sampleHost() {
@@ -236,8 +246,9 @@ type perTarget[T any] struct {
 	mk  func(name, family string) T
 }
 
-func newPerTarget[T any](mk func(name, family string) T) *perTarget[T] {
-	return &perTarget[T]{idx: map[[2]string]int{}, mk: mk}
+// newPerTarget expects about n targets.
+func newPerTarget[T any](n int, mk func(name, family string) T) *perTarget[T] {
+	return &perTarget[T]{idx: make(map[[2]string]int, n), out: make([]T, 0, n), mk: mk}
 }
 
 // get is the T of a sample's target; valid until the next get.
@@ -252,19 +263,45 @@ func (p *perTarget[T]) get(m *dto.Metric) *T {
 	return &p.out[i]
 }
 
-func pingSamples(fs families) []status.TargetSample {
-	pt := newPerTarget(func(name, family string) status.TargetSample {
+// pingSamples collects the status figures from the ping stream's chunks.
+// The targets' bucket counts share arenas of a chunk's worth of targets.
+type pingSamples struct {
+	*perTarget[status.TargetSample]
+	arena []uint16
+}
+
+func newPingSamples(n int) *pingSamples {
+	return &pingSamples{perTarget: newPerTarget(n, func(name, family string) status.TargetSample {
 		return status.TargetSample{Name: name, Family: family}
-	})
-	get := pt.get
-	fs.each("smokemon_ping_target_up", func(m *dto.Metric) { get(m).Probed = value(m) == 1 })
-	fs.each("smokemon_ping_sent_total", func(m *dto.Metric) { get(m).Sent = uint64(value(m)) })
-	fs.each("smokemon_ping_lost_total", func(m *dto.Metric) { get(m).Lost = uint64(value(m)) })
-	fs.each("smokemon_ping_rtt_seconds", func(m *dto.Metric) {
-		t := get(m)
-		t.Bounds, t.Counts = statusBuckets(m.GetHistogram())
-	})
-	return pt.out
+	})}
+}
+
+func (p *pingSamples) add(mf *dto.MetricFamily) error {
+	for _, m := range mf.GetMetric() {
+		switch mf.GetName() {
+		case "smokemon_ping_target_up":
+			p.get(m).Probed = value(m) == 1
+		case "smokemon_ping_sent_total":
+			p.get(m).Sent = uint64(value(m))
+		case "smokemon_ping_lost_total":
+			p.get(m).Lost = uint64(value(m))
+		case "smokemon_ping_rtt_seconds":
+			h := m.GetHistogram()
+			n := len(statusBounds)
+			if h.Schema == nil {
+				n = len(h.GetBucket()) + 1
+			}
+			if cap(p.arena)-len(p.arena) < n {
+				p.arena = make([]uint16, 0, n*collector.ChunkSize)
+			}
+			counts := p.arena[len(p.arena) : len(p.arena)+n]
+			p.arena = p.arena[:len(p.arena)+n]
+			t := p.get(m)
+			t.Bounds, t.Total = statusBuckets(h, counts), h.GetSampleCount()
+			t.Counts = counts
+		}
+	}
+	return nil
 }
 
 // The status ring keeps RTTs in the buckets of a schema-2 native histogram
@@ -281,21 +318,23 @@ var statusBounds = func() []float64 {
 }()
 
 // statusBuckets regroups a histogram's native buckets into statusBounds
-// (values beyond either end go to the end buckets). Without native buckets
-// it falls back to the classic ones.
-func statusBuckets(h *dto.Histogram) ([]float64, []uint64) {
+// (values beyond either end go to the end buckets), counted into counts
+// (len(statusBounds) of them, zeroed) modulo 2^16, and returns the bounds.
+// Without native buckets it passes the classic ones through, into counts
+// of one more than the classic buckets, +Inf last.
+func statusBuckets(h *dto.Histogram, counts []uint16) []float64 {
 	if h.Schema == nil {
-		var bounds []float64
-		var counts []uint64
+		bounds := make([]float64, 0, len(h.GetBucket())+1)
 		var prev uint64
-		for _, b := range h.GetBucket() {
-			bounds, counts = append(bounds, b.GetUpperBound()), append(counts, b.GetCumulativeCount()-prev)
+		for i, b := range h.GetBucket() {
+			bounds, counts[i] = append(bounds, b.GetUpperBound()), uint16(b.GetCumulativeCount()-prev)
 			prev = b.GetCumulativeCount()
 		}
-		return append(bounds, math.Inf(1)), append(counts, h.GetSampleCount()-prev)
+		counts[len(counts)-1] = uint16(h.GetSampleCount() - prev)
+		return append(bounds, math.Inf(1))
 	}
-	counts := make([]uint64, len(statusBounds))
-	counts[0] = h.GetZeroCount()
+	clear(counts)
+	counts[0] = uint16(h.GetZeroCount())
 	s := int(h.GetSchema())
 	var key int
 	var n int64
@@ -320,15 +359,15 @@ func statusBuckets(h *dto.Histogram) ([]float64, []uint64) {
 			} else {
 				g = key << (statusSchema - s)
 			}
-			counts[min(max(g, statusMinKey), statusMaxKey)-statusMinKey] += uint64(max(n, 0))
+			counts[min(max(g, statusMinKey), statusMaxKey)-statusMinKey] += uint16(max(n, 0))
 			key++
 		}
 	}
-	return statusBounds, counts
+	return statusBounds
 }
 
 func pathSamples(fs families) []status.PathSample {
-	pt := newPerTarget(func(name, family string) status.PathSample {
+	pt := newPerTarget(0, func(name, family string) status.PathSample {
 		return status.PathSample{Name: name, Family: family}
 	})
 	get := pt.get

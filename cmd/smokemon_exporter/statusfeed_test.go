@@ -24,8 +24,9 @@ func TestStatusBuckets(t *testing.T) {
 		}
 		var m dto.Metric
 		h.Write(&m)
-		bounds, counts := statusBuckets(m.GetHistogram())
-		want := make([]uint64, len(bounds))
+		counts := make([]uint16, len(statusBounds))
+		bounds := statusBuckets(m.GetHistogram(), counts)
+		want := make([]uint16, len(bounds))
 		for _, v := range values {
 			i := 0
 			for i < len(bounds)-1 && bounds[i] < v {
@@ -40,7 +41,7 @@ func TestStatusBuckets(t *testing.T) {
 		}
 		var total uint64
 		for _, c := range counts {
-			total += c
+			total += uint64(c)
 		}
 		if total != uint64(len(values)) {
 			t.Errorf("factor %v: %d observations regrouped, want %d", factor, total, len(values))
@@ -52,7 +53,8 @@ func TestStatusBuckets(t *testing.T) {
 	h.Observe(5)
 	var m dto.Metric
 	h.Write(&m)
-	bounds, counts := statusBuckets(m.GetHistogram())
+	counts := make([]uint16, 3)
+	bounds := statusBuckets(m.GetHistogram(), counts)
 	if len(bounds) != 3 || !math.IsInf(bounds[2], 1) || counts[0] != 0 || counts[1] != 1 || counts[2] != 1 {
 		t.Errorf("classic: %v %v", bounds, counts)
 	}
@@ -127,7 +129,11 @@ func BenchmarkStatusSample(b *testing.B) {
 			for b.Loop() {
 				mfs, _ := reg.Gather()
 				now = now.Add(statusEvery)
-				st.ObservePing(now, pingSamples(byName(mfs)))
+				ps := newPingSamples(n)
+				for _, mf := range mfs {
+					ps.add(mf)
+				}
+				st.ObservePing(now, ps.out)
 			}
 		})
 	}

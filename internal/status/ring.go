@@ -67,13 +67,10 @@ func periodOf(t time.Time) int64 { return t.UnixNano() / int64(SlotLength) }
 // add folds in one sample: sent and lost probes and the observations in
 // each RTT histogram bucket, all counted since the start (bounds: upper
 // bounds in seconds, ascending, the last one possibly +Inf). It reports the
-// slot it closed, if any.
-func (r *ring) add(t time.Time, sent, lost uint64, bounds []float64, counts []uint64) (closed slot, ok bool) {
+// slot it closed, if any. The counts are modulo 2^16 (see ring); total is
+// the histogram's count: less than at the base means it was reset.
+func (r *ring) add(t time.Time, sent, lost, total uint64, bounds []float64, counts []uint16) (closed slot, ok bool) {
 	p := periodOf(t)
-	var total uint64
-	for _, c := range counts {
-		total += c
-	}
 	switch {
 	case r.period == 0 || p < r.period || len(counts) != int(r.nb):
 		// First sample, the clock went back, or the buckets changed: start over.
@@ -97,7 +94,7 @@ func (r *ring) add(t time.Time, sent, lost uint64, bounds []float64, counts []ui
 	return closed, true
 }
 
-func (r *ring) reset(p int64, sent, lost uint64, counts []uint64, total uint64) {
+func (r *ring) reset(p int64, sent, lost uint64, counts []uint16, total uint64) {
 	r.period, r.total, r.sent, r.lost, r.nb = p, total, sent, lost, int16(len(counts))
 	lo, hi := 0, -1
 	for i, c := range counts {
@@ -115,7 +112,7 @@ func (r *ring) reset(p int64, sent, lost uint64, counts []uint64, total uint64) 
 	}
 	r.lo = int16(lo)
 	for i := range r.bkt {
-		r.bkt[i] = uint16(counts[lo+i])
+		r.bkt[i] = counts[lo+i]
 	}
 }
 
@@ -130,16 +127,16 @@ func (r *ring) get(p int64) slot {
 }
 
 // fill is the slot of the difference between the counters now and at the base.
-func (r *ring) fill(sent, lost uint64, bounds []float64, counts []uint64) (s slot) {
+func (r *ring) fill(sent, lost uint64, bounds []float64, counts []uint16) (s slot) {
 	s.sent = sat16(sent - r.sent)
 	s.lost = sat16(lost - r.lost)
 	var d [128]uint64
 	delta := d[:0]
 	for i, c := range counts {
 		if j := i - int(r.lo); j >= 0 && j < len(r.bkt) {
-			c = uint64(uint16(c) - r.bkt[j])
+			c -= r.bkt[j]
 		}
-		delta = append(delta, c)
+		delta = append(delta, uint64(c))
 	}
 	s.p50 = rttCode(bucketQuantile(0.5, bounds, delta))
 	s.p90 = rttCode(bucketQuantile(0.9, bounds, delta))

@@ -57,7 +57,7 @@ func TestRingWindows(t *testing.T) {
 	var sent, lost uint64
 	// 20 minutes at 1 probe/s, sampled every 10 s; minute m loses m%10 probes.
 	for s := 0; s <= 20*60; s += 10 {
-		r.add(start.Add(time.Duration(s)*time.Second), sent, lost, bounds, []uint64{sent - lost, 0})
+		r.add(start.Add(time.Duration(s)*time.Second), sent, lost, sent-lost, bounds, []uint16{uint16(sent - lost), 0})
 		m := uint64(s / 60)
 		sent += 10
 		if s%60 == 0 {
@@ -75,7 +75,7 @@ func TestRingWindows(t *testing.T) {
 		t.Errorf("15m: %d sent %d lost, want 870 and 75", s15, l15)
 	}
 	// A half-full open slot stands in for the oldest: 19:30–20:00 and the 10 probes since.
-	r.add(now.Add(15*time.Second), sent, lost+4, bounds, []uint64{sent - lost, 0})
+	r.add(now.Add(15*time.Second), sent, lost+4, sent-lost, bounds, []uint16{uint16(sent - lost), 0})
 	if s1, l1 := r.window(now.Add(15*time.Second), time.Minute); s1 != 40 || l1 != 4 {
 		t.Errorf("1m with a half-full open slot: %d sent %d lost, want 40 and 4", s1, l1)
 	}
@@ -89,7 +89,7 @@ func TestStateBytesPerTarget(t *testing.T) {
 		ss := make([]TargetSample, n)
 		for i := range ss {
 			ss[i] = TargetSample{Name: "target-" + strconv.Itoa(i), Family: "ip4", Probed: true,
-				Bounds: testBounds, Counts: make([]uint64, len(testBounds))}
+				Bounds: testBounds, Counts: make([]uint16, len(testBounds))}
 		}
 		return ss
 	}
@@ -110,8 +110,9 @@ func TestStateBytesPerTarget(t *testing.T) {
 		ss := mk()
 		for j := range ss {
 			for k := range 20 {
-				ss[j].Counts[30+k] = uint64(i + 1)
+				ss[j].Counts[30+k] = uint16(i + 1)
 			}
+			ss[j].Total = uint64(20 * (i + 1))
 		}
 		st.ObservePing(t0.Add(time.Duration(3+i)*SlotLength), ss)
 	}
@@ -127,7 +128,7 @@ func benchStatus(n int) (*Status, time.Time) {
 	st, now := New("bench"), time.Unix(1e9, 0)
 	ss := make([]TargetSample, n)
 	for i := range ss {
-		ss[i] = TargetSample{Name: fmt.Sprintf("target-%04d", i), Family: "ip4", Probed: true, Bounds: testBounds, Counts: make([]uint64, len(testBounds))}
+		ss[i] = TargetSample{Name: fmt.Sprintf("target-%04d", i), Family: "ip4", Probed: true, Bounds: testBounds, Counts: make([]uint16, len(testBounds))}
 	}
 	for s := 0; s < RingSlots*3; s++ {
 		for i := range ss {
@@ -136,6 +137,7 @@ func benchStatus(n int) (*Status, time.Time) {
 				ss[i].Lost++
 			}
 			ss[i].Counts[20+(s+i)%9] += 9
+			ss[i].Total += 9
 		}
 		st.ObservePing(now.Add(time.Duration(s)*10*time.Second), ss)
 	}

@@ -62,7 +62,7 @@ func newRand() *rand.Rand { return rand.New(rand.NewPCG(19, 1)) }
 
 func (t *simTarget) sample() TargetSample {
 	return TargetSample{Name: t.name, Family: t.family, Probed: t.probed,
-		Sent: t.sent, Lost: t.lost, Bounds: testBounds, Counts: append([]uint64(nil), t.counts...)}
+		Sent: t.sent, Lost: t.lost, Bounds: testBounds, Counts: counts16(t.counts), Total: total(t.counts)}
 }
 
 func jitter(base, spread float64) func(*rand.Rand, int) float64 {
@@ -254,4 +254,20 @@ func TestHTMLScenario(t *testing.T) {
 			t.Errorf("event %s at %s missing", e.Kind, e.Time)
 		}
 	}
+}
+
+func counts16(c []uint64) []uint16 {
+	out := make([]uint16, len(c))
+	for i, v := range c {
+		out[i] = uint16(v)
+	}
+	return out
+}
+
+func total(c []uint64) uint64 {
+	var n uint64
+	for _, v := range c {
+		n += v
+	}
+	return n
 }

@@ -18,7 +18,12 @@ type TargetSample struct {
 	Probed       bool      // has an address and its family's prober is up
 	Sent, Lost   uint64    // cumulative
 	Bounds       []float64 // RTT histogram upper bounds, seconds, ascending, +Inf last
-	Counts       []uint64  // cumulative count per bucket (not summed over buckets)
+	// Counts are the observations per bucket since the start (not summed
+	// over buckets), modulo 2^16: the status only ever subtracts two
+	// samples 10 s apart, and 2 bytes a bucket keep a 10 000-target sample
+	// at 1.6 MB. Total is the histogram's count.
+	Counts []uint16
+	Total  uint64
 }
 
 // PathSample is one mtr target's path: cumulative counters per hop.
@@ -156,7 +161,7 @@ func (s *Status) ObservePing(now time.Time, samples []TargetSample) {
 		}
 		s.targets = append(s.targets, t)
 		t.probed = ts.Probed
-		if closed, ok := t.ring.add(now, ts.Sent, ts.Lost, ts.Bounds, ts.Counts); ok {
+		if closed, ok := t.ring.add(now, ts.Sent, ts.Lost, ts.Total, ts.Bounds, ts.Counts); ok {
 			s.judge(now, t, closed)
 		}
 	}
