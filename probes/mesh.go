@@ -11,11 +11,9 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/config"
@@ -88,81 +86,7 @@ type meshEntry struct {
 	handle      *mesh.Peer
 	nextResolve time.Time
 	lastErr     string
-}
-
-// meshStats are one peer's counters; the engine calls its Handler methods.
-type meshStats struct {
-	name      string
-	labels    []string
-	sent      [3]atomic.Uint64
-	received  [3]atomic.Uint64
-	lost      [3][3]atomic.Uint64 // protocol × direction
-	reordered [2]atomic.Uint64
-	reconnect atomic.Uint64
-	rtt       [3]*rttHistogram // nil until the protocol is probed
-	oneWay    [2]*rttHistogram
-
-	clockMu sync.Mutex
-	clock   mesh.ClockFilter
-
-	// Label pairs built once, a peer's pairs shared among them: per-scrape
-	// label pairs were a third of a scrape's garbage.
-	in    map[string]*dto.LabelPair
-	pairs struct {
-		peer  []*dto.LabelPair       // peer_up, clock_*, tcp_reconnects_total
-		proto [3][]*dto.LabelPair    // sent, received
-		lost  [3][3][]*dto.LabelPair // protocol × direction
-		dir   [2][]*dto.LabelPair    // reordered
-	}
-}
-
-func newMeshStats(d *meshDescs, name string, labels []string) *meshStats {
-	s := &meshStats{name: name, labels: labels, in: map[string]*dto.LabelPair{}}
-	s.pairs.peer = s.labelPairs(d.up)
-	for p := range mesh.Proto(3) {
-		s.pairs.proto[p] = s.labelPairs(d.sent, p.String())
-		for dir := range mesh.Direction(3) {
-			s.pairs.lost[p][dir] = s.labelPairs(d.lost, p.String(), dir.String())
-		}
-	}
-	for _, dir := range []mesh.Direction{mesh.Forward, mesh.Return} {
-		s.pairs.dir[dir] = s.labelPairs(d.reordered, dir.String())
-	}
-	s.in = nil // only needed while building
-	return s
-}
-
-// labelPairs are d's sorted pairs for the peer, the values v and the
-// custom labels, each pair shared with the peer's other series.
-func (s *meshStats) labelPairs(d *prometheus.Desc, v ...string) []*dto.LabelPair {
-	ps := prometheus.MakeLabelPairs(d, append(append([]string{s.name}, v...), s.labels...))
-	for i, p := range ps {
-		k := p.GetName() + "\xff" + p.GetValue()
-		if q, ok := s.in[k]; ok {
-			ps[i] = q
-		} else {
-			s.in[k] = p
-		}
-	}
-	return ps
-}
-
-func (s *meshStats) Sent(p mesh.Proto)                   { s.sent[p].Add(1) }
-func (s *meshStats) Lost(p mesh.Proto, d mesh.Direction) { s.lost[p][d].Add(1) }
-func (s *meshStats) Reordered(d mesh.Direction)          { s.reordered[d].Add(1) }
-func (s *meshStats) Reconnected()                        { s.reconnect.Add(1) }
-func (s *meshStats) Reply(p mesh.Proto, rtt time.Duration, smp mesh.Sample) {
-	s.received[p].Add(1)
-	s.rtt[p].Observe(rtt.Seconds())
-	if p != mesh.UDP {
-		return
-	}
-	fwd, ret := smp.T2-smp.T1, smp.T4-smp.T3
-	s.oneWay[mesh.Forward].Observe(time.Duration(fwd).Seconds())
-	s.oneWay[mesh.Return].Observe(time.Duration(ret).Seconds())
-	s.clockMu.Lock()
-	s.clock.Add(fwd, ret)
-	s.clockMu.Unlock()
+	info        *meshInfo // peer_info's pairs, for addr
 }
 
 type meshDescs struct {
@@ -327,7 +251,7 @@ func (c *meshCollector) applyPeersLocked() {
 			e.addr = ip.Unmap()
 		}
 		if e.stats == nil {
-			e.stats = newMeshStats(&c.descs, e.cfg.Name, e.labels)
+			e.stats = newMeshStats(c.labelNames, e.cfg.Name, e.labels)
 		}
 		if e.addr.IsValid() {
 			c.attachLocked(e)
@@ -499,54 +423,6 @@ func (c *meshCollector) updateResponder(out emitter) {
 	}
 	if c.respCfg.TCPPort != 0 {
 		out.counter(d.respRefused, rc.ConnRefused.Load())
-	}
-}
-
-func (c *meshCollector) updatePeer(ch chan<- prometheus.Metric, e *meshEntry, maxUnc time.Duration) {
-	d, s := c.descs, e.stats
-	ip := ""
-	if e.addr.IsValid() {
-		ip = e.addr.String()
-	}
-	emitter(ch).gauge(d.info, 1, append([]string{e.cfg.Name, e.cfg.Address, ip}, e.labels...)...)
-	gauge := func(d *prometheus.Desc, ps []*dto.LabelPair, v float64) {
-		ch <- &pairsMetric{d, ps, dto.MetricType_GAUGE, v}
-	}
-	counter := func(d *prometheus.Desc, ps []*dto.LabelPair, v uint64) {
-		ch <- &pairsMetric{d, ps, dto.MetricType_COUNTER, float64(v)}
-	}
-	gauge(d.up, s.pairs.peer, boolValue(e.handle != nil))
-	for p, name := range []string{config.MeshUDP, config.MeshTCP, config.MeshTCPConnect} {
-		if !e.cfg.Has(name) || s.rtt[p] == nil {
-			continue
-		}
-		counter(d.sent, s.pairs.proto[p], s.sent[p].Load())
-		counter(d.received, s.pairs.proto[p], s.received[p].Load())
-		dirs := []mesh.Direction{mesh.DirUnknown}
-		if mesh.Proto(p) == mesh.UDP {
-			dirs = []mesh.Direction{mesh.Forward, mesh.Return, mesh.DirUnknown}
-		}
-		for _, dir := range dirs {
-			counter(d.lost, s.pairs.lost[p][dir], s.lost[p][dir].Load())
-		}
-		ch <- s.rtt[p]
-	}
-	if e.cfg.Has(config.MeshUDP) && s.oneWay[0] != nil {
-		for _, dir := range []mesh.Direction{mesh.Forward, mesh.Return} {
-			counter(d.reordered, s.pairs.dir[dir], s.reordered[dir].Load())
-			ch <- s.oneWay[dir]
-		}
-		s.clockMu.Lock()
-		est, ok := s.clock.Estimate(maxUnc)
-		s.clockMu.Unlock()
-		if ok {
-			gauge(d.offset, s.pairs.peer, est.Offset.Seconds())
-			gauge(d.uncertainty, s.pairs.peer, est.Uncertainty.Seconds())
-			gauge(d.trustworthy, s.pairs.peer, boolValue(est.Trustworthy))
-		}
-	}
-	if e.cfg.Has(config.MeshTCP) {
-		counter(d.reconnects, s.pairs.peer, s.reconnect.Load())
 	}
 }
 

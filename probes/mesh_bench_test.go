@@ -21,7 +21,8 @@ var meshHeapProfile = flag.String("mesh.heapprofile", "", "BenchmarkMeshPeers wr
 // BenchmarkMeshPeers probes 300 peers over loopback (one responder, in this
 // process) and reports the heap the prober and its metrics hold per peer,
 // after every peer has answered and been scraped: the state that lives as
-// long as the peer does. RSS figures are make bench-mesh's.
+// long as the peer does (heap-B/peer: in-use spans, live-B/peer: the
+// objects in them). RSS figures are make bench-mesh's.
 func BenchmarkMeshPeers(b *testing.B) {
 	const n = 300
 	runtime.MemProfileRate = 4096
@@ -57,6 +58,9 @@ func BenchmarkMeshPeers(b *testing.B) {
 		runtime.ReadMemStats(&m1)
 		b.ReportMetric(float64(g1.TotalAlloc-g0.TotalAlloc)/n, "scrape-B/peer")
 		b.ReportMetric(float64(m1.HeapInuse-m0.HeapInuse)/n, "heap-B/peer")
+		// Live bytes apart from the spans they pin: the difference is
+		// fragmentation, long-lived objects scattered among garbage.
+		b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/n, "live-B/peer")
 		b.ReportMetric(float64(m1.StackInuse-m0.StackInuse)/n, "stack-B/peer")
 		if *meshHeapProfile != "" {
 			f, err := os.Create(*meshHeapProfile)
