@@ -243,15 +243,15 @@ func (s *Set) Describe(chan<- *prometheus.Desc) {}
 // returns by the set's deadline: a collector that has not finished by then
 // is reported failed and stuck (see deadline.go).
 func (s *Set) Collect(ch chan<- prometheus.Metric) {
-	s.collect(ch, func(Collector) bool { return true })
+	s.collect(ch, func(string, Collector) bool { return true })
 }
 
 // collect runs the collectors that run says to.
-func (s *Set) collect(ch chan<- prometheus.Metric, run func(Collector) bool) {
+func (s *Set) collect(ch chan<- prometheus.Metric, run func(name string, c Collector) bool) {
 	deadline := time.Now().Add(s.Timeout())
 	var wg sync.WaitGroup
 	for name, c := range s.collectors {
-		if !run(c) {
+		if !run(name, c) {
 			continue
 		}
 		wg.Add(1)

@@ -82,15 +82,31 @@ func safeStream(c Streamer, emit func(*dto.MetricFamily) error) (err error) {
 // collector but the streamers, and for each streamer the duration and
 // success of the last Stream. Collect on the set itself runs the streamers'
 // Update instead, for gatherers that want everything in one go.
-func (s *Set) Streaming() prometheus.Collector { return streamingView{s} }
+func (s *Set) Streaming() prometheus.Collector {
+	return view{s, func(_ string, c Collector) bool { _, ok := c.(Streamer); return !ok }, true}
+}
 
-type streamingView struct{ s *Set }
+// Hosts is the set's host collectors alone: what /status reads of the
+// host, without gathering every probe target to get it.
+func (s *Set) Hosts() prometheus.Collector {
+	return view{s, func(name string, _ Collector) bool { return factories[name].host }, false}
+}
 
-func (v streamingView) Describe(chan<- *prometheus.Desc) {}
+// view runs the collectors of a set that run says to.
+type view struct {
+	s        *Set
+	run      func(name string, c Collector) bool
+	streamed bool // report the streamers' last Stream
+}
 
-func (v streamingView) Collect(ch chan<- prometheus.Metric) {
+func (v view) Describe(chan<- *prometheus.Desc) {}
+
+func (v view) Collect(ch chan<- prometheus.Metric) {
 	s := v.s
-	s.collect(ch, func(c Collector) bool { _, ok := c.(Streamer); return !ok })
+	s.collect(ch, v.run)
+	if !v.streamed {
+		return
+	}
 	s.streamMu.Lock()
 	defer s.streamMu.Unlock()
 	for name, r := range s.streamed {

@@ -113,7 +113,9 @@ func run() int {
 	}
 	reloads := newReloadMetrics(reg)
 	reloads.succeeded()
-	feed := newStatusFeed(logger, set, reg, cfg)
+	hostReg := prometheus.NewRegistry()
+	hostReg.MustRegister(set.Hosts())
+	feed := newStatusFeed(logger, set, hostReg, cfg)
 	stopFeed := make(chan struct{})
 	defer close(stopFeed)
 	go feed.run(stopFeed)

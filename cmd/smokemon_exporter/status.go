@@ -35,7 +35,7 @@ type statusFeed struct {
 	st     *status.Status
 	ping   collector.Streamer  // nil without the ping collector
 	mtr    prometheus.Gatherer // the mtr collector only
-	all    prometheus.Gatherer
+	hosts  prometheus.Gatherer // the host collectors only
 
 	mu          sync.Mutex
 	order       map[string]int // ping target name → position in the config
@@ -55,13 +55,13 @@ func (u updater) Collect(ch chan<- prometheus.Metric) {
 	u.c.Update(ch)
 }
 
-func newStatusFeed(logger *slog.Logger, set *collector.Set, all prometheus.Gatherer, cfg *config.Config) *statusFeed {
+func newStatusFeed(logger *slog.Logger, set *collector.Set, hosts prometheus.Gatherer, cfg *config.Config) *statusFeed {
 	mtr := prometheus.NewRegistry()
 	if c := set.Collector("mtr"); c != nil {
 		mtr.MustRegister(updater{c})
 	}
 	ping, _ := set.Collector("ping").(collector.Streamer)
-	f := &statusFeed{logger: logger, st: status.New(""), ping: ping, mtr: mtr, all: all}
+	f := &statusFeed{logger: logger, st: status.New(""), ping: ping, mtr: mtr, hosts: hosts}
 	f.configure(cfg)
 	return f
 }
@@ -149,7 +149,7 @@ func (f *statusFeed) sampleProbes() {
 }
 
 func (f *statusFeed) sampleHost() {
-	mfs, err := f.all.Gather()
+	mfs, err := f.hosts.Gather()
 	if err != nil {
 		f.logger.Debug("status: gathering host figures", "err", err)
 	}
