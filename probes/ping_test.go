@@ -2,6 +2,7 @@ package probes
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -244,5 +245,64 @@ func TestGatewayFromProcfs(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "net", "route"), []byte("Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"), 0o644)
 	if _, err := pc.gateway(config.FamilyIP4); err == nil || !strings.Contains(err.Error(), "no default") {
 		t.Errorf("missing gateway: err = %v", err)
+	}
+}
+
+// Scrapes stream while the engine counts and reloads change the targets:
+// every chunk is whole (as many metrics as its family's targets allow, all
+// of one family) and the race detector sees no unguarded state. 600
+// targets make three chunks a family.
+func TestPingStreamDuringReloads(t *testing.T) {
+	yaml := func(n int) string {
+		var b strings.Builder
+		b.WriteString("global: {interval: 100ms, timeout: 100ms}\nping:\n  targets:\n")
+		for i := range n {
+			fmt.Fprintf(&b, "    - {host: 127.0.%d.%d, labels: {k: v%d}}\n", i/200+1, i%200+1, i%2)
+		}
+		return b.String()
+	}
+	pc := newTestPing(t, mustParse(t, yaml(600)))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				perFamily := map[string]int{}
+				err := pc.Stream(func(mf *dto.MetricFamily) error {
+					if len(mf.Metric) == 0 || len(mf.Metric) > collector.ChunkSize {
+						return fmt.Errorf("%s: chunk of %d metrics", mf.GetName(), len(mf.Metric))
+					}
+					perFamily[mf.GetName()] += len(mf.Metric)
+					return nil
+				})
+				if err == nil && (perFamily["smokemon_ping_target_up"] == 0 || perFamily["smokemon_ping_target_up"] != perFamily["smokemon_ping_target_info"]) {
+					err = fmt.Errorf("families disagree: %v", perFamily)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for i := range 6 {
+		if err := collector.Apply(pc, mustParse(t, yaml(300+100*(i%4)))); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
