@@ -20,7 +20,17 @@ import (
 // targets scraped every 5 s, peak RSS from 46 to 34 MB. It costs a
 // collection of a small heap (about a millisecond with few targets) per
 // scrape, run in its own goroutine so the scrape does not wait for it.
-const scrapeGCThreshold = 64 << 10 // bytes allocated by the scrapes in flight
+//
+// While a scrape (or a status sample) runs, the collector also runs at
+// GOGC=25, never above the configured value: the stream holds a chunk, so
+// a scrape's memory is its garbage (the text encoder's, mostly: a string
+// per bucket line), and at GOGC=100 that could pile up to the size of the
+// live heap before a collection, 23 MB at 10 000 targets. The extra
+// collections are of a heap whose live part is at rest.
+const (
+	scrapeGCThreshold = 64 << 10 // bytes allocated by the scrapes in flight
+	scrapeGCPercent   = 25
+)
 
 type scrapeGC struct {
 	next     http.Handler
@@ -40,8 +50,9 @@ func (g *scrapeGC) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	g.inflight++
 	g.mu.Unlock()
-
+	scrapeGOGC.enter()
 	g.next.ServeHTTP(w, r)
+	scrapeGOGC.leave()
 
 	g.mu.Lock()
 	g.inflight--
@@ -56,6 +67,39 @@ func (g *scrapeGC) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			debug.FreeOSMemory()
 			g.releasing.Store(false)
 		})
+	}
+}
+
+// scrapeGOGC lowers the GC percent while any scrape of any handler, or a
+// status sample, is in flight, and puts the value it found back when the
+// last one ends.
+var scrapeGOGC gcPercentScope
+
+type gcPercentScope struct {
+	mu       sync.Mutex
+	inflight int
+	restore  int // the percent to go back to; -2: left alone
+}
+
+func (s *gcPercentScope) enter() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inflight++; s.inflight > 1 {
+		return
+	}
+	s.restore = -2
+	if prev := debug.SetGCPercent(scrapeGCPercent); prev < scrapeGCPercent {
+		debug.SetGCPercent(prev) // GOGC=off (-1) or already lower: leave it
+	} else {
+		s.restore = prev
+	}
+}
+
+func (s *gcPercentScope) leave() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inflight--; s.inflight == 0 && s.restore != -2 {
+		debug.SetGCPercent(s.restore)
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"net/http"
 	"net/http/httptest"
+	"runtime/debug"
 	"runtime/metrics"
 	"testing"
 )
@@ -68,4 +69,32 @@ func TestScrapeGCOneReleaseAtATime(t *testing.T) {
 		t.Errorf("a scrape after the release ended started %d releases in all, want 2", started)
 	}
 	scrapeSink = nil
+}
+
+// A scrape runs at scrapeGCPercent and the configured value comes back after
+// it; a lower configured value (or GOGC=off) is left alone.
+func TestScrapeGCPercent(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	for _, configured := range []int{100, 10, -1} {
+		debug.SetGCPercent(configured)
+		var during int
+		g := &scrapeGC{
+			next: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				during = debug.SetGCPercent(-1)
+				debug.SetGCPercent(during)
+			}),
+			release: func(f func()) { f() },
+		}
+		g.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/metrics", nil))
+		want := min(configured, scrapeGCPercent)
+		if configured < 0 {
+			want = configured
+		}
+		if during != want {
+			t.Errorf("GOGC=%d: %d during the scrape, want %d", configured, during, want)
+		}
+		if after := debug.SetGCPercent(configured); after != configured {
+			t.Errorf("GOGC=%d: %d after the scrape", configured, after)
+		}
+	}
 }

@@ -99,6 +99,7 @@ func (f *statusFeed) run(stop <-chan struct{}) {
 	defer tick.Stop()
 	for {
 		begin := heapAllocated()
+		scrapeGOGC.enter()
 		f.sampleProbes()
 		f.mu.Lock()
 		stale := time.Since(f.lastHost) >= hostEvery
@@ -106,6 +107,7 @@ func (f *statusFeed) run(stop <-chan struct{}) {
 		if stale {
 			f.sampleHost()
 		}
+		scrapeGOGC.leave()
 		// A sample's garbage is a scrape's (the gathered families): hand it
 		// back as scrapeGC does, or it would set the resident heap.
 		if heapAllocated()-begin > scrapeGCThreshold {
