@@ -33,13 +33,13 @@ type rttHistogram struct {
 
 	mu        sync.Mutex
 	created   time.Time // and last reset
-	classic   []uint64  // observations per classic bucket (not cumulative), +Inf last
+	classic   []uint32  // observations per classic bucket (not cumulative), +Inf last
 	count     uint64
 	sum       float64
 	schema    int32
 	zero      uint64   // observations ≤ nativeZeroThreshold
 	base      int      // native bucket key of counts[0]
-	counts    []uint64 // native bucket counts from key base on
+	counts    []uint32 // native bucket counts from key base on
 	populated int      // non-zero entries of counts
 }
 
@@ -85,7 +85,7 @@ func newRTTHistogram(desc *prometheus.Desc, pairs []*dto.LabelPair, bounds []flo
 		schema:  rttNativeSchema,
 	}
 	if mode != histogramNative {
-		h.classic = make([]uint64, len(bounds)+1)
+		h.classic = make([]uint32, len(bounds)+1)
 	}
 	return h
 }
@@ -108,58 +108,86 @@ func nativeKey(v float64, s int32) int {
 func (h *rttHistogram) Observe(v float64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.observe(v)
+	if !h.observe(v) {
+		h.reset(h.now())
+		h.observe(v)
+		return
+	}
 	for h.populated > rttNativeMaxBuckets && h.schema > -4 {
-		if now := h.now(); now.Sub(h.created) >= rttNativeMinReset {
+		if now := h.now(); now.Sub(h.created) >= rttNativeMinReset || !h.halveResolution() {
 			h.reset(now)
 			h.observe(v) // the observation that overflowed opens the new histogram
 			return
 		}
-		h.halveResolution()
 	}
 }
 
-func (h *rttHistogram) observe(v float64) {
+// observe counts v, unless a bucket it falls in is full: bucket counts are
+// uint32 (half the memory), and the 2^32nd observation of one bucket (136
+// years at 1 Hz, 1.4 at 100 Hz) starts the histogram over instead, a reset
+// its consumers see as they see client_golang's.
+func (h *rttHistogram) observe(v float64) bool {
+	ci := -1
 	if h.classic != nil {
-		h.classic[sort.SearchFloat64s(h.bounds, v)]++
+		if ci = sort.SearchFloat64s(h.bounds, v); h.classic[ci] == math.MaxUint32 {
+			return false
+		}
+	}
+	native := h.mode != histogramClassic
+	zero := native && v <= nativeZeroThreshold
+	key := 0
+	if native && !zero {
+		key = nativeKey(v, h.schema)
+		if j := key - h.base; j >= 0 && j < len(h.counts) && h.counts[j] == math.MaxUint32 {
+			return false
+		}
+	}
+	if ci >= 0 {
+		h.classic[ci]++
 	}
 	h.count++
 	h.sum += v
-	if h.mode == histogramClassic {
-		return
-	}
-	if v <= nativeZeroThreshold {
+	switch {
+	case zero:
 		h.zero++
-		return
+	case native:
+		h.addNative(key, 1)
 	}
-	h.addNative(nativeKey(v, h.schema), 1)
+	return true
 }
 
-func (h *rttHistogram) addNative(key int, n uint64) {
+// addNative adds n to the bucket key, unless that would overflow it.
+func (h *rttHistogram) addNative(key int, n uint32) bool {
 	switch {
 	case len(h.counts) == 0:
 		h.base = key
 		h.counts = append(h.counts, 0)
 	case key < h.base:
-		grown := make([]uint64, h.base-key+len(h.counts))
+		grown := make([]uint32, h.base-key+len(h.counts))
 		copy(grown[h.base-key:], h.counts)
 		h.counts, h.base = grown, key
 	case key >= h.base+len(h.counts):
 		// Grown to fit, not doubled: new extremes are rare, and at 10 000
 		// targets append's spare room was a fifth of the histograms' memory.
-		grown := make([]uint64, key-h.base+1)
+		grown := make([]uint32, key-h.base+1)
 		copy(grown, h.counts)
 		h.counts = grown
 	}
-	if h.counts[key-h.base] == 0 {
+	c := &h.counts[key-h.base]
+	if *c > math.MaxUint32-n {
+		return false
+	}
+	if *c == 0 {
 		h.populated++
 	}
-	h.counts[key-h.base] += n
+	*c += n
+	return true
 }
 
 // halveResolution merges bucket pairs, as client_golang does when a
-// histogram has too many buckets and may not reset yet.
-func (h *rttHistogram) halveResolution() {
+// histogram has too many buckets and may not reset yet; false if a merged
+// bucket would overflow (the caller starts over).
+func (h *rttHistogram) halveResolution() bool {
 	old, base := h.counts, h.base
 	h.counts, h.populated = nil, 0
 	h.schema--
@@ -171,8 +199,11 @@ func (h *rttHistogram) halveResolution() {
 		if k > 0 {
 			k++
 		}
-		h.addNative(k/2, n)
+		if !h.addNative(k/2, n) {
+			return false
+		}
 	}
+	return true
 }
 
 // reset starts over, classic buckets included, like client_golang's
@@ -226,7 +257,7 @@ func (h *rttHistogram) fill(out *dto.Metric, sc *histScratch) {
 	sc.created.Seconds, sc.created.Nanos = h.created.Unix(), int32(h.created.Nanosecond())
 	var c uint64
 	for i := range sc.classic {
-		c += h.classic[i]
+		c += uint64(h.classic[i])
 		sc.classic[i].count = c
 	}
 	if h.mode != histogramClassic {

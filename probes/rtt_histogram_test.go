@@ -4,6 +4,7 @@ import (
 	"maps"
 	"math"
 	"math/rand/v2"
+	"sort"
 	"testing"
 	"time"
 
@@ -145,5 +146,37 @@ func TestRTTHistogramReset(t *testing.T) {
 	}
 	if n := len(nativeCounts(m.Histogram)); n == 0 || n > rttNativeMaxBuckets {
 		t.Errorf("%d native buckets after the reset", n)
+	}
+}
+
+// A bucket at 2^32 - 1 cannot take another observation: the histogram
+// starts over (classic and native alike) rather than wrap, and the
+// observation opens the new one.
+func TestRTTHistogramFullBucket(t *testing.T) {
+	for _, mode := range []histogramMode{histogramBoth, histogramClassic, histogramNative} {
+		start := time.Unix(1_700_000_000, 0)
+		now := start
+		h := newRTTHistogram(prometheus.NewDesc("rtt_seconds", "h", nil, nil), nil, pingBuckets, mode, func() time.Time { return now })
+		h.Observe(300e-6)
+		h.Observe(3e-3)
+		if h.classic != nil {
+			h.classic[sort.SearchFloat64s(pingBuckets, 300e-6)] = math.MaxUint32
+		} else {
+			h.counts[nativeKey(300e-6, h.schema)-h.base] = math.MaxUint32
+		}
+		now = now.Add(time.Minute)
+		h.Observe(3e-3) // another bucket: counted as usual
+		h.Observe(300e-6)
+		var m dto.Metric
+		h.Write(&m)
+		if c := m.Histogram.GetSampleCount(); c != 1 {
+			t.Errorf("mode %d: count %d after a full bucket, want 1 (a new histogram)", mode, c)
+		}
+		if got := m.Histogram.CreatedTimestamp.AsTime(); !got.Equal(now) {
+			t.Errorf("mode %d: created %v, want the reset time %v", mode, got, now)
+		}
+		if mode != histogramClassic && len(nativeCounts(m.Histogram)) != 1 {
+			t.Errorf("mode %d: native buckets %v after the reset", mode, nativeCounts(m.Histogram))
+		}
 	}
 }
