@@ -150,17 +150,18 @@ func TestSequenceSkipsNumbersInFlight(t *testing.T) {
 	tg := &Target{addr: netip.MustParseAddr("127.0.0.1"), fam: IPv4, h: &r,
 		set: Settings{Interval: time.Hour, Timeout: time.Second, Size: 8}}
 	e.mu.Lock()
-	e.seq[IPv4] = 65533
+	f := e.inflight[famIndex(IPv4)]
+	f.seq = 65533
 	busy := &probe{t: tg, serial: 1, deadline: e.mono() + int64(time.Hour)}
 	for _, s := range []uint16{65534, 65535, 0} {
-		e.inflight[IPv4][s] = busy
+		f.bySeq[s] = busy
 	}
 	pkt, oob := make([]byte, 1024), make([]byte, 0, 64)
 	e.sendLocked(tg, e.mono(), pkt, oob)
-	_, took := e.inflight[IPv4][1]
+	took := f.bySeq[1] != nil
 	e.mu.Unlock()
-	if !took || e.seq[IPv4] != 1 {
-		t.Fatalf("next sequence = %d, want 1 (65534, 65535 and 0 are in flight)", e.seq[IPv4])
+	if !took || f.seq != 1 {
+		t.Fatalf("next sequence = %d, want 1 (65534, 65535 and 0 are in flight)", f.seq)
 	}
 }
 
