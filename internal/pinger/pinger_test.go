@@ -47,7 +47,7 @@ func (r *recorder) snapshot() recorder {
 
 // newEngine opens an engine or skips: without CAP_NET_RAW and with the
 // default ping_group_range no ICMP socket can be had.
-func newEngine(t *testing.T, opts Options) *Engine {
+func newEngine(t testing.TB, opts Options) *Engine {
 	t.Helper()
 	e, err := New(testutil.Logger(), opts)
 	if err != nil {
