@@ -73,6 +73,7 @@ type Target struct {
 	set   Settings
 	h     Handler
 	sched schedule.Entry[*Target] // Rank: insertion order, a stable phase
+	gone  bool                    // removed: its probes in flight are forgotten
 }
 
 // Options tune an Engine.
@@ -109,9 +110,8 @@ type Engine struct {
 	mu       sync.Mutex
 	sendQ    schedule.Queue[*Target]
 	nextOrd  uint64
-	inflight map[Family]map[uint16]*probe
-	expiry   expiryHeap
-	seq      map[Family]uint16
+	inflight [2]*flight // by famIndex; nil for a family not opened
+	expiry   expiryQueue
 	serial   uint32
 	free     []*probe
 	pending  int                // probes sent and neither answered nor expired
@@ -160,16 +160,14 @@ func New(logger *slog.Logger, opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{
-		logger:   logger,
-		start:    time.Now(),
-		nonce:    nonce,
-		socks:    map[Family]*socket{},
-		status:   map[Family]FamilyStatus{},
-		inflight: map[Family]map[uint16]*probe{},
-		seq:      map[Family]uint16{},
-		drained:  map[Family]*rbatch{},
-		wake:     make(chan struct{}, 1),
-		stop:     make(chan struct{}),
+		logger:  logger,
+		start:   time.Now(),
+		nonce:   nonce,
+		socks:   map[Family]*socket{},
+		status:  map[Family]FamilyStatus{},
+		drained: map[Family]*rbatch{},
+		wake:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
 	}
 	var errs []error
 	for _, fam := range orBoth(opts.Families) {
@@ -181,7 +179,7 @@ func New(logger *slog.Logger, opts Options) (*Engine, error) {
 			continue
 		}
 		e.socks[fam] = s
-		e.inflight[fam] = map[uint16]*probe{}
+		e.inflight[famIndex(fam)] = new(flight)
 		e.status[fam] = FamilyStatus{Up: true, Kind: s.kind, KernelTimestamps: s.kernTS}
 		ts := "kernel receive timestamps (SO_TIMESTAMPNS)"
 		if !s.kernTS {
@@ -242,13 +240,7 @@ func (e *Engine) Update(t *Target, addr netip.Addr, s Settings) {
 func (e *Engine) Remove(t *Target) {
 	e.mu.Lock()
 	e.sendQ.Remove(&t.sched)
-	for _, m := range e.inflight {
-		for _, p := range m {
-			if p.t == t {
-				p.t = nil // expiry drops it silently
-			}
-		}
-	}
+	t.gone = true // its probes in flight expire silently
 	e.mu.Unlock()
 	e.kick()
 }
@@ -298,7 +290,7 @@ func (e *Engine) schedule() {
 		if e.pending > 0 {
 			e.drainLocked()
 		}
-		for len(e.expiry) > 0 && e.expiry[0].deadline <= now {
+		for e.expiry.Len() > 0 && e.expiry.Peek() <= now {
 			e.expireLocked(e.expiry.Pop())
 		}
 		now = e.mono()
@@ -326,10 +318,10 @@ func (e *Engine) schedule() {
 		if d, ok := e.sendQ.Wait(now); ok {
 			wait = d
 		}
-		if len(e.expiry) > 0 {
+		if e.expiry.Len() > 0 {
 			// A reply after its deadline is refused in match(), so declaring
 			// the loss can wait for a sweep that gathers several.
-			wait = min(wait, time.Duration(e.expiry[0].deadline+int64(expiryGrace)-now))
+			wait = min(wait, time.Duration(e.expiry.Peek()+int64(expiryGrace)-now))
 		}
 		if e.pending > 0 && len(e.drained) > 0 {
 			wait = min(wait, replyPoll)
@@ -379,19 +371,8 @@ func (e *Engine) sendLocked(t *Target, now int64, pkt, oob []byte) {
 		t.h.Lost()
 		return
 	}
-	m := e.inflight[t.fam]
-	// Take the next free sequence number of the family. A number is busy
-	// until its probe's deadline has passed, so two probes in flight never
-	// share one; with 65536 numbers that only fails past 65536 in flight.
-	seq, ok := e.seq[t.fam], false
-	for range 1 << 16 {
-		seq++
-		if _, busy := m[seq]; !busy {
-			ok = true
-			break
-		}
-	}
-	e.seq[t.fam] = seq
+	f := e.inflight[famIndex(t.fam)]
+	seq, ok := f.take()
 	t.h.Sent()
 	if !ok {
 		t.h.SendError("too_many_in_flight")
@@ -412,24 +393,25 @@ func (e *Engine) sendLocked(t *Target, now int64, pkt, oob []byte) {
 	p := e.newProbe()
 	*p = probe{t: t, serial: e.serial, sentMono: int64(sent.Sub(e.start)), sentWall: sent.UnixNano()}
 	p.deadline = p.sentMono + int64(t.set.Timeout)
-	m[seq] = p
+	f.bySeq[seq] = p
 	e.pending++
 	e.expiry.Push(expiry{deadline: p.deadline, fam: t.fam, seq: seq, serial: e.serial})
 }
 
 func (e *Engine) expireLocked(x expiry) {
-	m := e.inflight[x.fam]
-	p, ok := m[x.seq]
-	if !ok || p.serial != x.serial {
+	f := e.inflight[famIndex(x.fam)]
+	p := f.bySeq[x.seq]
+	if p == nil || p.serial != x.serial {
 		return
 	}
-	delete(m, x.seq)
+	f.bySeq[x.seq] = nil
 	if !p.replied {
 		e.pending--
-		if p.t != nil {
+		if !p.t.gone {
 			p.t.h.Lost()
 		}
 	}
+	p.t = nil // no hold on a removed target
 	e.free = append(e.free, p)
 }
 
@@ -473,12 +455,13 @@ func (e *Engine) handleLocked(s *socket, pkt []byte, r received, now time.Time) 
 }
 
 func (e *Engine) matchLocked(fam Family, rep echoReply, from netip.Addr, ttl int, kernTS, userNow time.Time) {
-	p, ok := e.inflight[fam][rep.seq]
-	if !ok || p.serial != rep.serial {
+	f := e.inflight[famIndex(fam)]
+	p := f.bySeq[rep.seq]
+	if p == nil || p.serial != rep.serial {
 		e.Counters.Late.Add(1) // its probe has expired and its number moved on
 		return
 	}
-	if p.t == nil {
+	if p.t.gone {
 		return // the target was removed while the probe was in flight
 	}
 	if from != p.t.addr.WithZone("") {
@@ -514,15 +497,3 @@ func interfaceIndex(name string) (int, error) {
 	}
 	return ifi.Index, nil
 }
-
-type expiry struct {
-	deadline int64
-	fam      Family
-	seq      uint16
-	serial   uint32
-}
-
-// expiryHeap orders probes in flight by deadline.
-type expiryHeap = schedule.Heap[expiry]
-
-func (x expiry) Due() int64 { return x.deadline }

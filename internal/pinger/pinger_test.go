@@ -47,7 +47,7 @@ func (r *recorder) snapshot() recorder {
 
 // newEngine opens an engine or skips: without CAP_NET_RAW and with the
 // default ping_group_range no ICMP socket can be had.
-func newEngine(t *testing.T, opts Options) *Engine {
+func newEngine(t testing.TB, opts Options) *Engine {
 	t.Helper()
 	e, err := New(testutil.Logger(), opts)
 	if err != nil {
@@ -150,17 +150,18 @@ func TestSequenceSkipsNumbersInFlight(t *testing.T) {
 	tg := &Target{addr: netip.MustParseAddr("127.0.0.1"), fam: IPv4, h: &r,
 		set: Settings{Interval: time.Hour, Timeout: time.Second, Size: 8}}
 	e.mu.Lock()
-	e.seq[IPv4] = 65533
+	f := e.inflight[famIndex(IPv4)]
+	f.seq = 65533
 	busy := &probe{t: tg, serial: 1, deadline: e.mono() + int64(time.Hour)}
 	for _, s := range []uint16{65534, 65535, 0} {
-		e.inflight[IPv4][s] = busy
+		f.bySeq[s] = busy
 	}
 	pkt, oob := make([]byte, 1024), make([]byte, 0, 64)
 	e.sendLocked(tg, e.mono(), pkt, oob)
-	_, took := e.inflight[IPv4][1]
+	took := f.bySeq[1] != nil
 	e.mu.Unlock()
-	if !took || e.seq[IPv4] != 1 {
-		t.Fatalf("next sequence = %d, want 1 (65534, 65535 and 0 are in flight)", e.seq[IPv4])
+	if !took || f.seq != 1 {
+		t.Fatalf("next sequence = %d, want 1 (65534, 65535 and 0 are in flight)", f.seq)
 	}
 }
 

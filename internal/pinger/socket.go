@@ -131,16 +131,12 @@ func newSocket(fam Family, kind SocketKind, id uint16, polled bool) (*socket, er
 		}
 	}
 	if kind == KindRaw {
+		reply := uint8(icmpv4EchoReply)
 		if fam == IPv6 {
-			// Let only echo replies into the socket's queue.
-			var f unix.ICMPv6Filter
-			for i := range f.Data {
-				f.Data[i] = 0xffffffff
-			}
-			f.Data[icmpv6EchoReply>>5] &^= 1 << (uint32(icmpv6EchoReply) & 31)
-			if err := unix.SetsockoptICMPv6Filter(fd, unix.SOL_ICMPV6, unix.ICMPV6_FILTER, &f); err != nil {
-				return fail("ICMPV6_FILTER", err)
-			}
+			reply = icmpv6EchoReply
+		}
+		if err := passOnly(fd, fam, reply); err != nil {
+			return fail("ICMP type filter", err)
 		}
 		// A raw socket sees every ICMP packet on the machine (other pingers'
 		// replies, our own requests looping on lo): drop all but replies
@@ -195,6 +191,32 @@ func newSocket(fam Family, kind SocketKind, id uint16, polled bool) (*socket, er
 	}
 	s.rc = rc
 	return s, nil
+}
+
+// icmpFilter is ICMP_FILTER of <linux/icmp.h>, which x/sys lacks.
+const icmpFilter = 1
+
+// passOnly lets only ICMP messages of the given types into a raw socket
+// (ICMP_FILTER, ICMPV6_FILTER). The kernel applies this filter before it
+// clones a packet for the socket, unlike the BPF program: without it, on
+// loopback every probe's own echo request, and every ICMP packet of other
+// programs, was cloned into the socket only to be dropped there.
+func passOnly(fd int, fam Family, types ...uint8) error {
+	if fam == IPv4 {
+		block := ^uint32(0)
+		for _, t := range types {
+			block &^= 1 << (t & 31) // the filter covers types 0-31 only
+		}
+		return unix.SetsockoptInt(fd, unix.SOL_RAW, icmpFilter, int(int32(block)))
+	}
+	var f unix.ICMPv6Filter
+	for i := range f.Data {
+		f.Data[i] = 0xffffffff
+	}
+	for _, t := range types {
+		f.Data[t>>5] &^= 1 << (uint32(t) & 31)
+	}
+	return unix.SetsockoptICMPv6Filter(fd, unix.SOL_ICMPV6, unix.ICMPV6_FILTER, &f)
 }
 
 func attachFilter(fd int, fam Family, id uint16) error {

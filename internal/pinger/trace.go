@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"golang.org/x/net/bpf"
-	"golang.org/x/sys/unix"
 )
 
 // The tracer is the engine of path probing (mtr): TTL-limited echo requests
@@ -154,18 +153,13 @@ func newTraceSocket(fam Family, id uint16) (*socket, error) {
 	}
 	var serr error
 	err = s.rc.Control(func(fd uintptr) {
+		types := []uint8{icmpv4EchoReply, icmpv4TimeExceeded, icmpv4Unreachable}
 		if fam == IPv6 {
-			var f unix.ICMPv6Filter
-			for i := range f.Data {
-				f.Data[i] = 0xffffffff
-			}
-			for _, typ := range []uint32{icmpv6EchoReply, icmpv6TimeExceeded, icmpv6Unreachable} {
-				f.Data[typ>>5] &^= 1 << (typ & 31)
-			}
-			if serr = unix.SetsockoptICMPv6Filter(int(fd), unix.SOL_ICMPV6, unix.ICMPV6_FILTER, &f); serr != nil {
-				serr = fmt.Errorf("ICMPV6_FILTER: %w", serr)
-				return
-			}
+			types = []uint8{icmpv6EchoReply, icmpv6TimeExceeded, icmpv6Unreachable}
+		}
+		if serr = passOnly(int(fd), fam, types...); serr != nil {
+			serr = fmt.Errorf("ICMP type filter: %w", serr)
+			return
 		}
 		if serr = attachTraceFilter(int(fd), fam, id); serr != nil {
 			serr = fmt.Errorf("SO_ATTACH_FILTER: %w", serr)

@@ -178,3 +178,44 @@ func TestSlotSpreadsAndNeverBursts(t *testing.T) {
 		t.Errorf("slot after a recent send = %d, want 11500", s)
 	}
 }
+
+// Whatever mix of sends and removals, Due hands out the entry due first,
+// and the heap's copies of each entry's next stay those of the entries.
+func TestHeapStaysOrdered(t *testing.T) {
+	var q Queue[int]
+	es := entries(&q, time.Second, 500)
+	for i, e := range entries(&q, 3*time.Second, 300) {
+		e.Value = 500 + i
+		es = append(es, e)
+	}
+	live := map[*Entry[int]]bool{}
+	for _, e := range es {
+		live[e] = true
+	}
+	now := 10 * sec
+	for step := range 20000 {
+		if step%97 == 0 && len(live) > 1 {
+			for e := range live { // any one
+				q.Remove(e)
+				delete(live, e)
+				break
+			}
+		}
+		e := q.Due(now + sec)
+		if e == nil {
+			now += sec / 10
+			continue
+		}
+		for o := range live {
+			if o.next < e.next {
+				t.Fatalf("step %d: Due gave %d (next %d), but %d is due sooner (next %d)", step, e.Value, e.next, o.Value, o.next)
+			}
+		}
+		q.Sent(e, max(now, e.next))
+		for i, s := range q.h {
+			if s.e.idx != i || s.next != s.e.next {
+				t.Fatalf("step %d: slot %d holds idx %d, next %d for an entry with next %d", step, i, s.e.idx, s.next, s.e.next)
+			}
+		}
+	}
+}
