@@ -224,10 +224,19 @@ func TestMeshStreamChunks(t *testing.T) {
 	for fam, want := range map[string][]int{
 		"smokemon_mesh_peer_up":     {256, n - 256},
 		"smokemon_mesh_lost_total":  {256, 256, 256, 3*n - 768},
-		"smokemon_mesh_rtt_seconds": {256, n - 256},
+		"smokemon_mesh_rtt_seconds": chunksOf(n, histChunkSize),
 	} {
 		if !slices.Equal(got.chunks[fam], want) {
 			t.Errorf("%s came in chunks of %v, want %v", fam, got.chunks[fam], want)
 		}
 	}
+}
+
+// chunksOf is n metrics in chunks of size.
+func chunksOf(n, size int) []int {
+	var out []int
+	for ; n > 0; n -= size {
+		out = append(out, min(n, size))
+	}
+	return out
 }
