@@ -54,7 +54,7 @@ type slot struct {
 	v       float64
 	gauge   dto.Gauge
 	counter dto.Counter
-	hist    histScratch
+	hist    *histScratch // made for the first histogram in the slot: only histChunkSize slots ever hold one
 }
 
 // chunkers are kept for the next stream: their slots are a few hundred kB.
@@ -81,21 +81,30 @@ func (c *chunker) begin(f *family) {
 	c.mf.Name, c.mf.Help, c.mf.Type = &f.name, &f.help, &f.typ
 }
 
+// histChunkSize is the most histograms in one chunk. A histogram is some
+// 25 series, so a chunk of 256 was 0.5 MB of text, which the /metrics
+// handler grows a buffer to hold (1.7 MB of garbage a scrape of 300 mesh
+// peers), and 256 bucket scratches the pooled chunker kept (0.6 MB).
+const histChunkSize = 32
+
 // next is the next metric of the family, labelled with lv (the values of
 // the family's labels, in their order), its value left to the caller.
 func (c *chunker) next(lv ...string) *slot {
-	if c.n == len(c.slots) {
+	if c.n == len(c.slots) || c.n == histChunkSize && c.fam.typ == dto.MetricType_HISTOGRAM {
 		c.flush()
 	}
 	s := &c.slots[c.n]
 	c.ptrs[c.n] = &s.m
 	c.n++
 	f := c.fam
-	if len(s.values) != len(lv) {
+	// Grown, never shrunk: families of fewer labels follow families of
+	// more (mesh's alternate 1, 2 and 3 before the custom ones).
+	if cap(s.values) < len(lv) {
 		s.values = make([]string, len(lv))
 		s.pairs = make([]dto.LabelPair, len(lv))
 		s.ptrs = make([]*dto.LabelPair, len(lv))
 	}
+	s.values, s.pairs, s.ptrs = s.values[:len(lv)], s.pairs[:len(lv)], s.ptrs[:len(lv)]
 	copy(s.values, lv)
 	for j, i := range f.order {
 		s.pairs[j].Name, s.pairs[j].Value = &f.labels[i], &s.values[i]
@@ -122,7 +131,10 @@ func (c *chunker) counter(v float64, lv ...string) {
 
 func (c *chunker) histogram(h *rttHistogram, lv ...string) {
 	s := c.next(lv...)
-	h.fill(&s.m, &s.hist)
+	if s.hist == nil {
+		s.hist = new(histScratch)
+	}
+	h.fill(&s.m, s.hist)
 }
 
 // flush emits the metrics built since the last flush.

@@ -13,8 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/smokemon/smokemon/collector"
 	"github.com/smokemon/smokemon/internal/config"
 	"github.com/smokemon/smokemon/internal/mesh"
@@ -58,7 +56,7 @@ type meshCollector struct {
 	stop chan struct{}
 	done sync.WaitGroup
 
-	descs meshDescs
+	fams *meshFamilies
 }
 
 // peersFile is the state of the fleet tool's peer list.
@@ -86,16 +84,8 @@ type meshEntry struct {
 	handle      *mesh.Peer
 	nextResolve time.Time
 	lastErr     string
-	info        *meshInfo // peer_info's pairs, for addr
-}
-
-type meshDescs struct {
-	sent, received, lost, reordered, reconnects, info, up   *prometheus.Desc
-	offset, uncertainty, trustworthy                        *prometheus.Desc
-	unmatched, proberUp                                     *prometheus.Desc
-	respUp, respRequests, respReplies, respLimited, respBad *prometheus.Desc
-	respRefused, fileOK, fileOKTime                         *prometheus.Desc
-	rtt, oneWay                                             *prometheus.Desc
+	ipOf        netip.Addr // the address ip is of
+	ip          string     // peer_info's ip, formatted once per address
 }
 
 func newMeshCollector(logger *slog.Logger, cfg *config.Config, deps Deps) (collector.Collector, error) {
@@ -216,7 +206,7 @@ func (c *meshCollector) applyPeersLocked() {
 	ls := newLabelSet(c.global, ownLabels(peers, func(p config.MeshPeer) map[string]string { return p.Labels })...)
 	labelsChanged := !slices.Equal(ls.names, c.labelNames)
 	c.labelNames = ls.names
-	c.descs = newMeshDescs(ls.names)
+	c.fams = newMeshFamilies(ls.names)
 
 	var next []*meshEntry
 	for _, p := range peers {
@@ -251,7 +241,7 @@ func (c *meshCollector) applyPeersLocked() {
 			e.addr = ip.Unmap()
 		}
 		if e.stats == nil {
-			e.stats = newMeshStats(c.labelNames, e.cfg.Name, e.labels)
+			e.stats = &meshStats{name: e.cfg.Name, labels: e.labels}
 		}
 		if e.addr.IsValid() {
 			c.attachLocked(e)
@@ -295,11 +285,11 @@ func (c *meshCollector) attachLocked(e *meshEntry) {
 // native buckets held 3/4 of a peer's heap (issue 18).
 func (c *meshCollector) ensureHistograms(s *meshStats, p mesh.Proto) {
 	if s.rtt[p] == nil {
-		s.rtt[p] = newRTTHistogram(c.descs.rtt, s.pairs.proto[p], pingBuckets, histogramBoth, c.deps.Now)
+		s.rtt[p] = newRTTHistogram(c.fams.rtt.desc, nil, pingBuckets, histogramBoth, c.deps.Now)
 	}
 	if p == mesh.UDP && s.oneWay[0] == nil {
 		for _, d := range []mesh.Direction{mesh.Forward, mesh.Return} {
-			s.oneWay[d] = newRTTHistogram(c.descs.oneWay, s.pairs.dir[d], pingBuckets, histogramBoth, c.deps.Now)
+			s.oneWay[d] = newRTTHistogram(c.fams.oneWay.desc, nil, pingBuckets, histogramBoth, c.deps.Now)
 		}
 	}
 }
@@ -375,57 +365,6 @@ func (c *meshCollector) resolveDue() {
 	}
 }
 
-// Update reports what the engine and the responder counted.
-func (c *meshCollector) Update(ch chan<- prometheus.Metric) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.entries) == 0 && !c.respWant && c.file.path == "" {
-		return collector.ErrNoData
-	}
-	d, out := c.descs, emitter(ch)
-	if c.respWant {
-		c.updateResponder(out)
-	}
-	if c.file.path != "" {
-		out.gauge(d.fileOK, boolValue(c.file.ok))
-		if !c.file.lastOK.IsZero() {
-			out.gauge(d.fileOKTime, float64(c.file.lastOK.UnixNano())/1e9)
-		}
-	}
-	if len(c.entries) > 0 {
-		out.gauge(d.proberUp, boolValue(c.engine != nil))
-	}
-	if c.engine != nil {
-		cn := &c.engine.Counters
-		out.counter(d.unmatched, cn.Late.Load(), "late")
-		out.counter(d.unmatched, cn.Foreign.Load(), "foreign")
-		out.counter(d.unmatched, cn.Malformed.Load(), "malformed")
-	}
-	maxUnc := time.Duration(c.section.MaxClockUncertainty)
-	for _, e := range c.entries {
-		c.updatePeer(out, e, maxUnc)
-	}
-	return nil
-}
-
-func (c *meshCollector) updateResponder(out emitter) {
-	d, rc := c.descs, &c.respCount
-	for p, on := range map[mesh.Proto]bool{mesh.UDP: c.respCfg.UDPPort != 0, mesh.TCP: c.respCfg.TCPPort != 0} {
-		if !on {
-			continue
-		}
-		pn := p.String()
-		out.gauge(d.respUp, boolValue(c.responder != nil), pn)
-		out.counter(d.respRequests, rc.Requests[p].Load(), pn)
-		out.counter(d.respReplies, rc.Replies[p].Load(), pn)
-		out.counter(d.respLimited, rc.RateLimited[p].Load(), pn)
-		out.counter(d.respBad, rc.Malformed[p].Load(), pn)
-	}
-	if c.respCfg.TCPPort != 0 {
-		out.counter(d.respRefused, rc.ConnRefused.Load())
-	}
-}
-
 // Close stops the loop, the prober and the responder.
 func (c *meshCollector) Close() error {
 	close(c.stop)
@@ -439,35 +378,4 @@ func (c *meshCollector) Close() error {
 		c.responder.Close()
 	}
 	return nil
-}
-
-func newMeshDescs(custom []string) meshDescs {
-	name := func(n string) string { return prometheus.BuildFQName(collector.Namespace, "mesh", n) }
-	with := func(l ...string) []string { return append(l, custom...) }
-	return meshDescs{
-		sent:         prometheus.NewDesc(name("sent_total"), "Mesh probes sent (or attempted), per peer and protocol.", with("peer", "protocol"), nil),
-		received:     prometheus.NewDesc(name("received_total"), "Mesh probes answered within the timeout.", with("peer", "protocol"), nil),
-		lost:         prometheus.NewDesc(name("lost_total"), "Mesh probes not answered within the timeout, by the direction they were lost in: forward (the peer never received the request), return (it did; the reply was lost or late) or unknown (TCP, or no later reply could tell). UDP losses are counted once a later reply tells the direction, or after 5s/64 probes as unknown. Loss ratio: sum by direction of increase(lost) / increase(sent).", with("peer", "protocol", "direction"), nil),
-		reordered:    prometheus.NewDesc(name("reordered_total"), "UDP probes that arrived after a later one: forward (at the peer), return (replies, here).", with("peer", "direction"), nil),
-		reconnects:   prometheus.NewDesc(name("tcp_reconnects_total"), "Times the persistent TCP flow to the peer was established again (after reconnect_after consecutive losses or the peer closing it).", with("peer"), nil),
-		info:         prometheus.NewDesc(name("peer_info"), "A mesh peer's configured address and the IP it currently resolves to (empty while unresolved).", with("peer", "address", "ip"), nil),
-		up:           prometheus.NewDesc(name("peer_up"), "1 if the peer has an address and is being probed.", with("peer"), nil),
-		offset:       prometheus.NewDesc(name("clock_offset_seconds"), "Estimated offset of the peer's clock from this node's (peer minus local): the midpoint of the interval the last 64 UDP probes' timestamps allow. It includes half of any path asymmetry, which no two-way measurement can separate from a clock offset.", with("peer"), nil),
-		uncertainty:  prometheus.NewDesc(name("clock_offset_uncertainty_seconds"), "Half-width of the interval the clock offset must lie in (min forward + min return one-way delay, over 2): one-way delays can be wrong by up to this much even when the clocks look trustworthy.", with("peer"), nil),
-		trustworthy:  prometheus.NewDesc(name("clock_trustworthy"), "1 if the timestamps are consistent with synchronised clocks (both raw one-way delays non-negative, no clock step in the window, uncertainty within max_clock_uncertainty if set), so one_way_delay_seconds can be believed; 0 otherwise.", with("peer"), nil),
-		unmatched:    prometheus.NewDesc(name("unmatched_replies_total"), "Replies matched to no probe: late (after the timeout), foreign (not one of our sessions), malformed (not a mesh reply).", []string{"reason"}, nil),
-		proberUp:     prometheus.NewDesc(name("prober_up"), "1 if the mesh prober's UDP socket is open.", nil, nil),
-		respUp:       prometheus.NewDesc(name("responder_up"), "1 if the responder listens on this protocol's port.", []string{"protocol"}, nil),
-		respRequests: prometheus.NewDesc(name("responder_requests_total"), "Well-formed mesh requests the responder received.", []string{"protocol"}, nil),
-		respReplies:  prometheus.NewDesc(name("responder_replies_total"), "Replies the responder sent (never larger than the request).", []string{"protocol"}, nil),
-		respLimited:  prometheus.NewDesc(name("responder_rate_limited_total"), "Well-formed requests left unanswered because their source exceeded rate_limit.", []string{"protocol"}, nil),
-		respBad:      prometheus.NewDesc(name("responder_malformed_total"), "Packets (UDP) or connections (TCP) that were not smokemon's probe format: never answered.", []string{"protocol"}, nil),
-		respRefused:  prometheus.NewDesc(name("responder_tcp_connections_refused_total"), "TCP connections closed at once because max_connections were open.", nil, nil),
-		fileOK:       prometheus.NewDesc(name("peers_file_last_reload_successful"), "1 if the latest version of peers_file was accepted; 0 if it was rejected and the previous peer list is in force.", nil, nil),
-		fileOKTime:   prometheus.NewDesc(name("peers_file_last_reload_success_timestamp_seconds"), "When peers_file was last read successfully.", nil, nil),
-		rtt: prometheus.NewDesc(name("rtt_seconds"), "Round-trip time of answered mesh probes, without the responder's turnaround; for tcp_connect, the handshake time. Lost probes are never observed here.",
-			with("peer", "protocol"), nil),
-		oneWay: prometheus.NewDesc(name("one_way_delay_seconds"), "One-way delay of answered UDP probes (forward: this node to the peer; return: back), from the two nodes' clocks as they are: valid only while smokemon_mesh_clock_trustworthy is 1.",
-			with("peer", "direction"), nil),
-	}
 }

@@ -8,7 +8,6 @@ package probes
 
 import (
 	"context"
-	dto "github.com/prometheus/client_model/go"
 	"log/slog"
 	"net"
 	"time"
@@ -104,25 +103,4 @@ func (e emitter) gauge(d *prometheus.Desc, v float64, lv ...string) {
 
 func (e emitter) counter(d *prometheus.Desc, v uint64, lv ...string) {
 	e <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), lv...)
-}
-
-// pairsMetric is a constant sample whose label pairs were built once per
-// target: rebuilding them on every scrape was most of a large scrape's garbage.
-type pairsMetric struct {
-	desc  *prometheus.Desc
-	pairs []*dto.LabelPair
-	typ   dto.MetricType
-	v     float64
-}
-
-func (m *pairsMetric) Desc() *prometheus.Desc { return m.desc }
-
-func (m *pairsMetric) Write(out *dto.Metric) error {
-	out.Label = m.pairs
-	if m.typ == dto.MetricType_COUNTER {
-		out.Counter = &dto.Counter{Value: &m.v}
-	} else {
-		out.Gauge = &dto.Gauge{Value: &m.v}
-	}
-	return nil
 }

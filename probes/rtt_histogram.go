@@ -218,8 +218,8 @@ func (h *rttHistogram) reset(now time.Time) {
 
 func (h *rttHistogram) Desc() *prometheus.Desc { return h.desc }
 
-// Write builds the DTO in fresh objects, for the collectors that send their
-// histograms on a channel (mesh); ping streams them with fill.
+// Write builds the DTO in fresh objects, as a prometheus.Metric does (the
+// tests compare it with client_golang's); the collectors stream with fill.
 func (h *rttHistogram) Write(out *dto.Metric) error {
 	h.fill(out, new(histScratch))
 	out.Label = h.pairs
