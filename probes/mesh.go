@@ -285,11 +285,11 @@ func (c *meshCollector) attachLocked(e *meshEntry) {
 // native buckets held 3/4 of a peer's heap (issue 18).
 func (c *meshCollector) ensureHistograms(s *meshStats, p mesh.Proto) {
 	if s.rtt[p] == nil {
-		s.rtt[p] = newRTTHistogram(c.fams.rtt.desc, nil, pingBuckets, histogramBoth, c.deps.Now)
+		s.rtt[p] = newRTTHistogram(pingBuckets, histogramBoth, c.deps.Now)
 	}
 	if p == mesh.UDP && s.oneWay[0] == nil {
 		for _, d := range []mesh.Direction{mesh.Forward, mesh.Return} {
-			s.oneWay[d] = newRTTHistogram(c.fams.oneWay.desc, nil, pingBuckets, histogramBoth, c.deps.Now)
+			s.oneWay[d] = newRTTHistogram(pingBuckets, histogramBoth, c.deps.Now)
 		}
 	}
 }

@@ -277,7 +277,7 @@ func (c *pingCollector) settings(e *pingEntry) (pinger.Settings, error) {
 func (c *pingCollector) newStats(key statsKey, labels []string) *pingStats {
 	s := &pingStats{key: key, labels: labels}
 	s.ttl.Store(-1)
-	s.hist = newRTTHistogram(c.fams.rtt.desc, nil, pingBuckets, histogramModes[*pingHistogram], c.deps.Now)
+	s.hist = newRTTHistogram(pingBuckets, histogramModes[*pingHistogram], c.deps.Now)
 	return s
 }
 

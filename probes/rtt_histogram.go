@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -22,11 +21,9 @@ import (
 // With this one BenchmarkPingScrape went from 82 ms, 7.9 MB and 131k
 // allocations to 44 ms, 6.5 MB and 67k, and peak RSS from 34 to 27 MB.
 //
-// One mutex: Observe comes from a prober's receive loop, Write from scrapes,
+// One mutex: Observe comes from a prober's receive loop, fill from scrapes,
 // and neither contends at ping rates.
 type rttHistogram struct {
-	desc   *prometheus.Desc
-	pairs  []*dto.LabelPair
 	bounds []float64 // classic upper bounds, shared and never written
 	now    func() time.Time
 	mode   histogramMode
@@ -77,10 +74,10 @@ const (
 
 var histogramModes = map[string]histogramMode{"both": histogramBoth, "classic": histogramClassic, "native": histogramNative}
 
-func newRTTHistogram(desc *prometheus.Desc, pairs []*dto.LabelPair, bounds []float64, mode histogramMode, now func() time.Time) *rttHistogram {
+func newRTTHistogram(bounds []float64, mode histogramMode, now func() time.Time) *rttHistogram {
 	t := now()
 	h := &rttHistogram{
-		desc: desc, pairs: pairs, bounds: bounds, now: now, mode: mode,
+		bounds: bounds, now: now, mode: mode,
 		created: t,
 		schema:  rttNativeSchema,
 	}
@@ -214,16 +211,6 @@ func (h *rttHistogram) reset(now time.Time) {
 	h.counts, h.base, h.populated = nil, 0, 0
 	h.schema = rttNativeSchema
 	h.created = now
-}
-
-func (h *rttHistogram) Desc() *prometheus.Desc { return h.desc }
-
-// Write builds the DTO in fresh objects, as a prometheus.Metric does (the
-// tests compare it with client_golang's); the collectors stream with fill.
-func (h *rttHistogram) Write(out *dto.Metric) error {
-	h.fill(out, new(histScratch))
-	out.Label = h.pairs
-	return nil
 }
 
 // histScratch is what a histogram DTO points to: a streamed chunk keeps one

@@ -78,8 +78,7 @@ func testRTTHistogramMode(t *testing.T, mode histogramMode) {
 				wantClassic = 0
 			}
 			ref := prometheus.NewHistogram(opts)
-			desc := prometheus.NewDesc("rtt_seconds", "h", nil, nil)
-			ours := newRTTHistogram(desc, nil, pingBuckets, mode, time.Now)
+			ours := newRTTHistogram(pingBuckets, mode, time.Now)
 			var values []float64
 			if tc.extremes {
 				values = []float64{0, 20e-6, 1e-3, 1, 20, 25, math.Exp2(-10)}
@@ -95,9 +94,7 @@ func testRTTHistogramMode(t *testing.T, mode histogramMode) {
 			if err := ref.Write(&want); err != nil {
 				t.Fatal(err)
 			}
-			if err := ours.Write(&got); err != nil {
-				t.Fatal(err)
-			}
+			ours.fill(&got, new(histScratch))
 			w, g := want.Histogram, got.Histogram
 			if wantNative && g.GetSchema() != tc.wantSchema {
 				t.Errorf("schema %d, want %d", g.GetSchema(), tc.wantSchema)
@@ -121,7 +118,7 @@ func testRTTHistogramMode(t *testing.T, mode histogramMode) {
 // (a counter reset with a new created timestamp) instead of coarsening it.
 func TestRTTHistogramReset(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	h := newRTTHistogram(prometheus.NewDesc("rtt_seconds", "h", nil, nil), nil, pingBuckets, histogramBoth, func() time.Time { return now })
+	h := newRTTHistogram(pingBuckets, histogramBoth, func() time.Time { return now })
 	v := 1e-6
 	for range 99 {
 		h.Observe(v)
@@ -133,7 +130,7 @@ func TestRTTHistogramReset(t *testing.T) {
 		v *= 1.1
 	}
 	var m dto.Metric
-	h.Write(&m)
+	h.fill(&m, new(histScratch))
 	// 99 buckets, then the 101st bucket overflows: it and the eight after it remain.
 	if c := m.Histogram.GetSampleCount(); c != 9 {
 		t.Errorf("count %d after the reset, want 9", c)
@@ -156,7 +153,7 @@ func TestRTTHistogramFullBucket(t *testing.T) {
 	for _, mode := range []histogramMode{histogramBoth, histogramClassic, histogramNative} {
 		start := time.Unix(1_700_000_000, 0)
 		now := start
-		h := newRTTHistogram(prometheus.NewDesc("rtt_seconds", "h", nil, nil), nil, pingBuckets, mode, func() time.Time { return now })
+		h := newRTTHistogram(pingBuckets, mode, func() time.Time { return now })
 		h.Observe(300e-6)
 		h.Observe(3e-3)
 		if h.classic != nil {
@@ -168,7 +165,7 @@ func TestRTTHistogramFullBucket(t *testing.T) {
 		h.Observe(3e-3) // another bucket: counted as usual
 		h.Observe(300e-6)
 		var m dto.Metric
-		h.Write(&m)
+		h.fill(&m, new(histScratch))
 		if c := m.Histogram.GetSampleCount(); c != 1 {
 			t.Errorf("mode %d: count %d after a full bucket, want 1 (a new histogram)", mode, c)
 		}
