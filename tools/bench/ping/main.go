@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,6 +36,10 @@ const (
 	smokepingFamily = "smokeping_response_duration_seconds"
 	textAccept      = "text/plain;version=0.0.4"
 	smokepingMax    = 1000 // the largest round smokeping_prober runs in
+	// From here smokeping_prober runs in a window of its own: at 1000 it
+	// took both CPUs (165 % of one core, stop 24) and starved fping beside
+	// it to 616 of 1000 replies/s, which spoilt the smokemon/fping figures.
+	smokepingAloneFrom = 1000
 )
 
 type kind int
@@ -93,6 +98,7 @@ type result struct {
 	replyRate  float64 // replies per second in the window
 	sendRate   float64 // echo requests sent per second in the window; NaN when unknown
 	machine    float64 // % of all CPUs busy during the window, every process
+	alone      bool    // the only tool in its window
 }
 
 func main() {
@@ -190,11 +196,15 @@ func run() int {
 			kinds = append(kinds, kSmokemonAll, kFloor, kFloorCollect)
 		}
 		groups := [][]kind{kinds}
-		if o.alone {
+		switch {
+		case o.alone:
 			groups = nil
 			for _, k := range kinds {
 				groups = append(groups, []kind{k})
 			}
+		case n >= smokepingAloneFrom && slices.Contains(kinds, kSmokeping) && missing[kSmokeping] == "":
+			rest := slices.DeleteFunc(slices.Clone(kinds), func(k kind) bool { return k == kSmokeping })
+			groups = [][]kind{rest, {kSmokeping}}
 		}
 		for _, g := range groups {
 			if ctx.Err() != nil {
@@ -203,6 +213,7 @@ func run() int {
 			fmt.Fprintf(os.Stderr, "bench-ping: round N=%d: %s ...\n", n, names(g))
 			res := runRound(ctx, o, n, ri, g, missing)
 			for _, r := range res {
+				r.alone = len(g) == 1
 				if r.err != nil {
 					failed = true
 					fmt.Fprintf(os.Stderr, "bench-ping: N=%d %s FAILED: %v\n", n, kindName[r.kind], r.err)

@@ -146,7 +146,7 @@ bookkeeping grows with its first collections, which the plain floor's scrapes ar
 	seen := map[string]bool{}
 	for _, r := range all {
 		key, who := fmt.Sprint(r.n), ""
-		if o.alone {
+		if r.alone {
 			key, who = fmt.Sprint(r.n, r.kind), " ("+kindName[r.kind]+" alone)"
 		}
 		if !seen[key] && r.machine > 0 {
@@ -188,7 +188,8 @@ bookkeeping grows with its first collections, which the plain floor's scrapes ar
 		}
 	}
 
-	fmt.Fprintf(w, "\nsmokeping_prober is left out above %d targets, where it cannot keep up.\n", smokepingMax)
+	fmt.Fprintf(w, "\nsmokeping_prober is left out above %d targets, where it cannot keep up, and runs alone from %d,\n"+
+		"where beside the others it would take both CPUs from them; its ratios there are across windows.\n", smokepingMax, smokepingAloneFrom)
 	fmt.Fprintln(w, "\ntargets (issue 2 and issue 18, Figures)")
 	check := func(name string, rs []*result, pass func() (bool, string)) {
 		for _, r := range rs {
