@@ -25,7 +25,7 @@ func report(rows []row) bool {
 		printRow(os.Stdout, r)
 	}
 	fmt.Println("served: cold start to the first cycle served (its last --warmup.window); full: until a cycle covers the whole lookback;")
-	fmt.Println("cpu, srv: CPU time per timed cycle of the analyzer and of Prometheus; heap/node: live heap after GC over the nodes analysed")
+	fmt.Println("cpu, srv: CPU time per timed cycle of the analyzer and of the server; heap/node: live heap after GC over the nodes analysed")
 	find := func(fleet int, label string) *row {
 		for i := range rows {
 			if rows[i].label == label && (fleet == 0 || rows[i].fleet == fleet) {
