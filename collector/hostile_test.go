@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -105,26 +104,6 @@ type hostileCounts struct {
 	lateCases                                                                 []string
 }
 
-// lockedBuffer is a log sink the collectors write from many goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) take() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s := l.b.String()
-	l.b.Reset()
-	return s
-}
-
 // TestHostileTree turns every file of every fixture tree in turn into each
 // hostile variant and scrapes every host collector. Each scrape must answer
 // within its deadline, nothing may panic out of a collector, and a
@@ -159,7 +138,7 @@ func TestHostileTree(t *testing.T) {
 func hostileBoard(t *testing.T, board string) hostileCounts {
 	root := copyFixture(t, board)
 	withPaths(t, root)
-	logs := &lockedBuffer{}
+	logs := &testutil.SyncBuffer{} // the collectors log from many goroutines
 	set := newHostSetLogged(t, noNL80211, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	set.Collector("disk").(*diskCollector).statfs = fixtureStatfs
 	owner := seriesOwners(t, root)
@@ -174,7 +153,7 @@ func hostileBoard(t *testing.T, board string) hostileCounts {
 	}
 	baseline := splitByCollector(intact, owner)
 	set.SetTimeout(hostileDeadline)
-	logs.take()
+	logs.Take()
 
 	var files []string
 	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -214,7 +193,7 @@ func hostileBoard(t *testing.T, board string) hostileCounts {
 				c.late++
 				c.lateCases = append(c.lateCases, fmt.Sprintf("%s: %v", what, took))
 			}
-			log := logs.take()
+			log := logs.Take()
 			if n := strings.Count(log, "err=\"panic:"); n > 0 {
 				c.panics += n
 				t.Errorf("%s: a collector panicked:\n%s", what, grepLines(log, "panic:"))

@@ -24,3 +24,13 @@ func (b *SyncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+// Take is everything written since the last Take, and empties the buffer:
+// for a test that judges each step's output on its own.
+func (b *SyncBuffer) Take() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.b.String()
+	b.b.Reset()
+	return s
+}
