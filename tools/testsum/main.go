@@ -11,7 +11,8 @@
 //
 // Timing checks (internal/lab.Tries) log one line per try, "timing: WHAT: try
 // N passed|failed|inconclusive", and "timing: WHAT: skipped|deferred" when
-// they are not judged: sum counts them.
+// they are not judged: sum counts them, and names every test that took
+// more than one try or was skipped.
 package main
 
 import (
@@ -253,6 +254,7 @@ type summary struct {
 	tries                   map[string]int // try verdicts over every run
 	judged, timingSkipped   int            // timing tests by their final verdict
 	skippedTiming           []key          // the timing tests skipped
+	retried                 []string       // a line per judged timing test that needed more than one try
 	deferredOnly            []key          // deferred under -race and never run without it
 	reruns                  []string       // a line per test a later run decided anew
 	failures                []string
@@ -321,6 +323,10 @@ func summarize(runs []*run) summary {
 			s.skippedTiming = append(s.skippedTiming, k)
 		default:
 			s.judged++
+			if again := t["failed"] + t["inconclusive"]; again > 0 {
+				s.retried = append(s.retried, fmt.Sprintf("%s %s: %d failed, %d inconclusive, then %s",
+					k.pkg, k.test, t["failed"], t["inconclusive"], verb(v)))
+			}
 		}
 	}
 	return s
@@ -363,6 +369,9 @@ func (s summary) print(w io.Writer, maxSkip float64, minTiming int) bool {
 	fmt.Fprintf(w, "test: %d reruns decided a test anew\n", len(s.reruns))
 	fmt.Fprintf(w, "test: timing tries: %d passed, %d failed, %d inconclusive (a machine stall)\n",
 		s.tries["passed"], s.tries["failed"], s.tries["inconclusive"])
+	for _, r := range s.retried {
+		fmt.Fprintf(w, "test: timing retried: %s\n", r)
+	}
 	timing := s.judged + s.timingSkipped
 	share := 0.0
 	if timing > 0 {

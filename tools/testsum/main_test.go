@@ -68,6 +68,7 @@ func TestSum(t *testing.T) {
 			"test: FAILED: example.com/fix/c (no test ran)",
 			"test: 0 reruns decided a test anew",
 			"test: timing tries: 1 passed, 0 failed, 3 inconclusive (a machine stall)",
+			"test: timing retried: example.com/fix/a TestTiming/one: 0 failed, 1 inconclusive, then passed",
 			"test: timing skipped, every try inconclusive: example.com/fix/a TestTiming/two",
 			"test: timing tests: 1 judged, 1 skipped after every try was inconclusive (50%; more than 50% fails the suite)",
 			"test: FAILED: example.com/fix/a TestDeferred was deferred under -race and never judged without it",
@@ -82,6 +83,7 @@ func TestSum(t *testing.T) {
 			"test: rerun: example.com/fix/a TestFlaky failed in first.json, passed in rerun.json",
 			"test: 1 reruns decided a test anew",
 			"test: timing tries: 2 passed, 0 failed, 6 inconclusive (a machine stall)",
+			"test: timing retried: example.com/fix/a TestTiming/one: 0 failed, 1 inconclusive, then passed",
 			"test: timing skipped, every try inconclusive: example.com/fix/a TestTiming/two",
 			"test: timing tests: 1 judged, 1 skipped after every try was inconclusive (50%; more than 10% fails the suite)",
 			"test: FAILED: too many timing tests skipped: this run does not say the timing bounds hold",
@@ -138,7 +140,8 @@ func TestDeferralKeepsVerdict(t *testing.T) {
 	for _, order := range [][]*run{{plain, raced}, {raced, plain}} {
 		var b strings.Builder
 		ok := summarize(order).print(&b, 0, 1)
-		if !ok || !strings.Contains(b.String(), "timing tries: 1 passed, 1 failed, 0 inconclusive") || !strings.HasSuffix(b.String(), "1 passed, 0 failed, 0 skipped\n") {
+		if !ok || !strings.Contains(b.String(), "timing tries: 1 passed, 1 failed, 0 inconclusive") ||
+			!strings.Contains(b.String(), "test: timing retried: p TestT: 1 failed, 0 inconclusive, then passed\n") || !strings.HasSuffix(b.String(), "1 passed, 0 failed, 0 skipped\n") {
 			t.Errorf("ok %v:\n%s", ok, b.String())
 		}
 	}
