@@ -11,8 +11,8 @@
 //
 // Timing checks (internal/lab.Tries) log one line per try, "timing: WHAT: try
 // N passed|failed|inconclusive", and "timing: WHAT: skipped|deferred" when
-// they are not judged: sum counts them, and names every test that took
-// more than one try or was skipped.
+// they are not judged: sum counts them, and names every test that
+// passed only on a later try or was skipped.
 package main
 
 import (
@@ -254,7 +254,7 @@ type summary struct {
 	tries                   map[string]int // try verdicts over every run
 	judged, timingSkipped   int            // timing tests by their final verdict
 	skippedTiming           []key          // the timing tests skipped
-	retried                 []string       // a line per judged timing test that needed more than one try
+	retried                 []string       // a line per timing test that passed after a failed or inconclusive try
 	deferredOnly            []key          // deferred under -race and never run without it
 	reruns                  []string       // a line per test a later run decided anew
 	failures                []string
@@ -323,9 +323,10 @@ func summarize(runs []*run) summary {
 			s.skippedTiming = append(s.skippedTiming, k)
 		default:
 			s.judged++
-			if again := t["failed"] + t["inconclusive"]; again > 0 {
-				s.retried = append(s.retried, fmt.Sprintf("%s %s: %d failed, %d inconclusive, then %s",
-					k.pkg, k.test, t["failed"], t["inconclusive"], verb(v)))
+			// A test that failed is named among the failures already.
+			if v == "pass" && t["failed"]+t["inconclusive"] > 0 {
+				s.retried = append(s.retried, fmt.Sprintf("%s %s: %d failed, %d inconclusive, then passed",
+					k.pkg, k.test, t["failed"], t["inconclusive"]))
 			}
 		}
 	}

@@ -329,8 +329,7 @@ func runFleet(n int, keep string, shards bool) ([]row, error) {
 	}
 	// Shard 1 first: shard 0 builds the fleet incidents with its incidents.
 	// The peer answers with a copy of shard 1's last ones, so that shard 1's
-	// engine is collected and shard 0's heap and RSS are its own (they
-	// counted both engines: 229 kB a node, 1290 MB).
+	// engine is collected and shard 0's heap and RSS are its own.
 	incs, err := lastIncidents(add("shard 1/2", analyzer.Shard{Index: 1, Count: 2}, nil))
 	if err != nil {
 		return rows, err
